@@ -1,0 +1,57 @@
+"""Collective schedules as programs. :func:`build` is the one entry point the CLI and tests use.
+
+| collective     | algorithms                                                           |
+|----------------|----------------------------------------------------------------------|
+| all-reduce     | ring, hd (recursive halving-doubling), ps (parameter server), hier   |
+| reduce-scatter | ring                                                                 |
+| all-gather     | ring                                                                 |
+| broadcast      | ring (pipelined, ``pieces``), tree (binomial)                        |
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import UsageError
+from ..program import Program
+from .broadcast import ring_broadcast, tree_broadcast
+from .halving_doubling import halving_doubling_all_reduce
+from .hierarchical import hierarchical_all_reduce
+from .parameter_server import parameter_server_all_reduce
+from .ring import ring_all_gather, ring_all_reduce, ring_reduce_scatter
+
+ALGORITHMS: dict[str, dict[str, Callable[..., Program]]] = {
+    "all-reduce": {"ring": ring_all_reduce, "hd": halving_doubling_all_reduce,
+                   "ps": parameter_server_all_reduce, "hier": hierarchical_all_reduce},
+    "reduce-scatter": {"ring": ring_reduce_scatter},
+    "all-gather": {"ring": ring_all_gather},
+    "broadcast": {"ring": ring_broadcast, "tree": tree_broadcast},
+}
+ALIASES = {"halving-doubling": "hd", "rabenseifner": "hd", "parameter-server": "ps", "naive": "ps",
+           "hierarchical": "hier", "binomial": "tree", "pipeline": "ring",
+           "allreduce": "all-reduce", "reducescatter": "reduce-scatter", "allgather": "all-gather",
+           "all_reduce": "all-reduce", "reduce_scatter": "reduce-scatter", "all_gather": "all-gather"}
+
+
+def build(collective: str, algo: str, nranks: int, nbytes: int, *, pieces: int = 4, root: int = 0,
+          nodes: int | None = None) -> Program:
+    """The program of ``collective`` by ``algo`` on ``nranks`` ranks and ``nbytes`` bytes."""
+    coll = ALIASES.get(collective, collective)
+    if coll not in ALGORITHMS:
+        raise UsageError(f"unknown collective {collective!r}; choose from {', '.join(ALGORITHMS)}")
+    name = ALIASES.get(algo, algo)
+    algos = ALGORITHMS[coll]
+    if name not in algos:
+        raise UsageError(f"unknown algorithm {algo!r} for {coll}; choose from {', '.join(algos)}")
+    if nranks < 1:
+        raise UsageError(f"--ranks must be >= 1, got {nranks}")
+    if nbytes < 0:
+        raise UsageError(f"--size must be >= 0 bytes, got {nbytes}")
+    fn = algos[name]
+    if coll == "broadcast":
+        return fn(nranks, nbytes, root=root, **({"pieces": pieces} if name == "ring" else {}))
+    if name == "hier":
+        if nodes is None:
+            raise UsageError(f"hierarchical all-reduce needs --nodes M (M nodes x G ranks = {nranks})")
+        return fn(nranks, nbytes, nodes=nodes)
+    return fn(nranks, nbytes)

@@ -1,0 +1,50 @@
+"""Byte sizes in and out: ``64MiB``, ``1GB``, ``4096``, ``1.5e6``.
+
+Decimal units (kB, MB, GB, TB) are powers of 1000, as nccl-tests reports them; binary units
+(KiB, MiB, GiB, TiB) are powers of 1024. A bare number is bytes; ``B`` may follow any unit.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import UsageError
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
+    "ti": 1024**4, "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in ``text``; a whole number of bytes >= 0 or :class:`UsageError`."""
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _SIZE.match(str(text))
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _UNITS:
+            raise UsageError(f"cannot parse size {text!r}: use bytes like 4096, 1.5e6, 64KiB, 1GB")
+        exact = float(m.group(1)) * _UNITS[unit]
+        value = int(round(exact))
+        if abs(exact - value) > 1e-6 * max(1.0, exact):
+            raise UsageError(f"size {text!r} is not a whole number of bytes ({exact})")
+    if value < 0:
+        raise UsageError(f"size must be >= 0 bytes, got {value}")
+    return value
+
+
+def format_bytes(n: float) -> str:
+    """Short binary form for tables: ``512B``, ``64KiB``, ``1.5MiB``."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            if unit == "B":
+                return f"{int(n)}B"
+            return f"{n:.0f}{unit}" if n == int(n) else f"{n:.3g}{unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

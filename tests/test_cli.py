@@ -1,0 +1,75 @@
+"""The command line: output, JSON, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from simulator.cli import format_ranks, main
+from simulator.units import parse_size
+
+
+def test_sizes_parse():
+    assert parse_size("64MiB") == 64 * 2**20
+    assert parse_size("1GB") == 10**9
+    assert parse_size("4096") == 4096
+    assert parse_size("1.5e6") == 1_500_000
+    assert parse_size("2 KiB") == 2048
+
+
+def test_format_ranks():
+    assert format_ranks([], 4) == "-"
+    assert format_ranks([0, 1, 2, 3], 4) == "all"
+    assert format_ranks([0, 2, 3], 8) == "{0,2,3}"
+    assert format_ranks([0, 1, 2, 5], 8) == "{0-2,5}"
+
+
+def test_sim_prints_steps_grid_and_bytes(capsys):
+    assert main(["sim", "all-reduce", "--ranks", "4", "--size", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "step 0  reduce-scatter 1/3" in out
+    assert "step 5  all-gather 3/3" in out
+    assert "0 -> 1    chunk 3" in out and "250B  reduce" in out
+    last_grid = [ln for ln in out.split("step 5")[1].splitlines() if ln.startswith("  rank ") and "sent" not in ln]
+    assert len(last_grid) == 4
+    assert all([c.rstrip("*") for c in ln.split()[2:]] == ["all"] * 4 for ln in last_grid)
+    assert "total 6000 bytes in 24 messages" in out
+
+
+def test_sim_json_matches_text(capsys):
+    assert main(["sim", "all-gather", "--ranks", "3", "--size", "10", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["program"]["collective"] == "all-gather"
+    assert len(doc["steps"]) == 2
+    assert doc["steps"][-1]["provenance"] == [[[0], [1], [2]]] * 3
+    assert doc["bytes"]["total"] == 20
+
+
+def test_large_programs_are_cut_at_the_limit(capsys):
+    assert main(["sim", "all-reduce", "-n", "64", "-s", "1MiB", "--limit", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "7964 more ops not shown" in out
+    assert "rank 0 " not in out  # no grid above 16 ranks
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["sim", "all-reduce", "--size", "12XB"], "cannot parse size '12XB'"),
+    (["sim", "all-reduce", "--ranks", "0"], "must be >= 1"),
+    (["sim", "gather"], "unknown collective 'gather'"),
+    (["sim", "all-reduce", "--algo", "magic"], "unknown algorithm 'magic'"),
+    (["sim", "all-reduce", "--algo", "hier", "-n", "6", "--nodes", "4"], "dividing"),
+    (["bogus-verb"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_console_entry_point_runs_in_a_subprocess():
+    out = subprocess.run([sys.executable, "-m", "simulator.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "sim" in out.stdout and "demo" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "simulator.cli", "sim", "all-reduce", "-n", "-3"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
