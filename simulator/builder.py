@@ -72,8 +72,9 @@ class ProgramBuilder:
 
     # -- ops -------------------------------------------------------------------------------------
     def transfer(self, src: int, dst: int, chunk: int, kind: OpKind, step: int,
-                 deps: Sequence[int] | None = None) -> int:
-        """Add a transfer; with ``deps=None`` its dependencies are derived (see the module note)."""
+                 deps: Sequence[int] | None = None, after: Sequence[int] = ()) -> int:
+        """Add a transfer; with ``deps=None`` its dependencies are derived (see the module note).
+        ``after`` adds ordering that is not data flow (a rank that sends one message at a time)."""
         op = len(self._ops)
         buf, c0, c1 = self._chunk_cells[chunk]
         if deps is None:
@@ -90,7 +91,9 @@ class ProgramBuilder:
             for c in range(c0, c1):
                 self._cell(src, buf, c)[2].append(op)
                 self._write(dst, buf, c, op, reduce=kind == OpKind.REDUCE)
-            deps = sorted(found)
+            deps = sorted(found.union(after))
+        else:
+            deps = sorted(set(deps).union(after))
         self._ops.append((int(kind), src, dst, chunk, step))
         self._deps.append(list(deps))
         return op

@@ -14,11 +14,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .collectives import ALGORITHMS, build
+from .costs import algbw, busbw
 from .errors import RankscopeError, UsageError
 from .program import OpKind, Program
 from .provenance import Layout, layout
 from .traffic import traffic
-from .units import format_bytes, parse_size
+from .units import format_bytes, format_seconds, parse_size
 
 GRID_MAX_RANKS = 16
 
@@ -86,8 +87,9 @@ def _transfer_dict(prog: Program, op: int) -> dict[str, Any]:
             "nbytes": int(prog.chunk_len[c]), "kind": "reduce" if prog.kind[op] == OpKind.REDUCE else "copy"}
 
 
-def steps_report(prog: Program, limit: int, grid: bool) -> tuple[list[dict[str, Any]], int]:
-    """One dict per step (transfers and, when ``grid``, the provenance after it); ops left out."""
+def steps_report(prog: Program, limit: int, grid: bool, sim=None) -> tuple[list[dict[str, Any]], int]:
+    """One dict per step (transfers, the step's time window when ``sim`` is given and, when
+    ``grid``, the provenance after it); and the number of ops left out."""
     bounds = prog.step_bounds()
     lay = layout(prog, 0)
     steps, shown = [], 0
@@ -102,6 +104,8 @@ def steps_report(prog: Program, limit: int, grid: bool) -> tuple[list[dict[str, 
                                  "phase_step": ph[1] if ph else None, "phase_steps": ph[0].nsteps if ph else None,
                                  "transfers": [_transfer_dict(prog, op) for op in ops
                                                if prog.kind[op] <= OpKind.COPY]}
+        if sim is not None and hi > lo:
+            entry["t0"], entry["t1"] = float(sim.start[lo:hi].min()), float(sim.end[lo:hi].max())
         if grid:
             before = lay.counts(0).copy()
             lay.advance_to(hi)
@@ -111,11 +115,19 @@ def steps_report(prog: Program, limit: int, grid: bool) -> tuple[list[dict[str, 
     return steps, prog.n_ops - shown
 
 
-def print_sim(prog: Program, limit: int, out=None) -> None:
+def timing_summary(prog: Program, sim, topo) -> dict[str, Any]:
+    s = prog.buffers[0].nbytes if prog.buffers else 0
+    t = sim.makespan
+    coll = prog.meta.get("collective", "")
+    return {"topology": topo.name, "method": sim.info["method"], "gamma": sim.info["gamma"],
+            "seconds": t, "algbw": algbw(s, t), "busbw": busbw(coll, prog.nranks, s, t) if coll else None}
+
+
+def print_sim(prog: Program, limit: int, sim=None, topo=None, out=None) -> None:
     out = out or sys.stdout
     n, S = prog.nranks, prog.buffers[0].nbytes if prog.buffers else 0
     grid = n <= GRID_MAX_RANKS
-    steps, left = steps_report(prog, limit, grid)
+    steps, left = steps_report(prog, limit, grid, sim)
     w = out.write
     w(f"{prog.describe()}, {format_bytes(S)} ({S} bytes): {prog.n_steps} steps, "
       f"{int(prog.is_transfer.sum())} transfers\n")
@@ -124,7 +136,8 @@ def print_sim(prog: Program, limit: int, out=None) -> None:
         w("\n".join(_grid_lines(_grid(layout(prog, 0)), n, set())) + "\n")
     for st in steps:
         phase = f"  {st['phase']} {st['phase_step']}/{st['phase_steps']}" if st["phase"] else ""
-        w(f"\nstep {st['step']}{phase}\n")
+        when = f"  [{format_seconds(st['t0'])} .. {format_seconds(st['t1'])}]" if "t0" in st else ""
+        w(f"\nstep {st['step']}{phase}{when}\n")
         for t in st["transfers"]:
             rng = f"[{t['offset']}..{t['offset'] + t['nbytes']})"
             w(f"  {t['src']:>4} -> {t['dst']:<4} chunk {t['chunk']:<4} {rng:<24} "
@@ -139,12 +152,17 @@ def print_sim(prog: Program, limit: int, out=None) -> None:
         w(f"  {r:<4} {int(tr.sent[r]):>11} {int(tr.received[r]):>11}\n")
     w(f"  total {tr.total} bytes in {tr.messages} messages; per rank sent min {int(tr.sent.min())} "
       f"max {int(tr.sent.max())}\n")
+    if sim is not None:
+        ts = timing_summary(prog, sim, topo)
+        bus = f", busbw {ts['busbw'] / 1e9:.2f} GB/s" if ts["busbw"] is not None else ""
+        w(f"\nsimulated on {ts['topology']} ({ts['method']}): {format_seconds(ts['seconds'])}, "
+          f"algbw {ts['algbw'] / 1e9:.2f} GB/s{bus}\n")
 
 
-def sim_json(prog: Program, limit: int) -> dict[str, Any]:
-    steps, left = steps_report(prog, limit, prog.nranks <= GRID_MAX_RANKS)
+def sim_json(prog: Program, limit: int, sim=None, topo=None) -> dict[str, Any]:
+    steps, left = steps_report(prog, limit, prog.nranks <= GRID_MAX_RANKS, sim)
     tr = traffic(prog)
-    return {"program": {**prog.meta, "n_ops": prog.n_ops, "n_steps": prog.n_steps,
+    return {"timing": timing_summary(prog, sim, topo) if sim is not None else None,"program": {**prog.meta, "n_ops": prog.n_ops, "n_steps": prog.n_steps,
                         "phases": [{"name": p.name, "first_step": p.first_step, "nsteps": p.nsteps}
                                    for p in prog.phases]},
             "steps": steps, "ops_not_shown": left,
@@ -169,19 +187,112 @@ def program_from_args(a: argparse.Namespace) -> Program:
     return build(a.collective, a.algo, a.ranks, a.size, pieces=a.pieces, root=a.root, nodes=a.nodes)
 
 
+def _add_topology_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--topology", "-t", help="ring:N, switch:N (default), dgx-a100, dgx-h100, nodes:MxG, "
+                   "or a .toml file")
+    p.add_argument("--bw", help="per-link bandwidth override for ring/switch, e.g. 25GB/s")
+    p.add_argument("--lat", help="per-link latency override for ring/switch, e.g. 5us")
+    p.add_argument("--gamma", type=float, default=0.0, help="reduction cost in seconds per byte (default 0)")
+
+
+def topology_from_args(a: argparse.Namespace, nranks: int):
+    from .topology import parse_topology
+
+    spec = a.topology or f"switch:{nranks}"
+    return parse_topology(spec, nranks, bw=a.bw, lat=a.lat)
+
+
+def _dump(doc: Any) -> None:
+    json.dump(doc, sys.stdout)
+    sys.stdout.write("\n")
+
+
 def cmd_sim(a: argparse.Namespace) -> int:
+    from .engine import simulate
+
     prog = program_from_args(a)
+    topo = topology_from_args(a, prog.nranks)
+    sim = simulate(prog, topo, gamma=a.gamma)
+    if a.out:
+        from .trace import write_trace
+
+        write_trace(a.out, sim.to_trace(prog, topo))
     if a.json:
-        json.dump(sim_json(prog, a.limit), sys.stdout)
-        sys.stdout.write("\n")
+        _dump(sim_json(prog, a.limit, sim, topo))
     else:
-        print_sim(prog, a.limit)
+        print_sim(prog, a.limit, sim, topo)
+        if a.out:
+            print(f"trace written to {a.out}")
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from .trace import read_trace, trace_summary
+
+    tr = read_trace(a.file, salvage=a.salvage)
+    doc = trace_summary(tr)
+    doc["file"] = a.file
+    topo = tr.meta.get("topology")
+    doc["topology"] = topo.get("name") if isinstance(topo, dict) else topo
+    if a.json:
+        _dump(doc)
+        return 0
+    what = f"{doc['collective'] or 'program'}" + (f" ({doc['algo']})" if doc["algo"] else "")
+    print(f"{a.file}: {what} on {doc['nranks']} ranks, {doc['n_ops']} ops, executor {doc['executor']}, "
+          f"clock {doc['clock']}, topology {doc['topology']}")
+    print(f"  complete: {'yes' if doc['complete'] else 'NO (partial trace)'}; ops that never ran: "
+          f"{doc['ops_never_ran']}; link rows: {doc['n_link_rows']}")
+    print(f"  makespan {format_seconds(doc['makespan'])}; bytes moved {doc['bytes_moved']} "
+          f"({format_bytes(doc['bytes_moved'])})")
+    n = doc["nranks"]
+    if n <= 64:
+        print("  rank        sent    received")
+        for r in range(n):
+            print(f"  {r:<4} {doc['bytes_sent'][r]:>11} {doc['bytes_received'][r]:>11}")
+    return 0
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .sweep import default_sizes, run_sweep
+
+    coll = a.collective
+    algos = [x for x in a.algos.split(",") if x] if a.algos else (
+        ["ring", "hd", "ps"] if coll in ("all-reduce", "allreduce") else
+        ["ring", "tree"] if coll == "broadcast" else ["ring"])
+    sizes = default_sizes(a.min, a.max)
+    if not sizes:
+        raise UsageError(f"no sizes between --min {a.min} and --max {a.max}")
+    topo = topology_from_args(a, a.ranks)
+    rows = run_sweep(coll, algos, a.ranks, sizes, topo, gamma=a.gamma, pieces=a.pieces, nodes=a.nodes,
+                     progress=None if not (a.json or a.csv) else None)
+    if a.json:
+        _dump({"collective": coll, "nranks": a.ranks, "topology": topo.name, "gamma": a.gamma,
+               "rows": [r.__dict__ for r in rows]})
+        return 0
+    if a.csv:
+        print("size,algo,seconds,algbw_GBps,busbw_GBps,method")
+        for r in rows:
+            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method}")
+        return 0
+    print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}, gamma {a.gamma} s/B "
+          f"(simulated; GB/s = 1e9 B/s as nccl-tests)")
+    print("#" + " " * 13 + "".join(f"{algo:^27}" for algo in algos))
+    print(f"#{'size (B)':>12}" + "".join(f"{'time (us)':>11}{'algbw':>8}{'busbw':>8}" for _ in algos))
+    by = {(r.size, r.algo): r for r in rows}
+    for size in sizes:
+        cells = "".join(f"{by[size, x].seconds * 1e6:>11.2f}{by[size, x].algbw / 1e9:>8.2f}"
+                        f"{by[size, x].busbw / 1e9:>8.2f}" for x in algos)
+        print(f" {size:>12}{cells}")
     return 0
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    from .engine import simulate
+    from .topology import parse_topology
+
     prog = build("all-reduce", "ring", 8, parse_size("64MiB"))
-    print_sim(prog, 0)
+    topo = parse_topology("switch:8")
+    print_sim(prog, 0, simulate(prog, topo), topo)
     return 0
 
 
@@ -191,10 +302,30 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     s = sub.add_parser("sim", help="simulate a collective: steps, provenance grid, bytes moved")
     _add_collective_args(s)
+    _add_topology_args(s)
+    s.add_argument("--out", "-o", help="write the simulated trace to this file (Arrow IPC, trace format v1)")
     s.add_argument("--limit", type=_int_at_least(0), default=4096,
                    help="print at most this many ops (default 4096; 0 = all)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=cmd_sim)
+    i = sub.add_parser("info", help="summarise a trace file")
+    i.add_argument("file")
+    i.add_argument("--salvage", action="store_true", help="load the readable prefix of a truncated trace")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+    i.set_defaults(func=cmd_info)
+    w = sub.add_parser("sweep", help="nccl-tests-style table of simulated time, algbw, busbw over sizes")
+    w.add_argument("collective", nargs="?", default="all-reduce", help="default all-reduce")
+    w.add_argument("--algos", help="comma-separated (default: every algorithm of the collective but hier)")
+    w.add_argument("--ranks", "-n", type=_int_at_least(1), default=8, help="number of ranks (default 8)")
+    w.add_argument("--min", type=_size, default=8, help="smallest size (default 8B)")
+    w.add_argument("--max", type=_size, default=1 << 30, help="largest size (default 1GiB); sizes double")
+    w.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces")
+    w.add_argument("--nodes", type=_int_at_least(1), help="M for --algos hier")
+    _add_topology_args(w)
+    fmt = w.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    w.set_defaults(func=cmd_sweep)
     d = sub.add_parser("demo", help="the built-in default: ring all-reduce on 8 ranks (also bare `rankscope`)")
     d.set_defaults(func=cmd_demo)
     return p

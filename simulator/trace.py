@@ -327,6 +327,9 @@ def write_trace(path: str | os.PathLike, trace: Trace) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a trace is as readable as any file the user writes
     os.close(fd)
     try:
         with pa.OSFile(tmp, "wb") as sink:

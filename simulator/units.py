@@ -48,3 +48,14 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f}{unit}" if n == int(n) else f"{n:.3g}{unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def format_seconds(t: float) -> str:
+    """``850ns``, ``12.3us``, ``1.52ms``, ``2.10s`` for tables."""
+    t = float(t)
+    if t != t:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(t) >= scale:
+            return f"{t / scale:.3g}{unit}"
+    return f"{t * 1e9:.3g}ns"

@@ -6,7 +6,10 @@ after N-1 steps and the whole broadcast takes N + k - 2 steps. With even pieces 
 (N + k - 2)(α + β·S/k): the pipelined form of "scatter + ring all-gather" in Thakur et al. 2005.
 
 Binomial tree: in round t every rank that has the data (relative id < 2^t) sends the whole buffer
-to relative id + 2^t; ceil(log2 N) rounds, log2(N)(α + Sβ) (Thakur et al. 2005, table 1).
+to relative id + 2^t; ceil(log2 N) rounds, log2(N)(α + Sβ) (Thakur et al. 2005, table 1). A rank
+sends one child at a time (as MPI's binomial broadcast does), so each send also waits for the
+same rank's previous send: without that, the root's sends would all start at once and share its
+link.
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ def tree_broadcast(nranks: int, nbytes: int, *, root: int = 0) -> Program:
                        meta={"collective": "broadcast", "algo": "tree", "nranks": nranks,
                              "nbytes": nbytes, "root": root})
     whole = b.chunk(0, 0)
+    last_send: dict[int, int] = {}
     t, span = 0, 1
     while span < nranks:
         for rel in range(min(span, nranks - span)):
-            b.transfer((root + rel) % nranks, (root + rel + span) % nranks, whole, OpKind.COPY, t)
+            src = (root + rel) % nranks
+            prev = [last_send[src]] if src in last_send else []
+            last_send[src] = b.transfer(src, (root + rel + span) % nranks, whole, OpKind.COPY, t, after=prev)
         t, span = t + 1, span * 2
     if t:
         b.phases.append(Phase("binomial tree", 0, t))

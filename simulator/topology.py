@@ -1,0 +1,510 @@
+"""Network topologies: which links a message between two ranks crosses, and how fast each one is.
+
+[Note: links and routes]
+A topology is a directed graph. Its nodes are the ranks (ints 0..N-1) and switch or NIC nodes
+(strings: "sw", "nvswitch0", "nic3", "fabric"). Each edge is one *link*: a one-way lane with a
+bandwidth (bytes/s) and a latency (seconds), numbered 0..L-1 in a stable order (the *link id*).
+A *route* is the sequence of link ids a message from rank src to rank dst crosses: the path of least
+total latency, then fewest hops, then the lexicographically smallest sequence of link ids. Routes
+may pass through other ranks (``ring:N`` forwards through the neighbours). Every ordered pair of
+ranks must have a route; a topology without one is refused when it is built.
+
+Presets (GB = 1e9 bytes, as nccl-tests reports; figures are per link and per direction):
+- ``ring:N``: r -> r+1 and r+1 -> r; ``switch:N``: r -> "sw" -> s, a non-blocking switch.
+  Default 25 GB/s and 5 us per link: round defaults for a toy network, not a measurement.
+- ``dgx-a100`` / ``dgx-h100``: 8 GPUs, each with an up and a down link to one non-blocking
+  "nvswitch0" (the real node's several NVSwitch chips act as one crossbar). Per-GPU bandwidth is
+  NCCL's per-NVLink figure x NVLinks per GPU: 20.0 GB/s x 12 = 240 GB/s (A100) and
+  20.6 GB/s x 18 = 370.8 GB/s (H100) (NVIDIA/nccl src/graph/topo.h, via shared FORMULAS.md).
+  Latency: NCCL's per-hop Ring latency over NVLink for the *Simple* protocol, 3.4 us
+  (NVIDIA/nccl src/graph/tuning.cc). Simple is the protocol NCCL uses for large messages and the
+  only one that reaches full link bandwidth (LL and LL128 cap it at ~0.5x and ~0.92x), so it is the
+  latency that fits a model charging full bandwidth. One GPU-to-GPU hop is two links (up, down),
+  so each link gets 1.7 us and the route totals 3.4 us.
+- ``nodes:MxG``: M nodes of G ranks, rank = node*G + local. Inside a node as a DGX H100 (link to
+  "nvswitch<node>"); across nodes rank -> "nic<rank>" -> "fabric" -> "nic<peer>" -> peer. NIC
+  bandwidth 12 GB/s: NCCL's figure for a 100 Gb/s NIC (12.5 GB/s raw less protocol overhead;
+  tuning.cc/topo.h via FORMULAS.md). Latency: NCCL's Ring/Simple per-hop "network" figure, 14 us,
+  split over the four links of an inter-node route (3.5 us each) so the route totals 14 us.
+The ring order of every preset is 0..N-1. Overrides are per link: ``bw``/``lat`` (ring, switch),
+``intra_bw``/``intra_lat`` (dgx-*, nodes), ``nic_bw``/``nic_lat`` (nodes); numbers in bytes/s and
+seconds or strings such as "50 GB/s", "2 us"; an override of None counts as not given.
+The TOML file format is described in topology_format.md next to this module.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import numbers
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from .errors import TopologyError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+DEFAULT_BW = 25e9  # bytes/s per link for ring:N and switch:N: a round default
+DEFAULT_LAT = 5e-6  # seconds per link for ring:N and switch:N: a round default
+NVLINK = {"a100": (20.0e9, 12), "h100": (20.6e9, 18)}  # NCCL per-NVLink bytes/s, NVLinks per GPU
+NVLINK_HOP_LAT = 3.4e-6  # NCCL Ring/Simple NVLink per-hop latency (tuning.cc)
+NET_HOP_LAT = 14e-6  # NCCL Ring/Simple network per-hop latency (tuning.cc)
+NIC_BW = 12e9  # NCCL's bytes/s for a 100 Gb/s NIC
+_FS = 1e15  # latencies are compared in whole femtoseconds: float rounding cannot break a tie
+_DENSE_MAX = 1 << 22  # routes() maps pairs through an N*N table while N*N is at most this
+_NEAR = 32  # nodes whose exact distance to dst guides a route search (see _distances_to)
+_TREE_MIN = 8  # routes() searches a whole source tree once a source has this many new pairs
+_BW_UNITS = {"B/s": 0, "kB/s": 3, "MB/s": 6, "GB/s": 9, "TB/s": 12,
+             "b/s": 0, "kb/s": 3, "Mb/s": 6, "Gb/s": 9, "Tb/s": 12}
+_LAT_UNITS = {"s": 0, "ms": -3, "us": -6, "µs": -6, "ns": -9}
+_QTY = re.compile(r"^\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ/]+)\s*$")
+_PRESET = re.compile(r"^(?:(ring|switch)(?::(\d+))?|dgx-(a100|h100)|nodes:(\d+)x(\d+))$")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Topology:
+    """A directed network of ranks, switches and NICs; see [Note: links and routes].
+
+    Equality compares the network (name, ranks, ring, every link's ends and figures in id order),
+    not ``meta``, which only records where the topology came from.
+    """
+
+    name: str  # "switch:8", "dgx-h100", "nodes:2x4", or the TOML file's name (default its stem)
+    nranks: int
+    graph: nx.DiGraph  # edge attributes: id, bw (bytes/s), lat (s)
+    ring: tuple[int, ...]  # the ring order the ranks use
+    link_bw: np.ndarray  # (L,) float64 bytes/s of link id i
+    link_lat: np.ndarray  # (L,) float64 seconds of link id i
+    link_names: tuple[str, ...]  # "0->sw", ...
+    meta: dict = field(default_factory=dict)
+    _ends: tuple = field(init=False)  # (src, dst) of link id i
+    _out: dict = field(init=False)  # node -> ({next: (lat_fs, id)}, [(lat_fs, id, next)] sorted)
+    _in: dict = field(init=False)  # node -> [(lat_fs, id, previous)] sorted
+    _toward: dict = field(init=False)  # dst -> _distances_to(dst)
+    _cache: dict = field(init=False)  # (src, dst) -> read-only int32 route
+
+    def __post_init__(self) -> None:
+        nlinks = len(self.link_names)
+        ends: list = [None] * nlinks
+        out: dict = {}
+        into: dict = {}
+        for u, v, d in self.graph.edges(data=True):
+            i, lat = d.get("id"), d.get("lat")
+            if not isinstance(i, int) or not 0 <= i < nlinks or ends[i] is not None:
+                raise TopologyError(f"link {u}->{v} has id {i!r}: ids must be 0..{nlinks - 1}, once each")
+            if not isinstance(lat, numbers.Real) or not 0 <= lat < math.inf:
+                raise TopologyError(f"link {u}->{v} has latency {lat!r}: give every edge a lat >= 0 s")
+            ends[i], lat_fs = (u, v), round(lat * _FS)
+            out.setdefault(u, ({}, []))[0][v] = (lat_fs, i)
+            out[u][1].append((lat_fs, i, v))
+            into.setdefault(v, []).append((lat_fs, i, u))
+        for lists in (*(o[1] for o in out.values()), *into.values()):
+            lists.sort()  # by latency, then link id (unique: nodes are never compared)
+        for arr in ("link_bw", "link_lat"):
+            a = np.array(getattr(self, arr), dtype=np.float64)
+            if a.shape != (nlinks,):
+                raise TopologyError(f"{arr} has shape {a.shape}, expected ({nlinks},): one figure per link")
+            a.flags.writeable = False
+            object.__setattr__(self, arr, a)
+        object.__setattr__(self, "ring", tuple(int(r) for r in self.ring))
+        object.__setattr__(self, "_ends", tuple(ends))
+        object.__setattr__(self, "_out", out)
+        object.__setattr__(self, "_in", into)
+        object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_toward", {})
+
+    def __repr__(self) -> str:
+        return f"Topology({self.name!r}, nranks={self.nranks}, links={len(self.link_names)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Topology):
+            return NotImplemented
+        return (self.name == other.name and self.nranks == other.nranks and self.ring == other.ring
+                and self._ends == other._ends and np.array_equal(self.link_bw, other.link_bw)
+                and np.array_equal(self.link_lat, other.link_lat))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.nranks, self.ring, self.link_names))
+
+    # -- routes ------------------------------------------------------------------------------------
+    def route(self, src: int, dst: int) -> np.ndarray:
+        """Link ids from rank ``src`` to rank ``dst`` (int32, read-only; cached)."""
+        key = (self._rank(src), self._rank(dst))
+        hit = self._cache.get(key)
+        if hit is None:
+            if key[0] == key[1]:
+                raise TopologyError(f"no route from rank {key[0]} to itself: a transfer needs two distinct ranks")
+            self._remember(key[0], self._search(key[0], key[1]))
+            hit = self._cache[key]
+        return hit
+
+    def routes(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Routes of K pairs: (hops (K, H) int32 link ids padded with -1, latency (K,) float64 s).
+
+        Each distinct pair is routed once and the K rows are gathered from those: a ring's
+        millions of transfers cost N searches.
+        """
+        src, dst = np.asarray(src), np.asarray(dst)
+        if src.shape != dst.shape or src.ndim != 1:
+            raise TopologyError(f"routes() takes two 1-D arrays of one length, got {src.shape} and {dst.shape}")
+        n = self.nranks
+        if src.size == 0:
+            return np.empty((0, 0), np.int32), np.empty(0, np.float64)
+        if not (np.issubdtype(src.dtype, np.integer) and np.issubdtype(dst.dtype, np.integer)):
+            raise TopologyError(f"routes() takes integer rank arrays, got {src.dtype} and {dst.dtype}")
+        bad = (src < 0) | (src >= n) | (dst < 0) | (dst >= n)
+        if bad.any():
+            k = int(np.argmax(bad))
+            self._rank(int(src[k]))
+            self._rank(int(dst[k]))
+        keys = src.astype(np.int64) * n + dst
+        if n * n <= _DENSE_MAX:  # O(K) instead of np.unique's sort
+            seen = np.zeros(n * n, dtype=bool)
+            seen[keys] = True
+            uniq = np.flatnonzero(seen)
+            slot = np.full(n * n, -1, dtype=np.int32)
+            slot[uniq] = np.arange(uniq.size, dtype=np.int32)
+            inv = slot[keys]
+        else:
+            uniq, inv = np.unique(keys, return_inverse=True)
+        pairs = [divmod(k, n) for k in uniq.tolist()]
+        fresh: dict[int, int] = {}
+        for s, d in pairs:
+            if (s, d) not in self._cache:
+                fresh[s] = fresh.get(s, 0) + 1
+        for s, count in fresh.items():
+            if count >= _TREE_MIN:
+                self._remember(s, self._search(s, None))
+        paths = [self.route(s, d) for s, d in pairs]
+        table = np.full((len(paths), max(p.size for p in paths)), -1, dtype=np.int32)
+        lat = np.empty(len(paths), dtype=np.float64)
+        for j, p in enumerate(paths):
+            table[j, :p.size] = p
+            lat[j] = math.fsum(self.link_lat[p].tolist())
+        return table[inv], lat[inv]
+
+    def _rank(self, r) -> int:
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or not 0 <= r < self.nranks:
+            raise TopologyError(f"rank {r!r} is not a rank of {self.name} (ranks 0..{self.nranks - 1}); "
+                                "use a rank in that range")
+        return int(r)
+
+    def _remember(self, src: int, paths: dict) -> None:
+        for dst, path in paths.items():
+            if isinstance(dst, int) and dst != src:
+                arr = np.array(path, dtype=np.int32)
+                arr.flags.writeable = False
+                self._cache.setdefault((src, dst), arr)
+
+    def _search(self, src: int, dst: int | None) -> dict:
+        """The best path from ``src`` to ``dst`` (or to every node when None), as link-id tuples.
+
+        [Note: route search] A* whose keys are tuples (latency, hops, link ids): the first path
+        popped for a node has the least latency, then the fewest hops, then the smallest link ids;
+        keys only grow as a path extends, so this order is exact. Towards one dst the heuristic is
+        ``_distances_to(dst)``, which is consistent, so A* stays exact. Edges that cannot beat the
+        best complete path seen so far (``top``) are never pushed: past a switch of thousands of
+        ports, only the ports that can lead to dst enter the heap.
+        """
+        exact, floor = self._distances_to(dst) if dst is not None else ({}, (0, 0))
+        h = exact.get(src, floor)
+        heap = [(h[0], h[1], (), 0, 0, src)]  # (f lat, f hops, path, g lat, g hops, node)
+        best = {src: heap[0][:3]}
+        done: set = set()
+        top = None  # (lat, hops) of the best complete path pushed so far
+
+        def push(l: int, i: int, v) -> None:
+            nonlocal top
+            hl, hh = exact.get(v, floor)
+            key = (gl + l + hl, gh + 1 + hh, path + (i,))
+            if v in done or (top is not None and key[:2] > top) or (v in best and not key < best[v]):
+                return
+            best[v] = key
+            heapq.heappush(heap, (*key, gl + l, gh + 1, v))
+            if v in exact:  # the heuristic is exact there: key[:2] is a complete path's cost
+                top = key[:2] if top is None else min(top, key[:2])
+
+        while heap:
+            _, _, path, gl, gh, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            if u == dst:
+                return {dst: path}
+            near, by_lat = self._out.get(u, ({}, ()))
+            for v in ([v for v in near if v in exact] if len(near) <= len(exact) else
+                      [v for v in exact if v in near]):
+                push(near[v][0], near[v][1], v)
+            for l, i, v in by_lat:  # the rest have h = floor; sorted by latency, so stop at the first too long
+                if top is not None and (gl + l + floor[0], gh + 1 + floor[1]) > top:
+                    break
+                if v not in exact:
+                    push(l, i, v)
+        if dst is not None:
+            raise TopologyError(f"{self.name}: no route from rank {src} to rank {dst}; add links between them")
+        return {v: k[2] for v, k in best.items()}
+
+    def _distances_to(self, dst) -> tuple[dict, tuple]:
+        """Exact (latency, hops) to ``dst`` from its ``_NEAR`` nearest nodes, and a floor for the others.
+
+        Dijkstra backwards over in-edges sorted by latency and generated one at a time, so a switch's
+        thousands of ports cost one heap entry each time the next one is needed.
+        """
+        hit = self._toward.get(dst)
+        if hit is None:
+            into, dist, seq = self._in, {}, 1
+            heap = [(0, 0, 0, dst, None, 0)]  # (lat, hops, seq, node, via, k): node is in-edge k of via
+            while heap and len(dist) < _NEAR:
+                lat, hops, _, v, via, k = heapq.heappop(heap)
+                if v not in dist:
+                    dist[v] = (lat, hops)
+                    if into.get(v):
+                        heapq.heappush(heap, (lat + into[v][0][0], hops + 1, seq, into[v][0][2], v, 0))
+                        seq += 1
+                if via is not None and k + 1 < len(into[via]):
+                    l, _, w = into[via][k + 1]
+                    heapq.heappush(heap, (dist[via][0] + l, dist[via][1] + 1, seq, w, via, k + 1))
+                    seq += 1
+            hit = self._toward[dst] = (dist, heap[0][:2] if heap else (math.inf, math.inf))
+        return hit
+
+    # -- serialisation -----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-able description; :meth:`from_dict` rebuilds an equal topology (meta included)."""
+        links = [[u, v, float(b), float(t)] for (u, v), b, t in zip(self._ends, self.link_bw, self.link_lat)]
+        return {"name": self.name, "nranks": self.nranks, "ring": list(self.ring), "links": links,
+                "meta": dict(self.meta)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Topology:
+        """The topology :meth:`to_dict` wrote; TopologyError on a missing key or a bad value."""
+        if not isinstance(d, dict):
+            raise TopologyError(f"a topology dict is needed, got {type(d).__name__}")
+        for key in ("name", "nranks", "ring", "links"):
+            if key not in d:
+                raise TopologyError(f"topology dict is missing key {key!r}; pass what Topology.to_dict wrote")
+        rows = []
+        for i, row in enumerate(d["links"]):
+            if not isinstance(row, (list, tuple)) or len(row) != 4:
+                raise TopologyError(f"links[{i}] = {row!r}: expected [src, dst, bw, lat]")
+            rows.append((*row, f"links[{i}]"))
+        return _build(d["name"], d["nranks"], rows, d["ring"], dict(d.get("meta") or {}))
+
+    def to_toml(self) -> str:
+        """The TOML format of topology_format.md; parse_topology on it gives an equal topology."""
+        out = [f"# rankscope topology; built from {json.dumps(self.meta, sort_keys=True, default=str)}",
+               f"name = {json.dumps(self.name)}", f"ranks = {self.nranks}",
+               f"ring = [{', '.join(map(str, self.ring))}]"]
+        for i, ((u, v), b, t) in enumerate(zip(self._ends, self.link_bw, self.link_lat)):
+            out += ["", f"[[link]]  # id {i}", f"src = {_toml_node(u)}", f"dst = {_toml_node(v)}",
+                    f"bw = {float(b)!r}  # {b / 1e9:g} GB/s", f"lat = {float(t)!r}  # {t * 1e6:g} us"]
+        return "\n".join(out) + "\n"
+
+
+def _toml_node(node) -> str:
+    return str(node) if isinstance(node, int) else json.dumps(node)
+
+
+# -- building and checking -------------------------------------------------------------------------
+def _quantity(value, what: str, units: dict, example: str) -> float:
+    """A float from a number or a string with a unit of ``units`` (power-of-ten exponents)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise TopologyError(f"{what} {value!r} is not a number; give a number or a string like {example!r}")
+    if isinstance(value, str):
+        m = _QTY.match(value)
+        if m is None or m.group(2) not in units:
+            raise TopologyError(f"cannot read {what} {value!r}: use a number or a string like {example!r} "
+                                f"(units: {', '.join(units)})")
+        try:
+            exact = Decimal(m.group(1)).scaleb(units[m.group(2)])
+        except InvalidOperation:
+            raise TopologyError(f"cannot read {what} {value!r}: {m.group(1)!r} is not a number") from None
+        return float(exact / 8 if m.group(2).endswith("b/s") else exact)  # "Gb/s" counts bits
+    return float(value)
+
+
+def _bw(value, what: str) -> float:
+    bw = _quantity(value, what, _BW_UNITS, "25 GB/s")
+    if not (math.isfinite(bw) and bw > 0):
+        raise TopologyError(f"{what} {value!r} must be a finite bandwidth > 0 bytes/s, e.g. '25 GB/s'")
+    return bw
+
+
+def _lat(value, what: str) -> float:
+    lat = _quantity(value, what, _LAT_UNITS, "5 us")
+    if not (math.isfinite(lat) and lat >= 0):
+        raise TopologyError(f"{what} {value!r} must be a finite latency >= 0 s, e.g. '5 us'")
+    return lat
+
+
+def _count(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise TopologyError(f"{what} {value!r} must be a whole number >= 1")
+    return int(value)
+
+
+def _node(x, n: int, what: str):
+    if isinstance(x, str) and x:
+        return x
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise TopologyError(f"{what} {x!r} is neither a rank (an int) nor a switch/NIC name (a string)")
+    if not 0 <= x < n:
+        raise TopologyError(f"{what} {x} is not a rank: ranks are 0..{n - 1}; use one of those "
+                            "or a string for a switch/NIC node")
+    return int(x)
+
+
+def _build(name, nranks, links, ring=None, meta=None) -> Topology:
+    """A checked :class:`Topology` from (src, dst, bw, lat, label) rows; link id = row index."""
+    if not isinstance(name, str) or not name:
+        raise TopologyError(f"topology name {name!r} must be a non-empty string")
+    n = _count(nranks, "number of ranks")
+    g = nx.DiGraph()
+    g.add_nodes_from(range(n))
+    bws, lats, names = [], [], []
+    for i, (u, v, bw, lat, label) in enumerate(links):
+        u, v = _node(u, n, f"{label}: src"), _node(v, n, f"{label}: dst")
+        if u == v:
+            raise TopologyError(f"{label}: link from {u!r} to itself; a link joins two different nodes")
+        if g.has_edge(u, v):
+            raise TopologyError(f"{label}: link {u}->{v} is given twice; give each direction once")
+        bws.append(_bw(bw, f"{label}: bw"))
+        lats.append(_lat(lat, f"{label}: lat"))
+        names.append(f"{u}->{v}")
+        g.add_edge(u, v, id=i, bw=bws[-1], lat=lats[-1])
+    ring = tuple(range(n)) if ring is None else ring
+    if (not isinstance(ring, (list, tuple)) or any(isinstance(r, bool) or not isinstance(r, int) for r in ring)
+            or sorted(ring) != list(range(n))):
+        raise TopologyError(f"ring {ring!r} is not a permutation of the ranks 0..{n - 1}; list each rank once")
+    reach = nx.descendants(g, 0) | {0}
+    back = nx.ancestors(g, 0) | {0}
+    for r in range(n):  # 0 reaches every rank and every rank reaches 0: every pair has a route
+        if r not in reach or r not in back:
+            a, b = (0, r) if r not in reach else (r, 0)
+            raise TopologyError(f"{name}: no route from rank {a} to rank {b}; add links so every rank "
+                                "reaches every other")
+    return Topology(name, n, g, tuple(ring), np.array(bws, np.float64), np.array(lats, np.float64),
+                    tuple(names), meta if meta is not None else {})
+
+
+# -- presets and files -----------------------------------------------------------------------------
+def parse_topology(spec: str, nranks: int | None = None, **overrides) -> Topology:
+    """A topology from ``ring[:N]``, ``switch[:N]``, ``dgx-a100``, ``dgx-h100``, ``nodes:MxG`` or a
+    ``.toml`` path. ``nranks`` gives N where the spec has none and must agree where it has one."""
+    if not isinstance(spec, str):
+        raise TopologyError(f"topology spec {spec!r} must be a string such as 'switch:8'")
+    if nranks is not None:
+        nranks = _count(nranks, "nranks")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    m = _PRESET.match(spec.strip().lower())
+    if m is None:
+        if spec.strip().lower().endswith(".toml") or "/" in spec or Path(spec).is_file():
+            if given:
+                raise TopologyError(f"overrides {sorted(given)} do not apply to the file {spec!r}; edit the file")
+            return _load_toml(Path(spec.strip()), nranks)
+        raise TopologyError(f"unknown topology {spec!r}: use ring:N, switch:N, dgx-a100, dgx-h100, nodes:MxG "
+                            "or a path to a .toml file")
+    kind, n_text, gpu, m_text, g_text = m.groups()
+    if kind:
+        if n_text is None and nranks is None:
+            raise TopologyError(f"{spec!r} needs a rank count: write {kind}:8 or pass nranks")
+        n = _count(int(n_text), f"rank count of {spec!r}") if n_text else nranks
+        o = _overrides(spec, given, bw=DEFAULT_BW, lat=DEFAULT_LAT)
+        links = _ring_links(n, o) if kind == "ring" else _star_links(range(n), "sw", o["bw"], o["lat"])
+        return _checked(f"{kind}:{n}", n, nranks, links, {"preset": kind, "nranks": n, **o})
+    if gpu:
+        per_link, count = NVLINK[gpu]
+        o = _overrides(spec, given, intra_bw=per_link * count, intra_lat=NVLINK_HOP_LAT / 2)
+        meta = {"preset": f"dgx-{gpu}", "nvlink_bw": per_link, "nvlinks": count, **o}
+        return _checked(f"dgx-{gpu}", 8, nranks, _star_links(range(8), "nvswitch0", o["intra_bw"],
+                                                            o["intra_lat"]), meta)
+    nodes, per = _count(int(m_text), f"node count of {spec!r}"), _count(int(g_text), f"ranks per node of {spec!r}")
+    per_link, count = NVLINK["h100"]
+    o = _overrides(spec, given, intra_bw=per_link * count, intra_lat=NVLINK_HOP_LAT / 2,
+                   nic_bw=NIC_BW, nic_lat=NET_HOP_LAT / 4)
+    n = nodes * per
+    intra = [_star_links(range(k * per, (k + 1) * per), f"nvswitch{k}", o["intra_bw"], o["intra_lat"])
+             for k in range(nodes)]
+    links = [row for half in (0, 1) for part in intra for row in part[half * per:(half + 1) * per]]
+    nic = o["nic_bw"], o["nic_lat"]
+    links += [(r, f"nic{r}", *nic, f"nic up {r}") for r in range(n)]
+    links += [(f"nic{r}", "fabric", *nic, f"fabric up {r}") for r in range(n)]
+    links += [("fabric", f"nic{r}", *nic, f"fabric down {r}") for r in range(n)]
+    links += [(f"nic{r}", r, *nic, f"nic down {r}") for r in range(n)]
+    meta = {"preset": "nodes", "nodes": nodes, "ranks_per_node": per, **o}
+    return _checked(f"nodes:{nodes}x{per}", n, nranks, links, meta)
+
+
+def _overrides(spec: str, given: dict, **defaults) -> dict:
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TopologyError(f"override {unknown[0]!r} does not apply to {spec!r}; use {', '.join(defaults)}")
+    return {k: (_bw if k.endswith("bw") else _lat)(given.get(k, v), f"override {k}") for k, v in defaults.items()}
+
+
+def _checked(name: str, n: int, nranks: int | None, links: list, meta: dict) -> Topology:
+    if nranks is not None and nranks != n:
+        raise TopologyError(f"topology {name!r} has {n} ranks but nranks={nranks} was asked for; make them agree")
+    return _build(name, n, links, None, meta)
+
+
+def _ring_links(n: int, o: dict) -> list:
+    """Link r is r -> r+1; link N+r is r+1 -> r (one pair of links when N = 2, none when N = 1)."""
+    fwd = [(r, (r + 1) % n, o["bw"], o["lat"], f"ring link {r}") for r in range(n)] if n > 1 else []
+    back = [((r + 1) % n, r, o["bw"], o["lat"], f"ring link {n + r}") for r in range(n)] if n > 2 else []
+    return fwd + back
+
+
+def _star_links(ranks, hub: str, bw: float, lat: float) -> list:
+    """Up links rank -> hub in rank order, then down links hub -> rank."""
+    ranks = list(ranks)
+    return ([(r, hub, bw, lat, f"link {r}->{hub}") for r in ranks]
+            + [(hub, r, bw, lat, f"link {hub}->{r}") for r in ranks])
+
+
+def _load_toml(path: Path, nranks: int | None) -> Topology:
+    if not path.is_file():
+        raise TopologyError(f"topology file {str(path)!r} does not exist; check the path")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise TopologyError(f"topology file {str(path)!r} is not valid TOML: {e}; fix the syntax there") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TopologyError(f"cannot read topology file {str(path)!r}: {e}") from None
+    where = str(path)
+    extra = sorted(set(doc) - {"name", "ranks", "ring", "link"})
+    if extra:
+        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring and [[link]]")
+    if "ranks" not in doc:
+        raise TopologyError(f"{where}: missing key 'ranks' (the number of ranks); add e.g. ranks = 4")
+    raw = doc.get("link", [])
+    if not isinstance(raw, list):
+        raise TopologyError(f"{where}: 'link' must be an array of tables, written [[link]]")
+    links = []
+    for k, t in enumerate(raw, 1):
+        label = f"{where}: [[link]] #{k}"
+        if not isinstance(t, dict):
+            raise TopologyError(f"{label} is {t!r}, not a table; write it as [[link]]")
+        bad = sorted(set(t) - {"src", "dst", "bw", "lat", "bidirectional"})
+        if bad:
+            raise TopologyError(f"{label}: unknown key {bad[0]!r}; a link has src, dst, bw, lat, bidirectional")
+        for key in ("src", "dst", "bw", "lat"):
+            if key not in t:
+                raise TopologyError(f"{label} is missing key {key!r}; every link needs src, dst, bw and lat")
+        both = t.get("bidirectional", False)
+        if not isinstance(both, bool):
+            raise TopologyError(f"{label}: bidirectional = {both!r} must be true or false")
+        links.append((t["src"], t["dst"], t["bw"], t["lat"], label))
+        if both:
+            links.append((t["dst"], t["src"], t["bw"], t["lat"], f"{label} (reverse)"))
+    n = _count(doc["ranks"], f"{where}: ranks")
+    return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where})

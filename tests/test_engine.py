@@ -1,0 +1,147 @@
+"""The engine: exact against the closed forms where nothing is shared, real contention where it is."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import costs
+from simulator.builder import ProgramBuilder
+from simulator.collectives import build
+from simulator.engine import max_min_rates, simulate
+from simulator.errors import UsageError
+from simulator.program import Buffer, Init, OpKind
+from simulator.topology import parse_topology
+
+BW, LAT = 25e9, 5e-6
+
+
+def _rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+@settings(max_examples=40)
+@given(n=st.integers(2, 64), s=st.one_of(st.integers(1, 5000), st.integers(1, 1 << 28)),
+       topo=st.sampled_from(["switch", "ring"]), gamma=st.sampled_from([0.0, 2e-11]))
+def test_uncontended_rings_equal_the_closed_forms(n, s, topo, gamma):
+    t = parse_topology(f"{topo}:{n}", bw=BW, lat=LAT)
+    alpha = LAT * (2 if topo == "switch" else 1)
+    beta = 1 / BW
+    for coll, form in (("all-reduce", costs.ring_all_reduce), ("reduce-scatter", costs.ring_reduce_scatter)):
+        res = simulate(build(coll, "ring", n, s), t, gamma=gamma)
+        assert res.info["method"] == "sweep"
+        assert _rel(res.makespan, form(n, s, alpha, beta, gamma)) <= 1e-9
+    res = simulate(build("all-gather", "ring", n, s), t, gamma=gamma)
+    assert _rel(res.makespan, costs.ring_all_gather(n, s, alpha, beta)) <= 1e-9
+
+
+@settings(max_examples=25)
+@given(n=st.integers(2, 64), s=st.integers(1, 1 << 26), k=st.integers(1, 16))
+def test_pipelined_broadcast_equals_its_closed_form(n, s, k):
+    t = parse_topology(f"switch:{n}", bw=BW, lat=LAT)
+    res = simulate(build("broadcast", "ring", n, s, pieces=k), t)
+    assert _rel(res.makespan, costs.pipelined_ring_broadcast(n, s, 2 * LAT, 1 / BW, k)) <= 1e-9
+
+
+@pytest.mark.parametrize("coll, algo", [("all-reduce", "ring"), ("all-reduce", "hd"), ("broadcast", "ring"),
+                                        ("broadcast", "tree"), ("all-gather", "ring")])
+def test_event_loop_agrees_with_the_sweep(coll, algo):
+    t = parse_topology("switch:8", bw=BW, lat=LAT)
+    prog = build(coll, algo, 8, 1_000_003)
+    a = simulate(prog, t, gamma=1e-11, method="sweep")
+    b = simulate(prog, t, gamma=1e-11, method="events")
+    np.testing.assert_allclose(a.start, b.start, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(a.end, b.end, rtol=1e-12, atol=1e-15)
+    # same bytes on the same links
+    assert np.array_equal(np.bincount(a.link_id, weights=a.link_bytes, minlength=16),
+                          np.bincount(b.link_id, weights=b.link_bytes, minlength=16))
+
+
+def _two_senders(nbytes):
+    b = ProgramBuilder(3, [Buffer("buf", nbytes, Init.OWN)])
+    c = b.chunk(0, 0)
+    b.transfer(0, 2, c, OpKind.REDUCE, 0)
+    b.transfer(1, 2, c, OpKind.REDUCE, 0)
+    return b.build()
+
+
+def test_two_flows_on_one_link_each_get_half_its_bandwidth():
+    t = parse_topology("switch:3", bw=BW, lat=LAT)
+    res = simulate(_two_senders(10**6), t)
+    assert res.info["method"] == "events"  # both flows cross rank 2's down link
+    alone = 2 * LAT + 10**6 / BW
+    shared = 2 * LAT + 10**6 / (BW / 2)
+    assert _rel(res.end[0], shared) < 1e-12 and _rel(res.end[1], shared) < 1e-12
+    assert shared - alone == pytest.approx(10**6 / BW)
+    # the down link of rank 2 (sw -> 2) carried both flows at once, 25 GB/s in total
+    down = [i for i, name in enumerate(t.link_names) if name.endswith("->2")][0]
+    rows = res.link_id == down
+    assert res.link_bytes[rows].sum() == 2 * 10**6
+    assert np.all(res.link_t0[rows] == 2 * LAT)
+
+
+def test_max_min_fairness_gives_leftover_to_unconstrained_flows():
+    # flows 0 and 1 share link 0 (10 B/s); flow 1 also crosses link 1 (2 B/s): max-min gives 2 and 8
+    rates = max_min_rates(np.array([[0, -1], [0, 1]]), np.array([10.0, 2.0]))
+    assert rates.tolist() == [8.0, 2.0]
+
+
+@pytest.mark.parametrize("n", [4, 8, 16])
+def test_parameter_server_incast_costs_n_over_2_times_the_ring(n):
+    """switch:N, 64 MiB. The ring's bandwidth term is 2S(N-1)/N·β. The parameter server first pulls
+    (N-1)·S through rank 0's one down link (incast: (N-1)/(2(N-1)/N) = N/2 times the ring's whole
+    bandwidth term), then pushes (N-1)·S back through its up link: N times in all."""
+    s = 64 << 20
+    t = parse_topology(f"switch:{n}", bw=BW, lat=0.0)
+    ring = simulate(build("all-reduce", "ring", n, s), t).makespan
+    ps_prog = build("all-reduce", "ps", n, s)
+    ps = simulate(ps_prog, t)
+    incast = ps.end[ps_prog.step == 0].max()
+    assert _rel(ring, 2 * s * (n - 1) / n / BW) < 1e-9
+    assert incast / ring == pytest.approx(n / 2, rel=1e-9)
+    assert ps.makespan / ring == pytest.approx(n, rel=1e-9)
+
+
+def test_hierarchical_beats_the_flat_ring_when_nics_are_the_bottleneck():
+    t = parse_topology("nodes:4x8", nic_bw=12e9)  # NVSwitch 370.8 GB/s inside, 12 GB/s NICs
+    s = 256 << 20
+    flat = simulate(build("all-reduce", "ring", 32, s), t).makespan
+    hier = simulate(build("all-reduce", "hier", 32, s, nodes=4), t).makespan
+    # every flat-ring step waits for the slowest hop, a NIC; the hierarchical ring sends only
+    # 2(S/G)(M-1)/M per rank through the NICs
+    assert flat / hier > 4, (hier, flat)
+    # with NICs as fast as NVLink both move 2S(N-1)/N per rank: only the latency (62 steps
+    # against 20) still separates them
+    fast = parse_topology("nodes:4x8", nic_bw=370.8e9, nic_lat=0.85e-6)
+    ratio = simulate(build("all-reduce", "ring", 32, s), fast).makespan / \
+        simulate(build("all-reduce", "hier", 32, s, nodes=4), fast).makespan
+    assert 1.0 < ratio < 1.2
+
+
+def test_compute_overlaps_communication_and_queues_on_its_lane():
+    b = ProgramBuilder(2, [Buffer("buf", 10**6, Init.OWN)])
+    c0 = b.compute(0, 0, seconds=1e-3, label="bwd 1")
+    c1 = b.compute(0, 0, seconds=1e-3, label="bwd 0")
+    x = b.transfer(0, 1, b.chunk(0, 0), OpKind.REDUCE, 1, deps=[c0])
+    prog = b.build()
+    res = simulate(prog, parse_topology("switch:2", bw=BW, lat=LAT))
+    assert res.start[c1] == pytest.approx(1e-3)          # second compute waits for the lane
+    assert res.start[x] == pytest.approx(1e-3)           # the transfer overlaps it
+    assert res.end[x] < res.end[c1]
+
+
+def test_determinism_identical_arrays_twice():
+    t = parse_topology("switch:8")
+    prog = build("all-reduce", "ps", 8, 12345)
+    a, b = simulate(prog, t), simulate(prog, t)
+    for f in ("start", "end", "lane", "link_id", "link_t0", "link_t1", "link_bytes"):
+        assert np.array_equal(getattr(a, f), getattr(b, f))
+
+
+def test_bad_requests():
+    with pytest.raises(UsageError, match="has 4 ranks, the program 8"):
+        simulate(build("all-reduce", "ring", 8, 100), parse_topology("switch:4"))
+    with pytest.raises(UsageError, match="gamma"):
+        simulate(build("all-reduce", "ring", 4, 100), parse_topology("switch:4"), gamma=-1)
+    with pytest.raises(UsageError, match="not exact"):
+        simulate(_two_senders(100), parse_topology("switch:3"), method="sweep")
