@@ -19,7 +19,7 @@ from .errors import RankscopeError, UsageError
 from .program import OpKind, Program
 from .provenance import Layout, layout
 from .traffic import traffic
-from .units import format_bytes, format_seconds, parse_size
+from .units import format_bytes, format_count, format_dec_bytes, format_seconds, parse_size
 
 GRID_MAX_RANKS = 16
 
@@ -172,7 +172,7 @@ def sim_json(prog: Program, limit: int, sim=None, topo=None) -> dict[str, Any]:
 
 # -- verbs --------------------------------------------------------------------------------------
 def _add_collective_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}")
+    p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
     p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier for all-reduce; "
                    "ring or tree for broadcast")
     p.add_argument("--ranks", "-n", type=_int_at_least(1), default=4, help="number of ranks N (default 4)")
@@ -207,9 +207,80 @@ def _dump(doc: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _gb(x: float) -> str:
+    return format_dec_bytes(x)
+
+
+def _train_config(a: argparse.Namespace, strategy: str):
+    from .training import TrainConfig
+
+    return TrainConfig(strategy=strategy, precision=a.precision, bucket_bytes=int(a.bucket_mb * 2**20),
+                       fsdp_version=a.fsdp_version, reshard_after_forward=not a.no_reshard_after_forward,
+                       forward_prefetch=a.forward_prefetch, backward_prefetch=not a.no_backward_prefetch)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .engine import simulate
+    from .models import parse_device, parse_model
+    from .train_report import train_report
+    from .training import STRATEGIES, compile_step
+
+    model = parse_model(a.model, a.micro_batch)
+    device = parse_device(a.device, a.mfu)
+    topo = topology_from_args(a, a.ranks)
+    strategies = STRATEGIES if a.compare_strategies else (a.strategy,)
+    reports = []
+    for strat in strategies:
+        prog = compile_step(model, a.ranks, _train_config(a, strat), device)
+        sim = simulate(prog, topo, gamma=a.gamma)
+        if a.out and not a.compare_strategies:
+            from .trace import write_trace
+
+            write_trace(a.out, sim.to_trace(prog, topo))
+        reports.append(train_report(prog, sim))
+    if a.json:
+        _dump({"model": model.name, "params": model.params, "nranks": a.ranks, "topology": topo.name,
+               "reports": reports if a.compare_strategies else reports[0]})
+        return 0
+    print(f"{model.name}: {format_count(model.params)} parameters, micro-batch {model.micro_batch}, {a.precision}, "
+          f"{a.ranks} ranks on {topo.name}, device {device.name} at {device.efficiency:.0%} of peak")
+    if a.compare_strategies:
+        print(f"\n{'strategy':<9}{'model state':>12}{'peak':>9}{'step':>10}{'exposed comm':>13}"
+              f"{'sent/rank':>11}  peak at")
+        for rep in reports:
+            r0 = rep["rows"][0]
+            print(f"{rep['program']['strategy']:<9}{_gb(r0['model_state']):>12}{_gb(r0['peak']):>9}"
+                  f"{format_seconds(r0['step_time']):>10}{format_seconds(r0['exposed_comm']):>13}"
+                  f"{_gb(r0['bytes_sent']):>11}  {r0['peak_at']}")
+        return 0
+    rep = reports[0]
+    pm = rep["program"]
+    print(f"strategy {pm['strategy']}" + (f" (FSDP{pm['fsdp_version']}, reshard_after_forward="
+          f"{pm['reshard_after_forward']}, forward_prefetch={pm['forward_prefetch']}, backward_prefetch="
+          f"{pm['backward_prefetch']})" if pm["strategy"] == "zero3" else "") +
+          f"; padding {pm['padding_bytes']} B; {rep['collectives_per_rank']} collectives per rank; "
+          f"step {format_seconds(rep['step_time'])}")
+    print(f"\n{'rank':>5}{'params':>9}{'grads':>9}{'optim':>9}{'state':>9}{'acts':>9}{'unshard':>9}"
+          f"{'peak':>9}{'exposed':>10}{'sent':>9}  peak at")
+    rows = rep["rows"]
+    shown = rows if len(rows) <= 16 else rows[:8] + rows[-1:]
+    for r in shown:
+        if len(rows) > 16 and r is rows[-1]:
+            print(f"{'...':>5}")
+        print(f"{r['rank']:>5}{_gb(r['param']):>9}{_gb(r['grad']):>9}{_gb(r['optim']):>9}"
+              f"{_gb(r['model_state']):>9}{_gb(r['activation']):>9}"
+              f"{_gb(r['param_unsharded'] + r['grad_unsharded']):>9}{_gb(r['peak']):>9}"
+              f"{format_seconds(r['exposed_comm']):>10}{_gb(r['bytes_sent']):>9}  {r['peak_at']}")
+    if a.out:
+        print(f"trace written to {a.out}")
+    return 0
+
+
 def cmd_sim(a: argparse.Namespace) -> int:
     from .engine import simulate
 
+    if a.collective == "train":
+        return cmd_train(a)
     prog = program_from_args(a)
     topo = topology_from_args(a, prog.nranks)
     sim = simulate(prog, topo, gamma=a.gamma)
@@ -303,6 +374,20 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="simulate a collective: steps, provenance grid, bytes moved")
     _add_collective_args(s)
     _add_topology_args(s)
+    t = s.add_argument_group("training step (sim train)")
+    t.add_argument("--model", default="mlp:4x1024", help="mlp:LxW, params:P[xUNITS], gpt2, gpt2-medium, "
+                   "llama2-7b, llama2-13b, llama2-70b (default mlp:4x1024)")
+    t.add_argument("--strategy", default="zero3", help="ddp, zero1, zero2, zero3 (= fsdp); default zero3")
+    t.add_argument("--compare-strategies", action="store_true", help="one row per strategy")
+    t.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    t.add_argument("--micro-batch", type=_int_at_least(1), help="samples per rank (default 32 for mlp, else 1)")
+    t.add_argument("--device", default="h100", help="a100, h100, cpu (default h100)")
+    t.add_argument("--mfu", type=float, help="fraction of peak FLOP/s reached (default 0.5)")
+    t.add_argument("--fsdp-version", type=int, choices=(1, 2), default=2)
+    t.add_argument("--no-reshard-after-forward", action="store_true")
+    t.add_argument("--forward-prefetch", action="store_true")
+    t.add_argument("--no-backward-prefetch", action="store_true")
+    t.add_argument("--bucket-mb", type=float, default=25.0, help="DDP/ZeRO bucket size in MiB (default 25)")
     s.add_argument("--out", "-o", help="write the simulated trace to this file (Arrow IPC, trace format v1)")
     s.add_argument("--limit", type=_int_at_least(0), default=4096,
                    help="print at most this many ops (default 4096; 0 = all)")

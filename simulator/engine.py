@@ -13,6 +13,11 @@
 - COMPUTE ops run one at a time on their rank's compute lane, for ``compute_seconds`` plus
   ``compute_flops / flops_per_s``; they overlap with communication, as CUDA streams do.
 - ALLOC and FREE take no time.
+- COLLECTIVE ops (macro ops of training programs) run one at a time on their rank's comm lane,
+  in the order they become ready, as NCCL kernels on one stream do. A collective starts when every
+  rank's op has reached the head of its lane and takes the ring's closed form
+  (:mod:`simulator.costs`) with α the slowest ring hop's route latency and β its smallest
+  bandwidth on the topology. Macro ops model no contention with other traffic.
 So one uncontended ring step costs α + c·β (+ c·γ), exactly the closed forms' terms.
 
 [Note: two paths, one answer]
@@ -33,8 +38,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import costs
 from .errors import UsageError
-from .program import OpKind, Program
+from .program import CollKind, OpKind, Program
 
 LANES = ("compute", "comm", "memory")
 LANE_COMPUTE, LANE_COMM, LANE_MEMORY = 0, 1, 2
@@ -84,7 +90,7 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
     if method not in ("auto", "sweep", "events"):
         raise UsageError(f"unknown method {method!r}")
     duration = _compute_durations(prog, flops_per_s)
-    ctx = _Ctx(prog, _RouteTable(prog, topo), gamma, duration)
+    ctx = _Ctx(prog, _RouteTable(prog, topo), gamma, duration, _collective_durations(prog, topo, gamma))
     res = None
     if method in ("auto", "sweep"):
         res = _sweep(ctx, max_link_rows)
@@ -95,7 +101,7 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
     start, end, seg_flow, seg_t0, seg_t1, seg_bytes, how = res
     lane = np.full(prog.n_ops, LANE_MEMORY, dtype=np.int32)
     lane[prog.kind == OpKind.COMPUTE] = LANE_COMPUTE
-    lane[prog.is_transfer] = LANE_COMM
+    lane[prog.is_transfer | (prog.kind == OpKind.COLLECTIVE)] = LANE_COMM
     link_id, t0, t1, lb, note = _link_rows(ctx, seg_flow, seg_t0, seg_t1, seg_bytes, max_link_rows)
     info = {"method": how, "gamma": gamma, "link_rows": note, "n_links": int(topo.link_bw.size)}
     return SimResult(start, end, lane, link_id, t0, t1, lb, info)
@@ -148,6 +154,38 @@ class _Ctx:
     routes: _RouteTable
     gamma: float
     duration: np.ndarray  # (M,) compute durations (0 for other ops)
+    coll_dur: np.ndarray  # (C,) duration of each collective
+
+
+def ring_alpha_beta(topo) -> tuple[float, float]:
+    """(α, β) of a ring over ``topo.ring``: the largest route latency and the smallest bottleneck
+    bandwidth among its hops, since every ring step waits for its slowest hop."""
+    ring = np.asarray(topo.ring, dtype=np.int64)
+    if ring.size < 2:
+        return 0.0, 0.0
+    hops, lat = topo.routes(ring, np.roll(ring, -1))
+    hops = np.asarray(hops)
+    valid = hops >= 0
+    bw = np.where(valid, topo.link_bw[np.where(valid, hops, 0)], np.inf).min(axis=1)
+    return float(np.max(lat)), float(1.0 / bw.min())
+
+
+def _collective_durations(prog: Program, topo, gamma: float) -> np.ndarray:
+    if prog.coll_kind.size == 0:
+        return np.zeros(0)
+    alpha, beta = ring_alpha_beta(topo)
+    n = prog.nranks
+    forms = {CollKind.ALL_REDUCE: lambda s: costs.ring_all_reduce(n, s, alpha, beta, gamma),
+             CollKind.REDUCE_SCATTER: lambda s: costs.ring_reduce_scatter(n, s, alpha, beta, gamma),
+             CollKind.ALL_GATHER: lambda s: costs.ring_all_gather(n, s, alpha, beta)}
+    cache: dict[tuple[int, int], float] = {}
+    out = np.empty(prog.coll_kind.size)
+    for i, (k, s) in enumerate(zip(prog.coll_kind.tolist(), prog.coll_bytes.tolist())):
+        key = (k, s)
+        if key not in cache:
+            cache[key] = forms[CollKind(k)](s)
+        out[i] = cache[key]
+    return out
 
 
 def _compute_durations(prog: Program, flops_per_s: float | None) -> np.ndarray:
@@ -184,6 +222,9 @@ def _sweep(ctx: _Ctx, max_link_rows: int):
     is_tr = prog.is_transfer
     all_tr = np.minimum.reduceat(is_tr.astype(np.int8), starts) == 1
     is_comp = prog.kind == OpKind.COMPUTE
+    is_coll = prog.kind == OpKind.COLLECTIVE
+    coll_total = np.bincount(prog.arg[is_coll], minlength=prog.coll_kind.size)
+    comm_free = np.zeros(prog.nranks)  # collectives' lane per rank
     conn_free = np.zeros(routes.keys.size)  # when each connection's last message arrived
     conn_stamp = np.zeros(routes.keys.size, dtype=np.int64)
     lane_free_c = np.zeros(prog.nranks)
@@ -254,6 +295,20 @@ def _sweep(ctx: _Ctx, max_link_rows: int):
         if not all_tr[si]:
             rest = np.arange(lo, hi)[~sel]
             rr = ready[~sel]
+            k = is_coll[rest]
+            if k.any():
+                cops, ranks, inst = rest[k], prog.rank[rest[k]], prog.arg[rest[k]]
+                if np.unique(ranks).size != ranks.size:
+                    return None
+                ids, inv, cnt = np.unique(inst, return_inverse=True, return_counts=True)
+                if np.any(cnt != coll_total[ids]):
+                    return None  # a collective whose ranks are spread over steps
+                go = np.full(ids.size, -np.inf)
+                np.maximum.at(go, inv, np.maximum(rr[k], comm_free[ranks]))
+                start[cops] = go[inv]
+                end[cops] = go[inv] + ctx.coll_dur[inst]
+                comm_free[ranks] = end[cops]
+                rest, rr = rest[~k], rr[~k]
             c = is_comp[rest]
             if c.any():
                 ranks = prog.rank[rest[c]]
@@ -344,6 +399,11 @@ def _event_loop(ctx: _Ctx, link_bw: np.ndarray):
     conn_busy: set[int] = set()
     comp_queue: list[deque] = [deque() for _ in range(n)]
     comp_busy = np.zeros(n, dtype=bool)
+    coll_queue: list[deque] = [deque() for _ in range(n)]
+    coll_busy = np.zeros(n, dtype=bool)
+    is_coll = prog.kind == OpKind.COLLECTIVE
+    coll_need = np.bincount(prog.arg[is_coll], minlength=prog.coll_kind.size)
+    coll_here: dict[int, list[int]] = {}  # collective id -> its ops at the head of their lanes
     heap: list[tuple[float, int, int, int]] = []  # (time, seq, what, op)
     seq = 0
     LAT_END, ARRIVE, OP_END = 0, 1, 2
@@ -391,6 +451,13 @@ def _event_loop(ctx: _Ctx, link_bw: np.ndarray):
             else:
                 conn_busy.add(c)
                 begin(op, t)
+        elif k == OpKind.COLLECTIVE:
+            r = int(prog.rank[op])
+            if coll_busy[r]:
+                coll_queue[r].append(op)
+            else:
+                coll_busy[r] = True
+                join(op, t)
         elif k == OpKind.COMPUTE:
             r = int(prog.rank[op])
             if comp_busy[r]:
@@ -403,8 +470,25 @@ def _event_loop(ctx: _Ctx, link_bw: np.ndarray):
             start[op] = t
             push(t, OP_END, op)
 
+    def join(op: int, t: float) -> None:
+        """``op`` heads its rank's comm lane: the collective starts once all its ops are there."""
+        c = int(prog.arg[op])
+        here = coll_here.setdefault(c, [])
+        here.append(op)
+        if len(here) == coll_need[c]:
+            for o in here:
+                start[o] = t
+                push(t + float(ctx.coll_dur[c]), OP_END, o)
+            del coll_here[c]
+
     def finish(op: int, t: float) -> None:
         end[op] = t
+        if prog.kind[op] == OpKind.COLLECTIVE:
+            r = int(prog.rank[op])
+            if coll_queue[r]:
+                join(coll_queue[r].popleft(), t)
+            else:
+                coll_busy[r] = False
         if prog.kind[op] == OpKind.COMPUTE:
             r = int(prog.rank[op])
             if comp_queue[r]:
@@ -473,6 +557,10 @@ def _event_loop(ctx: _Ctx, link_bw: np.ndarray):
             rates = new
     if np.isnan(end).any():
         bad = int(np.flatnonzero(np.isnan(end))[0])
+        if coll_here:
+            c, ops = next(iter(coll_here.items()))
+            raise UsageError(f"deadlock: collective {c} has {len(ops)} of {int(coll_need[c])} ranks at the "
+                             f"head of their comm lanes (the others wait behind another collective)")
         raise UsageError(f"op {bad} never ran: its dependencies never finished")
     return (start, end, np.array(seg_op, dtype=np.int64), np.array(seg_t0), np.array(seg_t1),
             np.array(seg_bytes), "events")

@@ -2,34 +2,29 @@
 
 [Note: links and routes]
 A topology is a directed graph. Its nodes are the ranks (ints 0..N-1) and switch or NIC nodes
-(strings: "sw", "nvswitch0", "nic3", "fabric"). Each edge is one *link*: a one-way lane with a
-bandwidth (bytes/s) and a latency (seconds), numbered 0..L-1 in a stable order (the *link id*).
-A *route* is the sequence of link ids a message from rank src to rank dst crosses: the path of least
-total latency, then fewest hops, then the lexicographically smallest sequence of link ids. Routes
-may pass through other ranks (``ring:N`` forwards through the neighbours). Every ordered pair of
-ranks must have a route; a topology without one is refused when it is built.
+(strings: "sw", "nvswitch0", "nic3", "fabric"). Each edge is a *link*: one direction of a wire,
+with a bandwidth (bytes/s) and a latency (s), numbered 0..L-1 in a stable order (its *link id*).
+A *route* is the sequence of link ids a message from rank src to rank dst crosses: least total
+latency, then fewest hops, then the lexicographically smallest link ids. Routes may pass through
+other ranks (``ring:N`` forwards through neighbours). Every ordered pair of ranks needs a route.
 
-Presets (GB = 1e9 bytes, as nccl-tests reports; figures are per link and per direction):
-- ``ring:N``: r -> r+1 and r+1 -> r; ``switch:N``: r -> "sw" -> s, a non-blocking switch.
-  Default 25 GB/s and 5 us per link: round defaults for a toy network, not a measurement.
-- ``dgx-a100`` / ``dgx-h100``: 8 GPUs, each with an up and a down link to one non-blocking
-  "nvswitch0" (the real node's several NVSwitch chips act as one crossbar). Per-GPU bandwidth is
-  NCCL's per-NVLink figure x NVLinks per GPU: 20.0 GB/s x 12 = 240 GB/s (A100) and
-  20.6 GB/s x 18 = 370.8 GB/s (H100) (NVIDIA/nccl src/graph/topo.h, via shared FORMULAS.md).
-  Latency: NCCL's per-hop Ring latency over NVLink for the *Simple* protocol, 3.4 us
-  (NVIDIA/nccl src/graph/tuning.cc). Simple is the protocol NCCL uses for large messages and the
-  only one that reaches full link bandwidth (LL and LL128 cap it at ~0.5x and ~0.92x), so it is the
-  latency that fits a model charging full bandwidth. One GPU-to-GPU hop is two links (up, down),
-  so each link gets 1.7 us and the route totals 3.4 us.
-- ``nodes:MxG``: M nodes of G ranks, rank = node*G + local. Inside a node as a DGX H100 (link to
-  "nvswitch<node>"); across nodes rank -> "nic<rank>" -> "fabric" -> "nic<peer>" -> peer. NIC
-  bandwidth 12 GB/s: NCCL's figure for a 100 Gb/s NIC (12.5 GB/s raw less protocol overhead;
-  tuning.cc/topo.h via FORMULAS.md). Latency: NCCL's Ring/Simple per-hop "network" figure, 14 us,
-  split over the four links of an inter-node route (3.5 us each) so the route totals 14 us.
-The ring order of every preset is 0..N-1. Overrides are per link: ``bw``/``lat`` (ring, switch),
-``intra_bw``/``intra_lat`` (dgx-*, nodes), ``nic_bw``/``nic_lat`` (nodes); numbers in bytes/s and
-seconds or strings such as "50 GB/s", "2 us"; an override of None counts as not given.
-The TOML file format is described in topology_format.md next to this module.
+Presets (GB = 1e9 bytes, as nccl-tests reports; every figure is per link and direction):
+- ``ring:N`` (r <-> r+1) and ``switch:N`` (r -> "sw" -> s): 25 GB/s, 5 us per link, round
+  defaults for a toy network, not a measurement.
+- ``dgx-a100``/``dgx-h100``: 8 GPUs with up/down links to one non-blocking "nvswitch0" (a node's
+  NVSwitch chips act as one crossbar). Bandwidth: NCCL's per-NVLink figure x NVLinks per GPU,
+  20.0 GB/s x 12 = 240 GB/s (A100), 20.6 GB/s x 18 = 370.8 GB/s (H100). Latency: NCCL's per-hop
+  Ring latency over NVLink for the Simple protocol, 3.4 us. Simple is what NCCL runs for large
+  messages and the only protocol at full bandwidth (LL and LL128 reach ~0.5x and ~0.92x), so its
+  latency is the one that fits a model charging full bandwidth. A GPU-to-GPU hop is two links,
+  1.7 us each. Source: NVIDIA/nccl src/graph/tuning.cc and topo.h (shared FORMULAS.md).
+- ``nodes:MxG``: M nodes of G ranks, rank = node*G + local; inside a node as dgx-h100 (hub
+  "nvswitch<node>"); across nodes rank -> "nic<rank>" -> "fabric" -> "nic<peer>" -> peer. NIC:
+  12 GB/s, NCCL's figure for a 100 Gb/s NIC (12.5 GB/s raw); latency NCCL's Ring/Simple
+  per-hop network figure, 14 us, split over the 4 links of a route (3.5 us each). Same source.
+Every preset's ring order is 0..N-1. Overrides are per link, numbers (bytes/s, s) or strings
+("50 GB/s", "2 us"); None means not given: ``bw``, ``lat`` (ring, switch); ``intra_bw``,
+``intra_lat`` (dgx-*, nodes); ``nic_bw``, ``nic_lat`` (nodes). TOML files: topology_format.md.
 """
 
 from __future__ import annotations
@@ -139,13 +134,10 @@ class Topology:
     def route(self, src: int, dst: int) -> np.ndarray:
         """Link ids from rank ``src`` to rank ``dst`` (int32, read-only; cached)."""
         key = (self._rank(src), self._rank(dst))
+        if key[0] == key[1]:
+            raise TopologyError(f"no route from rank {key[0]} to itself: a transfer needs two distinct ranks")
         hit = self._cache.get(key)
-        if hit is None:
-            if key[0] == key[1]:
-                raise TopologyError(f"no route from rank {key[0]} to itself: a transfer needs two distinct ranks")
-            self._remember(key[0], self._search(key[0], key[1]))
-            hit = self._cache[key]
-        return hit
+        return self._remember(key[0], [key[1]], self._settle(*key)) if hit is None else hit
 
     def routes(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Routes of K pairs: (hops (K, H) int32 link ids padded with -1, latency (K,) float64 s).
@@ -161,11 +153,10 @@ class Topology:
             return np.empty((0, 0), np.int32), np.empty(0, np.float64)
         if not (np.issubdtype(src.dtype, np.integer) and np.issubdtype(dst.dtype, np.integer)):
             raise TopologyError(f"routes() takes integer rank arrays, got {src.dtype} and {dst.dtype}")
-        bad = (src < 0) | (src >= n) | (dst < 0) | (dst >= n)
-        if bad.any():
+        bad = (src < 0) | (src >= n) | (dst < 0) | (dst >= n) | (src == dst)
+        if bad.any():  # route() says what is wrong with the first bad pair
             k = int(np.argmax(bad))
-            self._rank(int(src[k]))
-            self._rank(int(dst[k]))
+            self.route(int(src[k]), int(dst[k]))
         keys = src.astype(np.int64) * n + dst
         if n * n <= _DENSE_MAX:  # O(K) instead of np.unique's sort
             seen = np.zeros(n * n, dtype=bool)
@@ -177,13 +168,13 @@ class Topology:
         else:
             uniq, inv = np.unique(keys, return_inverse=True)
         pairs = [divmod(k, n) for k in uniq.tolist()]
-        fresh: dict[int, int] = {}
+        fresh: dict[int, list] = {}  # source -> destinations not yet cached
         for s, d in pairs:
             if (s, d) not in self._cache:
-                fresh[s] = fresh.get(s, 0) + 1
-        for s, count in fresh.items():
-            if count >= _TREE_MIN:
-                self._remember(s, self._search(s, None))
+                fresh.setdefault(s, []).append(d)
+        for s, dsts in fresh.items():
+            if len(dsts) >= _TREE_MIN:
+                self._remember(s, dsts, self._settle(s, None))
         paths = [self.route(s, d) for s, d in pairs]
         table = np.full((len(paths), max(p.size for p in paths)), -1, dtype=np.int32)
         lat = np.empty(len(paths), dtype=np.float64)
@@ -198,60 +189,93 @@ class Topology:
                                 "use a rank in that range")
         return int(r)
 
-    def _remember(self, src: int, paths: dict) -> None:
-        for dst, path in paths.items():
-            if isinstance(dst, int) and dst != src:
-                arr = np.array(path, dtype=np.int32)
-                arr.flags.writeable = False
-                self._cache.setdefault((src, dst), arr)
+    def _remember(self, src: int, dsts: list, cost: dict) -> np.ndarray:
+        parent = self._parents(src, cost)
+        for dst in dsts:
+            path, v = [], dst
+            while v != src:
+                v, i = parent[v]
+                path.append(i)
+            arr = np.array(path[::-1], dtype=np.int32)
+            arr.flags.writeable = False
+            self._cache[(src, dst)] = arr
+        return arr
 
-    def _search(self, src: int, dst: int | None) -> dict:
-        """The best path from ``src`` to ``dst`` (or to every node when None), as link-id tuples.
+    def _settle(self, src: int, dst: int | None) -> dict:
+        """Exact (latency, hops) from ``src`` of every node an A* search towards ``dst`` settles.
 
-        [Note: route search] A* whose keys are tuples (latency, hops, link ids): the first path
-        popped for a node has the least latency, then the fewest hops, then the smallest link ids;
-        keys only grow as a path extends, so this order is exact. Towards one dst the heuristic is
-        ``_distances_to(dst)``, which is consistent, so A* stays exact. Edges that cannot beat the
-        best complete path seen so far (``top``) are never pushed: past a switch of thousands of
-        ports, only the ports that can lead to dst enter the heap.
+        [Note: route search] Costs are (latency in fs, hops) pairs compared as tuples. Towards one
+        dst the heuristic is ``_distances_to(dst)``, which is consistent, so every settled node's
+        cost is exact. Edges that cannot beat the best complete path pushed so far (``top``) are
+        never pushed: past a switch of thousands of ports only those that can lead to dst are.
+        The search runs on past dst until the heap holds nothing as cheap, so every node of every
+        optimal path is settled; :meth:`_parents` then picks the smallest link ids among them.
+        With ``dst`` None it is a plain Dijkstra over the whole graph.
         """
         exact, floor = self._distances_to(dst) if dst is not None else ({}, (0, 0))
         h = exact.get(src, floor)
-        heap = [(h[0], h[1], (), 0, 0, src)]  # (f lat, f hops, path, g lat, g hops, node)
-        best = {src: heap[0][:3]}
-        done: set = set()
+        heap = [(h[0], h[1], 0, 0, 0, src)]  # (f lat, f hops, seq, g lat, g hops, node)
+        best, cost, seq = {src: h}, {}, 1
         top = None  # (lat, hops) of the best complete path pushed so far
 
-        def push(l: int, i: int, v) -> None:
-            nonlocal top
+        def push(l: int, v) -> None:
+            nonlocal top, seq
             hl, hh = exact.get(v, floor)
-            key = (gl + l + hl, gh + 1 + hh, path + (i,))
-            if v in done or (top is not None and key[:2] > top) or (v in best and not key < best[v]):
+            f = (gl + l + hl, gh + 1 + hh)
+            if v in cost or (top is not None and f > top) or (v in best and not f < best[v]):
                 return
-            best[v] = key
-            heapq.heappush(heap, (*key, gl + l, gh + 1, v))
-            if v in exact:  # the heuristic is exact there: key[:2] is a complete path's cost
-                top = key[:2] if top is None else min(top, key[:2])
+            best[v] = f
+            heapq.heappush(heap, (*f, seq, gl + l, gh + 1, v))
+            seq += 1
+            if v in exact:  # the heuristic is exact there: f is a complete path's cost
+                top = f if top is None else min(top, f)
 
         while heap:
-            _, _, path, gl, gh, u = heapq.heappop(heap)
-            if u in done:
+            fl, fh, _, gl, gh, u = heapq.heappop(heap)
+            if top is not None and (fl, fh) > top:
+                break
+            if u in cost:
                 continue
-            done.add(u)
+            cost[u] = (gl, gh)
             if u == dst:
-                return {dst: path}
+                continue
             near, by_lat = self._out.get(u, ({}, ()))
-            for v in ([v for v in near if v in exact] if len(near) <= len(exact) else
-                      [v for v in exact if v in near]):
-                push(near[v][0], near[v][1], v)
-            for l, i, v in by_lat:  # the rest have h = floor; sorted by latency, so stop at the first too long
+            for v in _common(near, exact):
+                push(near[v][0], v)
+            for l, _, v in by_lat:  # the rest have h = floor; sorted by latency: stop at the first too long
                 if top is not None and (gl + l + floor[0], gh + 1 + floor[1]) > top:
                     break
                 if v not in exact:
-                    push(l, i, v)
-        if dst is not None:
+                    push(l, v)
+        if dst is not None and dst not in cost:
             raise TopologyError(f"{self.name}: no route from rank {src} to rank {dst}; add links between them")
-        return {v: k[2] for v, k in best.items()}
+        return cost
+
+    def _parents(self, src: int, cost: dict) -> dict:
+        """node -> (previous node, link id) on its optimal path with the smallest link ids.
+
+        A predecessor u of v is *tight* when cost[u] + edge == cost[v]; tight predecessors are one
+        hop closer to src, so nodes are ranked level by level (hop count): a node takes the tight
+        predecessor of lowest rank, then the lowest link id, and is ranked within its level by that
+        pair. Equal-length paths compare as (prefix, last link), so ranks follow the
+        lexicographic order of the paths, without comparing paths element by element.
+        """
+        levels: dict = {}
+        for v, (_, hops) in cost.items():
+            levels.setdefault(hops, []).append(v)
+        rank, parent = {src: 0}, {}
+        for hops in sorted(levels)[1:]:
+            keyed = []
+            for v in levels[hops]:
+                ins = self._in.get(v, ())
+                edges = ([e for e in ins if e[2] in cost] if len(ins) <= len(cost) else
+                         [(*self._out[u][0][v], u) for u in cost if v in self._out.get(u, ({},))[0]])
+                keyed.append(min((rank[u], i, u, v) for l, i, u in edges
+                                 if (cost[u][0] + l, cost[u][1] + 1) == cost[v]))
+            keyed.sort(key=lambda k: k[:2])  # (rank, link id) is unique: a link has one head
+            for r, (_, i, u, v) in enumerate(keyed):
+                rank[v], parent[v] = r, (u, i)
+        return parent
 
     def _distances_to(self, dst) -> tuple[dict, tuple]:
         """Exact (latency, hops) to ``dst`` from its ``_NEAR`` nearest nodes, and a floor for the others.
@@ -310,40 +334,35 @@ class Topology:
         return "\n".join(out) + "\n"
 
 
+def _common(near: dict, nodes) -> list:
+    """The keys of ``near`` that are in ``nodes``, iterating over the smaller of the two."""
+    return [v for v in near if v in nodes] if len(near) <= len(nodes) else [v for v in nodes if v in near]
+
+
 def _toml_node(node) -> str:
     return str(node) if isinstance(node, int) else json.dumps(node)
 
 
 # -- building and checking -------------------------------------------------------------------------
-def _quantity(value, what: str, units: dict, example: str) -> float:
-    """A float from a number or a string with a unit of ``units`` (power-of-ten exponents)."""
+def _quantity(value, what: str, bandwidth: bool) -> float:
+    """Bytes/s (``bandwidth``) or seconds from a number or a string with a unit; checked."""
+    units, example = (_BW_UNITS, "25 GB/s") if bandwidth else (_LAT_UNITS, "5 us")
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise TopologyError(f"{what} {value!r} is not a number; give a number or a string like {example!r}")
+    x = value
     if isinstance(value, str):
         m = _QTY.match(value)
-        if m is None or m.group(2) not in units:
-            raise TopologyError(f"cannot read {what} {value!r}: use a number or a string like {example!r} "
-                                f"(units: {', '.join(units)})")
         try:
-            exact = Decimal(m.group(1)).scaleb(units[m.group(2)])
-        except InvalidOperation:
-            raise TopologyError(f"cannot read {what} {value!r}: {m.group(1)!r} is not a number") from None
-        return float(exact / 8 if m.group(2).endswith("b/s") else exact)  # "Gb/s" counts bits
-    return float(value)
-
-
-def _bw(value, what: str) -> float:
-    bw = _quantity(value, what, _BW_UNITS, "25 GB/s")
-    if not (math.isfinite(bw) and bw > 0):
-        raise TopologyError(f"{what} {value!r} must be a finite bandwidth > 0 bytes/s, e.g. '25 GB/s'")
-    return bw
-
-
-def _lat(value, what: str) -> float:
-    lat = _quantity(value, what, _LAT_UNITS, "5 us")
-    if not (math.isfinite(lat) and lat >= 0):
-        raise TopologyError(f"{what} {value!r} must be a finite latency >= 0 s, e.g. '5 us'")
-    return lat
+            x = Decimal(m.group(1)).scaleb(units[m.group(2)])  # exact, then rounded once
+        except (AttributeError, KeyError, InvalidOperation):
+            raise TopologyError(f"cannot read {what} {value!r}: use a number or a string like {example!r} "
+                                f"(units: {', '.join(units)})") from None
+        x = x / 8 if m.group(2).endswith("b/s") else x  # "Gb/s" counts bits
+    x = float(x)
+    if not (math.isfinite(x) and (x > 0 if bandwidth else x >= 0)):
+        kind = "bandwidth > 0 bytes/s" if bandwidth else "latency >= 0 s"
+        raise TopologyError(f"{what} {value!r} must be a finite {kind}, e.g. {example!r}")
+    return x
 
 
 def _count(value, what: str) -> int:
@@ -377,8 +396,8 @@ def _build(name, nranks, links, ring=None, meta=None) -> Topology:
             raise TopologyError(f"{label}: link from {u!r} to itself; a link joins two different nodes")
         if g.has_edge(u, v):
             raise TopologyError(f"{label}: link {u}->{v} is given twice; give each direction once")
-        bws.append(_bw(bw, f"{label}: bw"))
-        lats.append(_lat(lat, f"{label}: lat"))
+        bws.append(_quantity(bw, f"{label}: bw", True))
+        lats.append(_quantity(lat, f"{label}: lat", False))
         names.append(f"{u}->{v}")
         g.add_edge(u, v, id=i, bw=bws[-1], lat=lats[-1])
     ring = tuple(range(n)) if ring is None else ring
@@ -448,7 +467,7 @@ def _overrides(spec: str, given: dict, **defaults) -> dict:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise TopologyError(f"override {unknown[0]!r} does not apply to {spec!r}; use {', '.join(defaults)}")
-    return {k: (_bw if k.endswith("bw") else _lat)(given.get(k, v), f"override {k}") for k, v in defaults.items()}
+    return {k: _quantity(given.get(k, v), f"override {k}", k.endswith("bw")) for k, v in defaults.items()}
 
 
 def _checked(name: str, n: int, nranks: int | None, links: list, meta: dict) -> Topology:

@@ -33,6 +33,7 @@ import pyarrow.ipc as ipc
 
 from .errors import ProgramError, TraceFormatError
 from .program import Buffer, Init, OpKind, Phase, Program
+from .traffic import traffic
 
 MAGIC = "rankscope-trace"
 VERSION = 1
@@ -160,7 +161,7 @@ def program_equal(a: Program, b: Program) -> bool:
     if a.nranks != b.nranks:
         return False
     for name in ("kind", "rank", "peer", "arg", "step", "dep_ptr", "dep_idx", "chunk_buf",
-                 "chunk_off", "chunk_len"):
+                 "chunk_off", "chunk_len", "coll_kind", "coll_bytes", "coll_buf"):
         if not np.array_equal(getattr(a, name), getattr(b, name)):
             return False
     for name in ("compute_seconds", "compute_flops"):
@@ -182,6 +183,8 @@ def _header(program: Program, meta: dict[str, Any]) -> bytes:
                    "nbytes": program.chunk_len.tolist()},
         "compute": {"seconds": program.compute_seconds.tolist(),
                     "flops": program.compute_flops.tolist(), "labels": list(program.compute_label)},
+        "collectives": {"kind": program.coll_kind.tolist(), "nbytes": program.coll_bytes.tolist(),
+                        "buffer": program.coll_buf.tolist()},
         "phases": [{"name": p.name, "first_step": int(p.first_step), "nsteps": int(p.nsteps)}
                    for p in program.phases],
         "program_meta": _jsonable(program.meta),
@@ -216,7 +219,8 @@ def _op_batch(p: Program, ids: np.ndarray, start: np.ndarray, end: np.ndarray,
         offset, nbytes, compute = p.chunk_off[arg], p.chunk_len[arg], np.full(n, -1, np.int32)
     else:
         mem = (kind == OpKind.ALLOC) | (kind == OpKind.FREE)
-        comp = kind == OpKind.COMPUTE
+        coll = kind == OpKind.COLLECTIVE
+        comp = (kind == OpKind.COMPUTE) | coll
         sizes = np.array([b.nbytes for b in p.buffers] or [0], dtype=np.int64)
         chunk, buffer = np.where(tr, arg, -1), np.where(mem, arg, -1)
         offset, nbytes = np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -224,6 +228,7 @@ def _op_batch(p: Program, ids: np.ndarray, start: np.ndarray, end: np.ndarray,
         ta = arg[tr]
         buffer[tr], offset[tr], nbytes[tr] = p.chunk_buf[ta], p.chunk_off[ta], p.chunk_len[ta]
         nbytes[mem] = sizes[arg[mem]]
+        buffer[coll], nbytes[coll] = p.coll_buf[arg[coll]], p.coll_bytes[arg[coll]]
     if contiguous:
         a, b = p.dep_ptr[sel.start], p.dep_ptr[sel.stop]
         offsets, values = p.dep_ptr[sel.start:sel.stop + 1] - a, p.dep_idx[a:b]
@@ -564,7 +569,8 @@ def _program(h: dict[str, Any], r: _Rows, path: str, salvage: bool) -> tuple[Pro
             info["ops_kept"] = k
     kind, chunk, buffer, compute = cols["kind"], cols["chunk"], cols["buffer"], cols["compute"]
     tr = kind <= OpKind.COPY
-    arg = chunk if tr.all() else np.where(tr, chunk, np.where(kind == OpKind.COMPUTE, compute, buffer))
+    uses_compute = (kind == OpKind.COMPUTE) | (kind == OpKind.COLLECTIVE)
+    arg = chunk if tr.all() else np.where(tr, chunk, np.where(uses_compute, compute, buffer))
     try:
         ch, co = h["chunks"], h["compute"]
         prog = Program(
@@ -575,7 +581,7 @@ def _program(h: dict[str, Any], r: _Rows, path: str, salvage: bool) -> tuple[Pro
             np.asarray(ch["nbytes"], np.int64), np.asarray(co["seconds"], np.float64),
             np.asarray(co["flops"], np.float64), tuple(co["labels"]),
             tuple(Phase(p["name"], int(p["first_step"]), int(p["nsteps"])) for p in h["phases"]),
-            h["program_meta"]).validate()
+            h["program_meta"], *_collectives(h)).validate()
     except ProgramError as e:
         raise _fail(path, f"the program in this trace is invalid: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -589,6 +595,12 @@ def _program(h: dict[str, Any], r: _Rows, path: str, salvage: bool) -> tuple[Pro
             raise _fail(path, f"corrupt row for op {i}: its buffer/offset/nbytes disagree with "
                               f"chunk {int(arg[i])} of the chunk table")
     return prog, cols, info
+
+
+def _collectives(h: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    c = h.get("collectives", {"kind": [], "nbytes": [], "buffer": []})
+    return (np.asarray(c["kind"], np.uint8), np.asarray(c["nbytes"], np.int64),
+            np.asarray(c["buffer"], np.int32))
 
 
 def read_trace(path: str | os.PathLike, *, salvage: bool = False) -> Trace:
@@ -658,13 +670,11 @@ def read_trace(path: str | os.PathLike, *, salvage: bool = False) -> Trace:
 def trace_summary(trace: Trace) -> dict[str, Any]:
     """What ``rankscope info`` prints: shape, provenance, timing and traffic of a trace.
 
-    Bytes count the transfers that ran (a transfer's bytes are its chunk's size).
+    Bytes count the transfers and collectives that ran (:func:`simulator.traffic.traffic`).
     """
     p, ran = trace.program, trace.ran
-    moved = p.op_bytes * (p.is_transfer & ran)
-    sent = np.bincount(p.rank, weights=moved, minlength=p.nranks)
-    dst = np.where(p.is_transfer, p.peer, 0)
-    received = np.bincount(dst, weights=moved, minlength=p.nranks)
+    moved = traffic(p, ran)
+    sent, received = moved.sent, moved.received
     makespan = float(np.nanmax(trace.end[ran]) - np.nanmin(trace.start[ran])) if ran.any() else 0.0
     return {
         "nranks": p.nranks, "n_ops": p.n_ops,
@@ -672,7 +682,7 @@ def trace_summary(trace: Trace) -> dict[str, Any]:
         "executor": trace.meta.get("executor"), "clock": trace.meta.get("clock"),
         "complete": bool(trace.meta.get("complete", True)),
         "makespan": makespan,
-        "bytes_moved": int(moved.sum()),
+        "bytes_moved": moved.total,
         "bytes_sent": [int(x) for x in sent], "bytes_received": [int(x) for x in received],
         "n_link_rows": trace.n_links,
         "ops_never_ran": int((~ran).sum()),

@@ -59,3 +59,20 @@ def format_seconds(t: float) -> str:
         if abs(t) >= scale:
             return f"{t / scale:.3g}{unit}"
     return f"{t * 1e9:.3g}ns"
+
+
+def format_dec_bytes(n: float) -> str:
+    """Decimal units, 3 significant digits: ``262kB``, ``2.1MB``, ``31.4GB`` (memory tables)."""
+    n = float(n)
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{int(n)}B"
+
+
+def format_count(n: float) -> str:
+    """``4.2M``, ``6.74B`` parameters."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(int(n))

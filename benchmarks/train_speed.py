@@ -1,0 +1,49 @@
+"""Build and simulate one Llama-2-70B ZeRO-3 step on 1024 ranks (issue 4 target: <= 10 s).
+
+    python benchmarks/train_speed.py [--model llama2-70b] [--ranks 1024] [--topology nodes:128x8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simulator.engine import simulate  # noqa: E402
+from simulator.models import parse_device, parse_model  # noqa: E402
+from simulator.topology import parse_topology  # noqa: E402
+from simulator.train_report import train_report  # noqa: E402
+from simulator.training import TrainConfig, compile_step  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="llama2-70b")
+    ap.add_argument("--ranks", type=int, default=1024)
+    ap.add_argument("--topology", default="nodes:128x8")
+    ap.add_argument("--strategy", default="zero3")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    model = parse_model(a.model)
+    prog = compile_step(model, a.ranks, TrainConfig(strategy=a.strategy), parse_device("h100"))
+    t1 = time.perf_counter()
+    topo = parse_topology(a.topology, a.ranks)
+    sim = simulate(prog, topo)
+    t2 = time.perf_counter()
+    rep = train_report(prog, sim)
+    t3 = time.perf_counter()
+    r0 = rep["rows"][0]
+    print(f"{a.model} {a.strategy} on {a.ranks} ranks ({a.topology}): {prog.n_ops:,} ops")
+    print(f"  build {t1 - t0:.2f} s + simulate {t2 - t1:.2f} s ({sim.info['method']}) = {t2 - t0:.2f} s; "
+          f"report (memory timeline, exposed comm per rank) {t3 - t2:.2f} s; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB")
+    print(f"  simulated step {sim.makespan:.2f} s, exposed comm {r0['exposed_comm']:.2f} s, "
+          f"peak {r0['peak'] / 1e9:.1f} GB at '{r0['peak_at']}'")
+
+
+if __name__ == "__main__":
+    main()

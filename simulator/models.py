@@ -1,0 +1,170 @@
+"""Model descriptions by shape: parameter tensors, FLOPs and activation bytes per unit.
+
+A *unit* is what FSDP wraps (one per layer, plus the embedding and the head of a transformer): a
+list of parameter shapes, the forward FLOPs per token, and the activation bytes it keeps for
+backward per token. Cost rules (pure functions of the shapes, sources inline):
+- forward FLOPs = 2 · params · tokens; backward = 2 x forward (Kaplan et al. 2020, "Scaling laws",
+  section 2.1; the usual 6·params·tokens per step). Attention's s² term is left out, as that rule does.
+- activations of a transformer layer: 34·s·b·h bytes in 16-bit (Korthikanti et al. 2022, "Reducing
+  activation recomputation", eq. 2, with flash attention, which drops the 5·a·s²·b term); an MLP
+  layer keeps its input, b·w elements; the head keeps the fp32 logits, b·s·V·4 bytes.
+
+Presets (parameter counts as published): GPT-2 small 124M and medium 355M (Radford et al. 2019;
+tied embeddings, learned positions); Llama-2 7B (6.74B), 13B (13.0B), 70B (69.0B, grouped-query
+attention with 8 KV heads) (Touvron et al. 2023, table 1 and the released configs).
+Specs: ``mlp:4x1024`` (four 1024x1024 Linear layers with bias), ``params:7.5e9`` or
+``params:7.5e9x32`` (a synthetic model of that many parameters in equal units, default 32, for
+the ZeRO paper's arithmetic), and the preset names.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    shapes: tuple[tuple[int, ...], ...]   # parameter tensors, dim 0 first (FSDP2 shards dim 0)
+    act_elems_per_sample: float            # activation elements kept for backward, per sample
+    act_bytes_per_elem: int = 2
+
+    @property
+    def params(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    units: tuple[Unit, ...]
+    tokens_per_sample: int          # sequence length (1 for an MLP)
+    micro_batch: int                # samples per rank per step
+
+    @property
+    def params(self) -> int:
+        return sum(u.params for u in self.units)
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_per_sample * self.micro_batch
+
+    def fwd_flops(self, unit: Unit) -> float:
+        return 2.0 * unit.params * self.tokens
+
+    def act_bytes(self, unit: Unit) -> int:
+        return int(unit.act_elems_per_sample * self.micro_batch * unit.act_bytes_per_elem)
+
+
+@dataclass(frozen=True)
+class TransformerShape:
+    layers: int
+    hidden: int
+    ffn: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    seq: int
+    gated: bool         # SwiGLU (3 FFN matrices, no biases) or GELU (2, with biases)
+    learned_pos: bool
+    tied: bool
+
+
+PRESETS = {
+    "gpt2": TransformerShape(12, 768, 3072, 12, 12, 50257, 1024, False, True, True),
+    "gpt2-medium": TransformerShape(24, 1024, 4096, 16, 16, 50257, 1024, False, True, True),
+    "llama2-7b": TransformerShape(32, 4096, 11008, 32, 32, 32000, 4096, True, False, False),
+    "llama2-13b": TransformerShape(40, 5120, 13824, 40, 40, 32000, 4096, True, False, False),
+    "llama2-70b": TransformerShape(80, 8192, 28672, 64, 8, 32000, 4096, True, False, False),
+}
+
+
+def transformer(name: str, t: TransformerShape, micro_batch: int) -> Model:
+    h, kv = t.hidden, t.hidden // t.heads * t.kv_heads
+    if t.gated:  # Llama: RMSNorm weights, no biases, SwiGLU
+        layer = ((h, h), (kv, h), (kv, h), (h, h), (t.ffn, h), (t.ffn, h), (h, t.ffn), (h,), (h,))
+    else:  # GPT-2: fused qkv, biases, LayerNorm weight + bias
+        layer = ((3 * h, h), (3 * h,), (h, h), (h,), (t.ffn, h), (t.ffn,), (h, t.ffn), (h,),
+                 (h,), (h,), (h,), (h,))
+    embed = ((t.vocab, h),) + (((t.seq, h),) if t.learned_pos else ())
+    final_norm = ((h,), (h,)) if not t.gated else ((h,),)
+    head = final_norm + (() if t.tied else ((t.vocab, h),))
+    units = [Unit("embed", embed, t.seq * h)]
+    units += [Unit(f"layer{i}", layer, 34 * t.seq * h / 2) for i in range(t.layers)]
+    units.append(Unit("head", head, t.seq * t.vocab * 2))  # fp32 logits: 2 bf16-sized elements each
+    return Model(name, tuple(units), t.seq, micro_batch)
+
+
+def mlp(layers: int, width: int, micro_batch: int) -> Model:
+    units = tuple(Unit(f"layer{i}", ((width, width), (width,)), width) for i in range(layers))
+    return Model(f"mlp:{layers}x{width}", units, 1, micro_batch)
+
+
+def synthetic(params: int, units: int, micro_batch: int) -> Model:
+    base, extra = divmod(params, units)
+    us = tuple(Unit(f"unit{i}", ((base + (i < extra),),), 0) for i in range(units))
+    return Model(f"params:{params}x{units}", us, 1, micro_batch)
+
+
+_MLP = re.compile(r"^mlp:(\d+)x(\d+)$")
+_SYN = re.compile(r"^params:([0-9.eE+]+)(?:x(\d+))?$")
+
+
+def parse_model(spec: str, micro_batch: int | None = None) -> Model:
+    """A model from its spec (see the module docstring); ``micro_batch`` samples per rank."""
+    s = spec.strip().lower()
+    if m := _MLP.match(s):
+        layers, width = int(m.group(1)), int(m.group(2))
+        if layers < 1 or width < 1:
+            raise UsageError(f"model {spec!r}: layers and width must be >= 1")
+        return mlp(layers, width, micro_batch or 32)
+    if m := _SYN.match(s):
+        try:
+            p = float(m.group(1))
+        except ValueError:
+            raise UsageError(f"model {spec!r}: cannot read a parameter count") from None
+        units = int(m.group(2) or 32)
+        if p < units or units < 1:
+            raise UsageError(f"model {spec!r}: needs at least one parameter per unit")
+        return synthetic(int(round(p)), units, micro_batch or 1)
+    if s in PRESETS:
+        return transformer(s, PRESETS[s], micro_batch or 1)
+    raise UsageError(f"unknown model {spec!r}: use mlp:LxW, params:P[xUNITS] or one of {', '.join(PRESETS)}")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Peak dense throughput (FLOP/s) by precision, and the fraction a training step reaches."""
+
+    name: str
+    peak_bf16: float
+    peak_fp32: float
+    efficiency: float = 0.5
+
+    def flops_per_s(self, precision: str) -> float:
+        return (self.peak_bf16 if precision == "bf16" else self.peak_fp32) * self.efficiency
+
+
+# NVIDIA A100 and H100 SXM datasheets: dense BF16 312 / 989 TFLOP/s; "fp32" here is TF32 tensor
+# cores, 156 / 494 TFLOP/s, which PyTorch uses for fp32 matmuls when allowed. A laptop-class CPU
+# core manages ~50 GFLOP/s of fp32 matmul (a round figure, for the gloo runs of real/).
+DEVICES = {
+    "a100": Device("a100", 312e12, 156e12),
+    "h100": Device("h100", 989e12, 494e12),
+    "cpu": Device("cpu", 50e9, 50e9),
+}
+
+
+def parse_device(name: str, efficiency: float | None = None) -> Device:
+    d = DEVICES.get(name.strip().lower())
+    if d is None:
+        raise UsageError(f"unknown device {name!r}: choose from {', '.join(DEVICES)}")
+    if efficiency is not None:
+        if not 0 < efficiency <= 1:
+            raise UsageError(f"efficiency must be in (0, 1], got {efficiency}")
+        d = Device(d.name, d.peak_bf16, d.peak_fp32, efficiency)
+    return d

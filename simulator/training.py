@@ -1,0 +1,286 @@
+"""One data-parallel training step as a program: DDP, ZeRO-1, ZeRO-2 and FSDP (ZeRO-3).
+
+[Note: templates]
+Every rank of a data-parallel step runs the same ops, so a strategy is compiled once, for one rank,
+into a *template* (a list of ops whose deps point to earlier template ops), then replicated on N
+ranks with numpy: template op i on rank r is op i·N + r, at step i. Llama-2-70B under ZeRO-3 on
+1024 ranks is ~1,100 template ops, ~1.1M program ops. Collectives are COLLECTIVE macro ops (see
+[Note: program]); all ranks' copies of template op i form one collective.
+
+[Note: buffers and categories]
+Each buffer is allocated by an ALLOC op and, if transient, freed by a FREE op; its ``category``
+says what it holds:
+  param           persistent parameters (full for DDP/ZeRO-1/2, the rank's shard for ZeRO-3)
+  param_unsharded a unit's all-gathered parameters (ZeRO-3), alive from its all-gather to its reshard
+  grad            persistent gradients (full for DDP/ZeRO-1, the shard for ZeRO-2/3)
+  grad_unsharded  transient full-size gradients: ZeRO-2's buckets, ZeRO-3's unit gradients
+  optim           optimizer states: fp32 master weights and Adam's two moments (12 B/param in
+                  bf16 mixed precision; Adam's 8 B/param in fp32, whose parameters are the master)
+  activation      what a unit's forward keeps for its backward
+*Model state* = param + grad + optim: the ZeRO paper's (2 + 2 + K)Ψ accounting (Rajbhandari et
+al., SC'20, section 3), which this module reproduces from the timeline, not from the formula.
+
+Modelling choices: DDP's gradients are its buckets' views (``gradient_as_bucket_view=True``), and
+its buckets are filled in reverse layer order, all-reduced when full (25 MiB default,
+``bucket_cap_mb=25``). ZeRO-1/2 reduce-scatter the same buckets and all-gather the updated bf16
+parameters after the optimizer step, bucketed the same way; their partitions are one flat buffer
+padded to a multiple of N (as DeepSpeed). FSDP1 pads each unit's flat parameter to a multiple of N;
+FSDP2 pads dim 0 of every parameter to a multiple of N; the padding bytes are reported. One comm
+lane per rank carries all collectives in issue order (FSDP's all-gather and reduce-scatter streams
+share the same links, so they are serialised here). At most two gradient buffers are in flight:
+ZeRO-2's bucket k and FSDP's unit gradient k wait for k-2 to be reduced and freed (DeepSpeed's
+double-buffered reduction; FSDP2 keeps one reduce-scatter input alive), else a slow network would
+let backward run ahead and hold every gradient at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UsageError
+from .models import Device, Model
+from .program import Buffer, CollKind, Init, OpKind, Phase, Program
+
+STRATEGIES = ("ddp", "zero1", "zero2", "zero3")
+ALIASES = {"fsdp": "zero3", "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3"}
+CATEGORIES = ("param", "param_unsharded", "grad", "grad_unsharded", "optim", "activation")
+MODEL_STATE = ("param", "grad", "optim")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one step is run. ``bucket_bytes`` is DDP's bucket_cap_mb (25 MiB by default)."""
+
+    strategy: str = "zero3"
+    precision: str = "bf16"                 # bf16 mixed precision, or fp32
+    bucket_bytes: int = 25 << 20
+    fsdp_version: int = 2                   # 1: flat parameter per unit; 2: per-parameter dim-0
+    reshard_after_forward: bool = True
+    forward_prefetch: bool = False
+    backward_prefetch: bool = True
+
+    def __post_init__(self) -> None:
+        s = ALIASES.get(self.strategy.lower(), self.strategy.lower())
+        if s not in STRATEGIES:
+            raise UsageError(f"unknown strategy {self.strategy!r}: choose from {', '.join(STRATEGIES)} (or fsdp)")
+        object.__setattr__(self, "strategy", s)
+        if self.precision not in ("bf16", "fp32"):
+            raise UsageError(f"precision must be bf16 or fp32, got {self.precision!r}")
+        if self.fsdp_version not in (1, 2):
+            raise UsageError(f"FSDP version must be 1 or 2, got {self.fsdp_version}")
+        if self.bucket_bytes < 1:
+            raise UsageError(f"bucket size must be >= 1 byte, got {self.bucket_bytes}")
+
+    @property
+    def bytes_per(self) -> dict[str, int]:
+        """Bytes per parameter: compute copy, gradient, optimizer state."""
+        return {"param": 2, "grad": 2, "optim": 12} if self.precision == "bf16" else \
+            {"param": 4, "grad": 4, "optim": 8}
+
+
+def padded_unit_params(model: Model, nranks: int, cfg: TrainConfig) -> list[int]:
+    """Elements of each unit once padded for sharding (== unpadded for DDP, ZeRO-1/2)."""
+    out = []
+    for u in model.units:
+        if cfg.strategy != "zero3":
+            out.append(u.params)
+        elif cfg.fsdp_version == 1:
+            out.append(math.ceil(u.params / nranks) * nranks)
+        else:
+            out.append(sum(math.ceil(s[0] / nranks) * nranks * math.prod(s[1:]) for s in u.shapes))
+    return out
+
+
+@dataclass
+class _Template:
+    """Ops of one rank; ``deps`` index earlier template ops."""
+
+    kind: list[int] = field(default_factory=list)
+    arg: list[int] = field(default_factory=list)
+    deps: list[list[int]] = field(default_factory=list)
+    buffers: list[Buffer] = field(default_factory=list)
+    compute: list[tuple[float, str]] = field(default_factory=list)   # flops, label
+    colls: list[tuple[int, int, int]] = field(default_factory=list)  # kind, bytes, buffer
+    phases: list[Phase] = field(default_factory=list)
+
+    def op(self, kind: OpKind, arg: int, deps) -> int:
+        self.kind.append(int(kind))
+        self.arg.append(arg)
+        self.deps.append(sorted({d for d in deps if d is not None}))
+        return len(self.kind) - 1
+
+    def buffer(self, name: str, nbytes: int, category: str) -> int:
+        self.buffers.append(Buffer(name, int(nbytes), Init.EMPTY, alive=False, category=category))
+        return len(self.buffers) - 1
+
+    def alloc(self, buf: int, *deps) -> int:
+        return self.op(OpKind.ALLOC, buf, deps)
+
+    def free(self, buf: int, *deps) -> int:
+        return self.op(OpKind.FREE, buf, deps)
+
+    def run(self, flops: float, label: str, *deps) -> int:
+        self.compute.append((flops, label))
+        return self.op(OpKind.COMPUTE, len(self.compute) - 1, deps)
+
+    def coll(self, kind: CollKind, nbytes: int, buf: int, *deps) -> int:
+        self.colls.append((int(kind), int(nbytes), buf))
+        return self.op(OpKind.COLLECTIVE, len(self.colls) - 1, deps)
+
+    def phase(self, name: str, first: int) -> None:
+        self.phases.append(Phase(name, first, len(self.kind) - first))
+
+
+def _buckets(sizes_rev: list[int], cap: int) -> list[list[int]]:
+    """Group units (given in backward order) into buckets of >= ``cap`` bytes, as DDP's reducer."""
+    out, cur, total = [], [], 0
+    for i, s in enumerate(sizes_rev):
+        cur.append(i)
+        total += s
+        if total >= cap:
+            out.append(cur)
+            cur, total = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) -> Program:
+    """The program of one training step of ``model`` on ``nranks`` ranks (see [Note: templates])."""
+    if nranks < 1:
+        raise UsageError(f"--ranks must be >= 1, got {nranks}")
+    t = _Template()
+    n, L, b = nranks, len(model.units), cfg.bytes_per
+    padded = padded_unit_params(model, n, cfg)
+    psi = model.params
+    z3 = cfg.strategy == "zero3"
+    # a flat partition padded to a multiple of N (ZeRO-1/2), or per-unit padded shards (ZeRO-3)
+    flat_shard = math.ceil(psi / n)
+    shard_elems = sum(p // n for p in padded) if z3 else flat_shard
+    persist = {
+        "param": shard_elems if z3 else psi,
+        "grad": shard_elems if cfg.strategy in ("zero2", "zero3") else psi,
+        "optim": shard_elems if cfg.strategy != "ddp" else psi,
+    }
+    first = [t.alloc(t.buffer(name, persist[name] * b[name], name)) for name in MODEL_STATE]
+    act = [t.buffer(f"{u.name}.activations", model.act_bytes(u), "activation") for u in model.units]
+    fwd, bwd = [None] * L, [None] * L
+    fwd_flops = [model.fwd_flops(u) for u in model.units]
+
+    # -- forward ------------------------------------------------------------------------------
+    start = len(t.kind)
+    unsh = [t.buffer(f"{u.name}.unsharded", padded[i] * b["param"], "param_unsharded")
+            for i, u in enumerate(model.units)] if z3 else []
+    gathered: dict[int, tuple[int, int]] = {}   # unit -> (alloc op, all-gather op), current pass
+    freed: dict[int, int] = {}                  # unit -> free op of its unsharded params
+
+    def gather(i: int, *after) -> tuple[int, int]:
+        a = t.alloc(unsh[i], *after)
+        g = t.coll(CollKind.ALL_GATHER, padded[i] * b["param"], unsh[i], a)
+        gathered[i] = (a, g)
+        return gathered[i]
+
+    prev = None
+    for i in range(L):
+        if z3:
+            if i not in gathered:
+                gather(i, prev if prev is not None else first[-1])
+            if cfg.forward_prefetch and i + 1 < L:
+                # at most two units unsharded at once: the next one waits for the one before
+                gather(i + 1, freed.get(i - 1, gathered[i][1]) if cfg.reshard_after_forward else gathered[i][1])
+        al = t.alloc(act[i], prev)
+        fwd[i] = t.run(fwd_flops[i], f"fwd {model.units[i].name}", al, prev, gathered[i][1] if z3 else first[-1])
+        if z3 and cfg.reshard_after_forward:
+            freed[i] = t.free(unsh[i], fwd[i])
+        prev = fwd[i]
+    t.phase("forward", start)
+
+    # -- backward -----------------------------------------------------------------------------
+    start = len(t.kind)
+    grad_colls: list[int] = []
+    if z3:
+        gbuf = [t.buffer(f"{u.name}.grad_unsharded", padded[i] * b["grad"], "grad_unsharded")
+                for i, u in enumerate(model.units)]
+        gathered.clear()
+        freed_b: dict[int, int] = {}
+        grad_freed: list[int] = []
+        for i in reversed(range(L)):
+            if cfg.reshard_after_forward:
+                if i not in gathered:
+                    gather(i, prev)
+                if cfg.backward_prefetch and i - 1 >= 0:
+                    gather(i - 1, freed_b.get(i + 1, gathered[i][1]))
+                ready = gathered[i][1]
+            else:
+                ready = fwd[i]
+            # two unit gradients in flight at most (FSDP2 keeps one reduce-scatter input alive)
+            ga = t.alloc(gbuf[i], prev, grad_freed[-2] if len(grad_freed) >= 2 else None)
+            bwd[i] = t.run(2 * fwd_flops[i], f"bwd {model.units[i].name}", ready, ga, prev, fwd[i])
+            t.free(act[i], bwd[i])
+            freed_b[i] = t.free(unsh[i], bwd[i])
+            rs = t.coll(CollKind.REDUCE_SCATTER, padded[i] * b["grad"], gbuf[i], bwd[i])
+            grad_freed.append(t.free(gbuf[i], rs))
+            grad_colls.append(rs)
+            prev = bwd[i]
+    else:
+        buckets = _buckets([model.units[i].params * b["grad"] for i in reversed(range(L))], cfg.bucket_bytes)
+        order = list(reversed(range(L)))
+        bucket_freed: list[int] = []
+        for k, bucket in enumerate(buckets):
+            units = [order[j] for j in bucket]
+            nbytes = sum(model.units[i].params for i in units) * b["grad"]
+            gb = None
+            if cfg.strategy == "zero2":
+                gb = t.buffer(f"bucket{k}.grad", nbytes, "grad_unsharded")
+                # double buffering: bucket k waits until bucket k-2 is reduced and freed
+                ga = t.alloc(gb, prev, bucket_freed[-2] if len(bucket_freed) >= 2 else None)
+            for i in units:
+                bwd[i] = t.run(2 * fwd_flops[i], f"bwd {model.units[i].name}", prev, fwd[i],
+                               ga if gb is not None else None)
+                t.free(act[i], bwd[i])
+                prev = bwd[i]
+            kind = CollKind.ALL_REDUCE if cfg.strategy == "ddp" else CollKind.REDUCE_SCATTER
+            c = t.coll(kind, nbytes, gb if gb is not None else -1, prev)
+            grad_colls.append(c)
+            if gb is not None:
+                bucket_freed.append(t.free(gb, c))
+    t.phase("backward", start)
+
+    # -- optimizer ----------------------------------------------------------------------------
+    start = len(t.kind)
+    opt = t.run(12.0 * persist["optim"], "optimizer step", prev, *grad_colls)
+    if cfg.strategy in ("zero1", "zero2"):
+        for bucket in _buckets([model.units[i].params * b["param"] for i in range(L)], cfg.bucket_bytes):
+            nbytes = sum(model.units[i].params for i in bucket) * b["param"]
+            t.coll(CollKind.ALL_GATHER, nbytes, -1, opt)
+    t.phase("optimizer", start)
+    meta = {"kind": "train", "model": model.name, "params": psi, "strategy": cfg.strategy,
+            "precision": cfg.precision, "nranks": n, "micro_batch": model.micro_batch,
+            "fsdp_version": cfg.fsdp_version, "reshard_after_forward": cfg.reshard_after_forward,
+            "forward_prefetch": cfg.forward_prefetch, "backward_prefetch": cfg.backward_prefetch,
+            "bucket_bytes": cfg.bucket_bytes, "device": device.name,
+            "flops_per_s": device.flops_per_s(cfg.precision),
+            "padding_bytes": (sum(padded) - psi) * b["param"] if z3 else (flat_shard * n - psi) * b["optim"]}
+    return replicate(t, n, device.flops_per_s(cfg.precision), meta)
+
+
+def replicate(t: _Template, n: int, flops_per_s: float, meta: dict) -> Program:
+    """Template op i on rank r becomes op i·N + r at step i (see [Note: templates])."""
+    T = len(t.kind)
+    ranks = np.arange(n, dtype=np.int64)
+    counts = np.array([len(d) for d in t.deps], dtype=np.int64)
+    dep_ptr = np.zeros(T * n + 1, dtype=np.int64)
+    np.cumsum(np.repeat(counts, n), out=dep_ptr[1:])
+    blocks = [(np.asarray(d, dtype=np.int64)[None, :] * n + ranks[:, None]).ravel() for d in t.deps if d]
+    dep_idx = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+    flops = np.array([c[0] for c in t.compute], dtype=np.float64)
+    colls = np.array(t.colls, dtype=np.int64).reshape(-1, 3)
+    return Program(
+        n, np.repeat(np.array(t.kind, dtype=np.uint8), n), np.tile(ranks, T), np.full(T * n, -1),
+        np.repeat(np.array(t.arg, dtype=np.int64), n), np.repeat(np.arange(T), n), dep_ptr, dep_idx,
+        tuple(t.buffers), np.zeros(0), np.zeros(0), np.zeros(0),
+        flops / flops_per_s, np.zeros(len(t.compute)), tuple(c[1] for c in t.compute),
+        tuple(t.phases), meta, colls[:, 0], colls[:, 1], colls[:, 2]).validate()
