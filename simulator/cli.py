@@ -357,6 +357,44 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    from .compare import compare
+    from .trace import read_trace
+
+    if a.threshold <= 0:
+        raise UsageError(f"--threshold must be > 0 (percent), got {a.threshold}")
+    cmp = compare(read_trace(a.a), read_trace(a.b), names=(a.a, a.b), threshold=a.threshold / 100)
+    if a.plot:
+        from .plot import plot_steps
+
+        plot_steps(cmp, a.plot)
+    s = cmp.summary()
+    if a.json:
+        _dump({"summary": s, "by_class": cmp.by_class(), "by_step": cmp.by_step()})
+        return 0
+    pct = lambda x: "-" if x is None or x != x else f"{x:+.1%}"  # noqa: E731
+    print(f"model {s['model']}  vs  measured {s['measured']}  (joined on {s['joined_on']}, {s['ops']} ops)")
+    print(f"\n{'class':<16}{'ops':>7}{'model':>11}{'measured':>11}{'error':>9}")
+    for c in cmp.by_class():
+        print(f"{c['class']:<16}{c['ops']:>7}{format_seconds(c['model']):>11}{format_seconds(c['measured']):>11}"
+              f"{pct(c['error']):>9}")
+    steps = cmp.by_step()
+    print(f"\n{'step':>6}{'model':>11}{'measured':>11}{'error':>9}")
+    for st in steps if len(steps) <= 64 else steps[:32]:
+        print(f"{st['step']:>6}{format_seconds(st['model']):>11}{format_seconds(st['measured']):>11}"
+              f"{pct(st['error']):>9}")
+    if len(steps) > 64:
+        print(f"   ... {len(steps) - 32} more steps (--json prints all)")
+    med, p90 = s["median_abs_error"], s["p90_abs_error"]
+    print(f"\nper-op |error|: median {med:.1%}, p90 {p90:.1%}; total {format_seconds(s['total_model'])} "
+          f"vs {format_seconds(s['total_measured'])} ({pct(s['total_error'])})")
+    fd = s["first_divergence_step"]
+    print(f"first divergence beyond {s['threshold']:.0%}: " + ("none" if fd is None else f"step {fd}"))
+    if a.plot:
+        print(f"plot written to {a.plot}")
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from .engine import simulate
     from .topology import parse_topology
@@ -411,6 +449,13 @@ def make_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     w.set_defaults(func=cmd_sweep)
+    c = sub.add_parser("compare", help="simulated against measured: per op class and step, error in %%")
+    c.add_argument("a", help="a trace (the model if it is simulated)")
+    c.add_argument("b", help="a trace of the same program")
+    c.add_argument("--threshold", type=float, default=10.0, help="divergence threshold in %% (default 10)")
+    c.add_argument("--plot", help="write per-step bars to this PNG (needs matplotlib)")
+    c.add_argument("--json", action="store_true", help="print JSON instead of text")
+    c.set_defaults(func=cmd_compare)
     d = sub.add_parser("demo", help="the built-in default: ring all-reduce on 8 ranks (also bare `rankscope`)")
     d.set_defaults(func=cmd_demo)
     return p

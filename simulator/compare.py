@@ -1,0 +1,165 @@
+"""Simulated against measured: join two traces of one program and report the error.
+
+[Note: comparing traces]
+Two traces of the same program join on op id (the Program contract). Imported traces whose
+programs differ in shape but hold the same collectives join on *collective sequence*: the k-th
+COLLECTIVE op of rank r in one matches the k-th of rank r in the other, and they must agree on
+kind and bytes. Anything else is a :class:`CompareError` (exit 2).
+
+Which is which: the trace whose executor is "sim" is the *model*, the other the *measurement*;
+if neither or both are simulated, A is the model and B the measurement. Every error is
+``(model - measured) / measured``, in %. Durations:
+  op    end - start of the op;
+  step  the time the step adds: the latest end in step k minus the latest end in step k-1
+        (minus the earliest start for step 0), so the steps add up to the makespan;
+  class the summed durations of the ops of one class (reduce, copy, compute, all-gather, ...).
+The *first divergence* is the first step whose duration errs by more than the threshold (10%).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import RankscopeError
+from .program import CollKind, OpKind, Program
+from .trace import Trace, program_equal
+
+
+class CompareError(RankscopeError):
+    """Two traces that cannot be compared (different programs, no common ops)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model_name: str
+    measured_name: str
+    joined_on: str
+    op_model: np.ndarray       # durations of the joined ops, model
+    op_measured: np.ndarray    # durations of the joined ops, measured
+    op_class: np.ndarray       # class label per joined op
+    step_model: np.ndarray
+    step_measured: np.ndarray
+    total_model: float
+    total_measured: float
+    threshold: float
+
+    @staticmethod
+    def err(model: np.ndarray, measured: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(measured > 0, (model - measured) / measured, np.nan)
+
+    def summary(self) -> dict[str, Any]:
+        e = np.abs(self.err(self.op_model, self.op_measured))
+        e = e[~np.isnan(e)]
+        se = self.err(self.step_model, self.step_measured)
+        big = np.flatnonzero(np.abs(np.nan_to_num(se)) > self.threshold)
+        return {
+            "model": self.model_name, "measured": self.measured_name, "joined_on": self.joined_on,
+            "ops": int(self.op_model.size),
+            "median_abs_error": float(np.median(e)) if e.size else None,
+            "p90_abs_error": float(np.percentile(e, 90)) if e.size else None,
+            "total_model": self.total_model, "total_measured": self.total_measured,
+            "total_error": float(self.err(np.array([self.total_model]), np.array([self.total_measured]))[0]),
+            "first_divergence_step": int(big[0]) if big.size else None,
+            "threshold": self.threshold,
+        }
+
+    def by_class(self) -> list[dict[str, Any]]:
+        out = []
+        for c in sorted(set(self.op_class.tolist())):
+            sel = self.op_class == c
+            m, x = float(self.op_model[sel].sum()), float(self.op_measured[sel].sum())
+            out.append({"class": c, "ops": int(sel.sum()), "model": m, "measured": x,
+                        "error": float(self.err(np.array([m]), np.array([x]))[0])})
+        return out
+
+    def by_step(self) -> list[dict[str, Any]]:
+        e = self.err(self.step_model, self.step_measured)
+        return [{"step": k, "model": float(a), "measured": float(b), "error": float(x)}
+                for k, (a, b, x) in enumerate(zip(self.step_model, self.step_measured, e))]
+
+
+def op_classes(prog: Program) -> np.ndarray:
+    names = np.array(["reduce", "copy", "compute", "alloc", "free", "collective"], dtype=object)
+    cls = names[prog.kind]
+    c = np.flatnonzero(prog.kind == OpKind.COLLECTIVE)
+    if c.size:
+        labels = np.array([k.label for k in CollKind], dtype=object)
+        cls[c] = labels[prog.coll_kind[prog.arg[c]]]
+    return cls
+
+
+def step_durations(prog: Program, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """What each step adds to the run (see the module note); NaN for steps that never ran."""
+    if prog.n_ops == 0:
+        return np.zeros(0)
+    last = np.full(prog.n_steps, -np.inf)
+    ok = ~np.isnan(end) & (prog.step >= 0)
+    np.maximum.at(last, prog.step[ok], end[ok])
+    first = np.nanmin(start) if np.any(~np.isnan(start)) else 0.0
+    prev = np.concatenate([[first], last[:-1]])
+    prev = np.maximum.accumulate(np.where(np.isinf(prev), first, prev))
+    out = last - prev
+    out[np.isinf(last)] = np.nan
+    return np.maximum(out, 0.0)
+
+
+def _collective_keys(prog: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(op ids, rank, k-th collective of that rank) of every COLLECTIVE op, in op order per rank."""
+    ops = np.flatnonzero(prog.kind == OpKind.COLLECTIVE)
+    ops = ops[np.lexsort((ops, prog.rank[ops]))]
+    r = prog.rank[ops]
+    seq = np.arange(ops.size) - np.searchsorted(r, r)
+    return ops, r, seq
+
+
+def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshold: float = 0.10) -> Comparison:
+    """Join ``a`` and ``b`` (see [Note: comparing traces]) and measure model against measurement."""
+    if b.meta.get("executor") == "sim" and a.meta.get("executor") != "sim":
+        a, b, names = b, a, (names[1], names[0])
+    pa, pb = a.program, b.program
+    if pa.nranks != pb.nranks:
+        raise CompareError(f"{names[0]} has {pa.nranks} ranks and {names[1]} {pb.nranks}: not the same program")
+    if program_equal(pa, pb):
+        ia = ib = np.arange(pa.n_ops)
+        joined = "op id"
+        steps_a = step_durations(pa, a.start, a.end)
+        steps_b = step_durations(pb, b.start, b.end)
+    else:
+        oa, ra, sa = _collective_keys(pa)
+        ob, rb, sb = _collective_keys(pb)
+        if oa.size == 0 or oa.size != ob.size or not (np.array_equal(ra, rb) and np.array_equal(sa, sb)):
+            raise CompareError(f"{names[0]} and {names[1]} hold different programs (different ops, and "
+                               f"collective sequences of {oa.size} and {ob.size} ops that do not line up)")
+        ka, kb = pa.coll_kind[pa.arg[oa]], pb.coll_kind[pb.arg[ob]]
+        na, nb = pa.coll_bytes[pa.arg[oa]], pb.coll_bytes[pb.arg[ob]]
+        bad = np.flatnonzero((ka != kb) | (na != nb))
+        if bad.size:
+            i = bad[0]
+            raise CompareError(f"collective {int(sa[i])} of rank {int(ra[i])} differs: "
+                               f"{CollKind(int(ka[i])).label} of {int(na[i])} B in {names[0]}, "
+                               f"{CollKind(int(kb[i])).label} of {int(nb[i])} B in {names[1]}")
+        ia, ib = oa, ob
+        joined = "collective sequence"
+        steps_a = _seq_durations(sa, a.start[oa], a.end[oa])
+        steps_b = _seq_durations(sb, b.start[ob], b.end[ob])
+    ran = ~np.isnan(a.end[ia]) & ~np.isnan(b.end[ib])
+    ia, ib = ia[ran], ib[ran]
+    if ia.size == 0:
+        raise CompareError(f"{names[0]} and {names[1]} have no op that ran in both")
+    da, db = a.end[ia] - a.start[ia], b.end[ib] - b.start[ib]
+    total = lambda t: float(np.nanmax(t.end) - np.nanmin(t.start))  # noqa: E731
+    return Comparison(names[0], names[1], joined, da, db, op_classes(pa)[ia], steps_a, steps_b,
+                      total(a), total(b), threshold)
+
+
+def _seq_durations(seq: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Step = the k-th collective across ranks: latest end minus the previous one's latest end."""
+    k = int(seq.max()) + 1 if seq.size else 0
+    last = np.full(k, -np.inf)
+    np.maximum.at(last, seq, end)
+    prev = np.concatenate([[np.nanmin(start)], last[:-1]])
+    return np.maximum(last - prev, 0.0)
