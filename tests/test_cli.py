@@ -73,3 +73,36 @@ def test_console_entry_point_runs_in_a_subprocess():
     bad = subprocess.run([sys.executable, "-m", "simulator.cli", "sim", "all-reduce", "-n", "-3"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_sweep_table_csv_and_json(capsys):
+    assert main(["sweep", "--ranks", "4", "--max", "1KiB"]) == 0
+    out = capsys.readouterr().out
+    assert "ring" in out and "hd" in out and "ps" in out and out.count("\n") == 3 + 8
+    assert main(["sweep", "--ranks", "4", "--max", "64", "--csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "size,algo,seconds,algbw_GBps,busbw_GBps,method" and len(rows) == 1 + 4 * 3
+    assert main(["sweep", "broadcast", "--ranks", "4", "--max", "64", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {r["algo"] for r in doc["rows"]} == {"ring", "tree"}
+
+
+def test_sim_out_then_info(tmp_path, capsys):
+    path = tmp_path / "ring.trace"
+    assert main(["sim", "all-reduce", "-n", "4", "-s", "1MiB", "--out", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["n_ops"] == 24 and doc["executor"] == "sim" and doc["topology"] == "switch:4"
+    assert doc["bytes_moved"] == 2 * 3 * 2**20
+    # a truncated copy: one clear line without --salvage
+    data = path.read_bytes()
+    cut = tmp_path / "cut.trace"
+    cut.write_bytes(data[: len(data) // 2])
+    assert main(["info", str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert "truncated" in err and "--salvage" in err and err.count("\n") == 1
+    assert main(["info", str(cut), "--salvage"]) == 0
+    assert "NO (partial trace)" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "missing.trace")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
