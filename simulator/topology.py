@@ -24,7 +24,7 @@ Presets (GB = 1e9 bytes, as nccl-tests reports; every figure is per link and dir
   per-hop network figure, 14 us, split over the 4 links of a route (3.5 us each). Same source.
 Every preset's ring order is 0..N-1. Overrides are per link, numbers (bytes/s, s) or strings
 ("50 GB/s", "2 us"); None means not given: ``bw``, ``lat`` (ring, switch); ``intra_bw``,
-``intra_lat`` (dgx-*, nodes); ``nic_bw``, ``nic_lat`` (nodes). TOML files: topology_format.md.
+``intra_lat`` (dgx-*, nodes); ``nic_bw``, ``nic_lat`` (nodes). TOML files: the README, "Topologies".
 """
 
 from __future__ import annotations
@@ -81,11 +81,13 @@ class Topology:
     link_lat: np.ndarray  # (L,) float64 seconds of link id i
     link_names: tuple[str, ...]  # "0->sw", ...
     meta: dict = field(default_factory=dict)
-    _ends: tuple = field(init=False)  # (src, dst) of link id i
-    _out: dict = field(init=False)  # node -> ({next: (lat_fs, id)}, [(lat_fs, id, next)] sorted)
-    _in: dict = field(init=False)  # node -> [(lat_fs, id, previous)] sorted
-    _toward: dict = field(init=False)  # dst -> _distances_to(dst)
-    _cache: dict = field(init=False)  # (src, dst) -> read-only int32 route
+    # derived in __post_init__: _ends[i] = (src, dst) of link i; _out[node] = ({next: (lat_fs, id)},
+    # [(lat_fs, id, next)] sorted); _in[node] = [(lat_fs, id, previous)] sorted; caches _toward, _cache
+    _ends: tuple = field(init=False)
+    _out: dict = field(init=False)
+    _in: dict = field(init=False)
+    _toward: dict = field(init=False)
+    _cache: dict = field(init=False)
 
     def __post_init__(self) -> None:
         nlinks = len(self.link_names)
@@ -110,12 +112,10 @@ class Topology:
                 raise TopologyError(f"{arr} has shape {a.shape}, expected ({nlinks},): one figure per link")
             a.flags.writeable = False
             object.__setattr__(self, arr, a)
-        object.__setattr__(self, "ring", tuple(int(r) for r in self.ring))
-        object.__setattr__(self, "_ends", tuple(ends))
-        object.__setattr__(self, "_out", out)
-        object.__setattr__(self, "_in", into)
-        object.__setattr__(self, "_cache", {})
-        object.__setattr__(self, "_toward", {})
+        derived = {"ring": tuple(int(r) for r in self.ring), "_ends": tuple(ends), "_out": out, "_in": into,
+                   "_toward": {}, "_cache": {}}
+        for key, value in derived.items():
+            object.__setattr__(self, key, value)
 
     def __repr__(self) -> str:
         return f"Topology({self.name!r}, nranks={self.nranks}, links={len(self.link_names)})"
@@ -145,14 +145,12 @@ class Topology:
         Each distinct pair is routed once and the K rows are gathered from those: a ring's
         millions of transfers cost N searches.
         """
-        src, dst = np.asarray(src), np.asarray(dst)
-        if src.shape != dst.shape or src.ndim != 1:
-            raise TopologyError(f"routes() takes two 1-D arrays of one length, got {src.shape} and {dst.shape}")
-        n = self.nranks
+        src, dst, n = np.asarray(src), np.asarray(dst), self.nranks
+        if src.shape != dst.shape or src.ndim != 1 or not all(np.issubdtype(a.dtype, np.integer) for a in (src, dst)):
+            raise TopologyError(f"routes() takes two 1-D integer arrays of one length, got {src.dtype}{src.shape} "
+                                f"and {dst.dtype}{dst.shape}")
         if src.size == 0:
             return np.empty((0, 0), np.int32), np.empty(0, np.float64)
-        if not (np.issubdtype(src.dtype, np.integer) and np.issubdtype(dst.dtype, np.integer)):
-            raise TopologyError(f"routes() takes integer rank arrays, got {src.dtype} and {dst.dtype}")
         bad = (src < 0) | (src >= n) | (dst < 0) | (dst >= n) | (src == dst)
         if bad.any():  # route() says what is wrong with the first bad pair
             k = int(np.argmax(bad))
@@ -172,7 +170,7 @@ class Topology:
         for s, d in pairs:
             if (s, d) not in self._cache:
                 fresh.setdefault(s, []).append(d)
-        for s, dsts in fresh.items():
+        for s, dsts in fresh.items():  # many from one source: one whole Dijkstra beats many searches
             if len(dsts) >= _TREE_MIN:
                 self._remember(s, dsts, self._settle(s, None))
         paths = [self.route(s, d) for s, d in pairs]
@@ -324,7 +322,7 @@ class Topology:
         return _build(d["name"], d["nranks"], rows, d["ring"], dict(d.get("meta") or {}))
 
     def to_toml(self) -> str:
-        """The TOML format of topology_format.md; parse_topology on it gives an equal topology."""
+        """The TOML format (README, "Topologies"); parse_topology on it gives an equal topology."""
         out = [f"# rankscope topology; built from {json.dumps(self.meta, sort_keys=True, default=str)}",
                f"name = {json.dumps(self.name)}", f"ranks = {self.nranks}",
                f"ring = [{', '.join(map(str, self.ring))}]"]
@@ -409,7 +407,7 @@ def _build(name, nranks, links, ring=None, meta=None) -> Topology:
     for r in range(n):  # 0 reaches every rank and every rank reaches 0: every pair has a route
         if r not in reach or r not in back:
             a, b = (0, r) if r not in reach else (r, 0)
-            raise TopologyError(f"{name}: no route from rank {a} to rank {b}; add links so every rank "
+            raise TopologyError(f"no route from rank {a} to rank {b} in {name!r}; add links so every rank "
                                 "reaches every other")
     return Topology(name, n, g, tuple(ring), np.array(bws, np.float64), np.array(lats, np.float64),
                     tuple(names), meta if meta is not None else {})
@@ -470,10 +468,10 @@ def _overrides(spec: str, given: dict, **defaults) -> dict:
     return {k: _quantity(given.get(k, v), f"override {k}", k.endswith("bw")) for k, v in defaults.items()}
 
 
-def _checked(name: str, n: int, nranks: int | None, links: list, meta: dict) -> Topology:
+def _checked(name: str, n: int, nranks: int | None, links: list, meta: dict, ring=None) -> Topology:
     if nranks is not None and nranks != n:
         raise TopologyError(f"topology {name!r} has {n} ranks but nranks={nranks} was asked for; make them agree")
-    return _build(name, n, links, None, meta)
+    return _build(name, n, links, ring, meta)
 
 
 def _ring_links(n: int, o: dict) -> list:
@@ -526,4 +524,8 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
         if both:
             links.append((t["dst"], t["src"], t["bw"], t["lat"], f"{label} (reverse)"))
     n = _count(doc["ranks"], f"{where}: ranks")
-    return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where})
+    try:
+        return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where},
+                        doc.get("ring"))
+    except TopologyError as e:  # say which file, once
+        raise e if str(e).startswith(where) else TopologyError(f"{where}: {e}") from None
