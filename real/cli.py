@@ -1,0 +1,264 @@
+"""The ``real`` and ``calibrate`` verbs. Importing this module imports no torch: only handlers do.
+
+    rankscope real COLLECTIVE --algo ALGO --ranks N --size S [--out FILE] [--timeout 60]
+                   [--backend gloo|nccl] [--check-steps] [--pieces K --root R --nodes M] [--json]
+    rankscope real sweep [--collective all-reduce|...|all] [--ranks N] [--sizes S ...]
+                   [--algos ring,hd] [--iters 5] [--json|--csv] [--out-dir DIR]
+    rankscope calibrate [--ranks N] [--sizes S ...] [--out topo.toml] [--json]
+
+Contract with simulator/cli.py: :func:`register` adds both verbs to the subparsers object ``sub``
+(made with ``parser_class=_Parser``); each leaf parser sets ``func=handler``, ``handler(args)``
+returns the exit code: 0 success, 1 a run that failed (a rank died, a result or provenance
+mismatch; one line on stderr), and bad input raises a RankscopeError (one line, exit 2).
+COLLECTIVE is a sub-verb so that ``real sweep`` can have options of its own; the collectives'
+spellings are the simulator's (all-reduce, allreduce, all_reduce, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from simulator.collectives import ALGORITHMS, ALIASES
+from simulator.errors import UsageError
+from simulator.units import format_bytes, format_seconds, parse_size
+
+DEFAULT_LOCAL_RANKS = 4
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _sizes(text: str) -> list[int]:
+    return [_size(t) for t in text.split(",") if t]
+
+
+def _int_at_least(lo: int):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    return conv
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser, ranks_help: str) -> None:
+    p.add_argument("--ranks", "-n", type=_int_at_least(1), help=ranks_help)
+    p.add_argument("--timeout", type=_seconds, default=60.0,
+                   help="seconds any rank may wait; after a failure, the others must exit within it (default 60)")
+    p.add_argument("--backend", choices=("gloo", "nccl"),
+                   help="default: gloo locally; nccl under torchrun when CUDA is available")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def register(sub: Any) -> None:
+    """Add ``real`` (with sub-verbs COLLECTIVE and ``sweep``) and ``calibrate`` to ``sub``."""
+    parser_class = getattr(sub, "_parser_class", argparse.ArgumentParser)
+    real = sub.add_parser("real", help="run a collective on real ranks (torch.distributed): trace it, "
+                          "check measured provenance against the simulator and the result against native")
+    verbs = real.add_subparsers(dest="real_verb", metavar="COLLECTIVE", parser_class=parser_class)
+    verbs.required = True
+    ranks_help = (f"number of ranks (default {DEFAULT_LOCAL_RANKS} local ranks; under torchrun its "
+                  "WORLD_SIZE)")
+    for coll, algos in ALGORITHMS.items():
+        aliases = sorted(a for a, c in ALIASES.items() if c == coll)
+        p = verbs.add_parser(coll, aliases=aliases, help=f"run {coll} ({', '.join(algos)}) as P2P transfers")
+        p.add_argument("--algo", default="ring", help=f"one of {', '.join(algos)} (default ring)")
+        _common(p, ranks_help)
+        p.add_argument("--size", "-s", type=_size, default=parse_size("1MiB"),
+                       help="buffer size (default 1MiB); rounded up to whole elements per chunk")
+        p.add_argument("--out", "-o", help="write the measured trace here (Arrow IPC, trace format v1)")
+        p.add_argument("--check-steps", action="store_true",
+                       help="compare measured with simulated provenance after every step, not only the last")
+        p.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces (default 4)")
+        p.add_argument("--root", type=_int_at_least(0), default=0, help="broadcast root (default 0)")
+        p.add_argument("--nodes", type=_int_at_least(1), help="M for the hierarchical all-reduce (N = M x G)")
+        p.add_argument("--inject-fault", help=argparse.SUPPRESS)
+        p.set_defaults(func=cmd_real, collective=coll)
+    s = verbs.add_parser("sweep", help="time native collectives and rankscope's P2P programs over sizes")
+    s.add_argument("--collective", default="all-reduce",
+                   help=f"one of {', '.join(ALGORITHMS)}, or all (default all-reduce)")
+    _common(s, ranks_help)
+    s.add_argument("--sizes", type=_sizes, nargs="+", default=None,
+                   help="sizes, e.g. 64KiB 1MiB 16MiB or 64KiB,1MiB (default 4KiB 64KiB 1MiB 16MiB)")
+    s.add_argument("--algos", help="comma-separated P2P algorithms (default: every one but hier)")
+    s.add_argument("--iters", type=_int_at_least(1), default=5, help="timed rounds per size (default 5)")
+    s.add_argument("--warmup", type=_int_at_least(0), default=1, help="untimed runs first (default 1)")
+    s.add_argument("--out-dir", help="write one trace per (collective, implementation, size) here")
+    s.add_argument("--csv", action="store_true", help="print CSV")
+    s.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces")
+    s.add_argument("--nodes", type=_int_at_least(1), help="M for --algos hier")
+    s.set_defaults(func=cmd_sweep)
+    c = sub.add_parser("calibrate", help="measure per-pair latency and bandwidth by ping-pong; write a "
+                       "topology TOML the simulator loads")
+    _common(c, ranks_help)
+    c.add_argument("--sizes", type=_sizes, nargs="+", default=None,
+                   help="ping-pong sizes (default 4KiB 64KiB 1MiB 4MiB)")
+    c.add_argument("--rounds", type=_int_at_least(1), default=10, help="timed round trips per size (default 10)")
+    c.add_argument("--out", "-o", default="calibrated.toml", help="topology file (default calibrated.toml)")
+    c.set_defaults(func=cmd_calibrate)
+
+
+def _nranks(args: argparse.Namespace) -> int:
+    from .launch import in_torchrun
+
+    if in_torchrun():
+        return args.ranks or int(os.environ["WORLD_SIZE"])
+    return args.ranks or DEFAULT_LOCAL_RANKS
+
+
+def _failed(e: Exception) -> int:
+    print(f"rankscope: error: {e}", file=sys.stderr)
+    trace = getattr(e, "trace", None)
+    if trace:
+        print(f"rankscope: partial trace (marked incomplete) written to {trace}", file=sys.stderr)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    from .launch import in_torchrun
+
+    if in_torchrun():  # a broken process group can hang interpreter shutdown: leave now
+        os._exit(1)
+    return 1
+
+
+def cmd_real(args: argparse.Namespace) -> int:
+    from .encoding import Encoding, aligned_program
+    from .faults import parse_fault
+    from .runner import RankFailed, run_programs
+
+    n = _nranks(args)
+    prog = aligned_program(args.collective, args.algo, n, args.size, Encoding(n).elem_bytes,
+                           pieces=args.pieces, root=args.root, nodes=args.nodes)
+    try:
+        out = run_programs([prog], [args.out], nranks=args.ranks, backend=args.backend,
+                           timeout=args.timeout, check_steps=args.check_steps,
+                           fault=parse_fault(args.inject_fault))
+    except RankFailed as e:
+        return _failed(e)
+    if not out:  # another rank of a torchrun job: rank 0 reports
+        return 0
+    s = out[0]
+    if args.json:
+        print(json.dumps(s))
+    else:
+        print(format_summary(s))
+    if s["mismatch"]:
+        print(f"rankscope: error: {s['mismatch']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    req = s["requested_nbytes"]
+    size = f"{format_bytes(s['nbytes'])} ({s['nbytes']} bytes" + \
+        (f", requested {req} rounded up to whole elements per chunk)" if req not in (None, s["nbytes"]) else ")")
+    lines = [f"real {s['collective']} ({s['algo']}) on {s['nranks']} ranks, {s['executor']}, {size}: "
+             f"{s['steps']} steps, {s['transfers']} transfers"]
+    if s["algbw"] is not None:
+        bus = f", busbw {s['busbw'] / 1e9:.3f} GB/s" if s["busbw"] is not None else ""
+        lines.append(f"  time {format_seconds(s['seconds'])} (first send to last receive), "
+                     f"algbw {s['algbw'] / 1e9:.3f} GB/s{bus}")
+    when = "after every step" if s["check_steps"] else "after the last step"
+    lines.append(f"  provenance {when}: measured {'==' if s['provenance'] == 'equal' else '!='} simulated")
+    lines.append(f"  result vs native {s['collective']}: {s['native']}")
+    lines.append(f"  clock {s['clock']}, offsets (ns) {[round(x) for x in s['offsets_ns']]}")
+    if s["trace"]:
+        lines.append(f"trace written to {s['trace']}")
+    return "\n".join(lines)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .runner import RankFailed
+    from .sweep import DEFAULT_ALGOS, Group, Impl, format_table, run_sweep
+
+    coll = ALIASES.get(args.collective, args.collective)
+    colls = list(ALGORITHMS) if coll == "all" else [coll]
+    if colls[0] not in ALGORITHMS:
+        raise UsageError(f"unknown collective {args.collective!r}; choose from {', '.join(ALGORITHMS)} or all")
+    sizes = [x for group in args.sizes for x in group] if args.sizes else \
+        [parse_size(x) for x in ("4KiB", "64KiB", "1MiB", "16MiB")]
+    groups = []
+    for c in colls:
+        algos = [ALIASES.get(a, a) for a in args.algos.split(",") if a] if args.algos else list(DEFAULT_ALGOS[c])
+        bad = [a for a in algos if a not in ALGORITHMS[c]]
+        if bad:
+            raise UsageError(f"unknown algorithm {bad[0]!r} for {c}; choose from {', '.join(ALGORITHMS[c])}")
+        if "hier" in algos and args.nodes is None:
+            raise UsageError("--algos hier needs --nodes M")
+        impls = (Impl("native"),) + tuple(Impl(a) for a in algos)
+        groups += [Group(c, s, impls) for s in sizes]
+    try:
+        rows = run_sweep(groups, nranks=_nranks(args), backend=args.backend, timeout=args.timeout,
+                         iters=args.iters, warmup=args.warmup, out_dir=args.out_dir, pieces=args.pieces,
+                         nodes=args.nodes, progress=None if not (args.json or args.csv) else False)
+    except RankFailed as e:
+        return _failed(e)
+    if not rows:
+        return 0
+    if args.json:
+        print(json.dumps({"rows": rows}))
+    elif args.csv:
+        print("collective,impl,size,seconds,algbw_GBps,busbw_GBps,mean_seconds,min_seconds,iters")
+        for r in rows:
+            print(f"{r['collective']},{r['impl']},{r['nbytes']},{r['seconds']:.9g},{r['algbw'] / 1e9:.6g},"
+                  f"{r['busbw'] / 1e9:.6g},{r['mean_seconds']:.9g},{r['min_seconds']:.9g},{r['iters']}")
+    else:
+        print(format_table(rows))
+        if args.out_dir:
+            print(f"traces written to {args.out_dir}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import DEFAULT_SIZES, calibrate, detours, topology, write_topology
+    from .runner import RankFailed
+
+    sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
+    try:
+        got = calibrate(args.ranks if args.ranks is not None else _nranks(args), sizes, rounds=args.rounds,
+                        backend=args.backend, timeout=args.timeout)
+    except RankFailed as e:
+        return _failed(e)
+    if got is None:
+        return 0
+    fits, raw = got
+    name = f"calibrated-{raw['backend']}-{raw['nranks']}"
+    topo = write_topology(args.out, topology(fits, raw["nranks"], name,
+                                             {"source": "rankscope calibrate", "backend": raw["backend"],
+                                              "sizes": raw["sizes"], "rounds": args.rounds}))
+    if args.json:
+        print(json.dumps({"topology": args.out, "sizes": raw["sizes"],
+                          "pairs": [{"src": f.src, "dst": f.dst, "alpha": f.alpha, "bw": f.bw,
+                                     "residuals": list(f.residuals), "rms": f.rms} for f in fits]}))
+        return 0
+    print(f"# rankscope calibrate: {raw['nranks']} ranks, {raw['backend']}, ping-pong over "
+          f"{', '.join(format_bytes(s) for s in raw['sizes'])}; fit t = alpha + n / bw")
+    print(f"# {'pair':>7} {'alpha (us)':>11} {'bw (GB/s)':>10} {'rms resid (us)':>15}  residual per size (us)")
+    for f in fits:
+        res = " ".join(f"{r * 1e6:+.1f}" for r in f.residuals)
+        print(f"  {f.src:>3}-{f.dst:<3} {f.alpha * 1e6:>11.1f} {f.bw / 1e9:>10.3f} {f.rms * 1e6:>15.1f}  {res}")
+    if off := detours(topo):
+        print(f"note: the simulator routes {len(off)} pair(s) around their own link (a two-hop detour has "
+              f"less latency), e.g. {off[0][0]}->{off[0][1]}")
+    print(f"topology written to {args.out} ({len(topo.link_names)} links; loads with --topology {args.out})")
+    return 0

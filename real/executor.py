@@ -1,0 +1,151 @@
+"""Run one program on one rank: point-to-point transfers, reductions with torch, timestamps.
+
+[Note: what an op's start and end are]
+A transfer happens on two ranks. Its ``start`` is the *sender's* timestamp just before it issues
+the send (``isend``); its ``end`` is the *receiver's* timestamp once the data has landed and, for a
+REDUCE, been added into the buffer (the ``add_`` done). So ``end - start`` spans the whole transfer
+as the schedule sees it, including the time the message waited for the receiver to post, and the
+two stamps come from two clocks, aligned by :mod:`real.clock`'s offsets. On NCCL a wave's
+transfers are posted as one ``batch_isend_irecv`` group (NCCL needs the group to pair sends and
+receives between two ranks without deadlock), so its sends share one start stamp and its receives
+complete together; gloo posts and completes each one on its own. See [Note: waves] (real/plan.py)
+for the order of posting and waiting.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from simulator.program import Program
+
+from .clock import HostClock, make_clock
+from .encoding import Encoding
+from .faults import Fault
+from .launch import RankContext
+from .plan import Transfer, Wave, rank_waves
+
+
+class Executor:
+    """Buffers, scratch and the wave plan of one rank for one program; :meth:`run` runs it once.
+
+    ``timestamps=False`` skips every clock read (the tracing-overhead baseline). ``fault`` is an
+    injected failure (:mod:`real.faults`). ``batched`` posts each wave as one
+    ``batch_isend_irecv`` (default: on CUDA devices, as NCCL needs; gloo takes it too).
+    """
+
+    def __init__(self, ctx: RankContext, prog: Program, enc: Encoding, *, timestamps: bool = True,
+                 fault: Fault | None = None, batched: bool | None = None):
+        self.ctx, self.prog, self.enc = ctx, prog, enc
+        self.batched = ctx.device.type == "cuda" if batched is None else batched
+        self.timestamps, self.fault = timestamps, fault
+        self.clock = make_clock(ctx.device) if timestamps else HostClock()
+        dtype = getattr(torch, enc.dtype)
+        self.waves, scratch = rank_waves(prog, ctx.rank, enc.itemsize)
+        self.initial = [torch.from_numpy(enc.initial(b, ctx.rank)).to(ctx.device) for b in prog.buffers]
+        self.buffers = [t.clone() for t in self.initial]
+        self.scratch = torch.empty(scratch, dtype=dtype, device=ctx.device)
+        self._plan = [(w, [(x, self._view(x)) for x in w.sends],
+                       [(x, self._view(x), self._landing(x)) for x in w.recvs]) for w in self.waves]
+        self.start_tok: dict[int, object] = {}
+        self.end_tok: dict[int, object] = {}
+        self.fired = False
+
+    def _view(self, x: Transfer) -> torch.Tensor:
+        return self.buffers[x.buffer][x.lo:x.hi]
+
+    def _landing(self, x: Transfer) -> torch.Tensor:
+        if x.scratch < 0:
+            return self._view(x)
+        return self.scratch[x.scratch:x.scratch + x.hi - x.lo]
+
+    def reset(self) -> None:
+        """Refill the buffers with the program's initial values and forget the timestamps."""
+        for buf, init in zip(self.buffers, self.initial):
+            buf.copy_(init)
+        self.start_tok.clear()
+        self.end_tok.clear()
+
+    def run(self, after_step: Callable[[int], None] | None = None) -> None:
+        """Run every wave of this rank; ``after_step(s)`` after the last wave of each step s in
+        which this rank took part (the per-step provenance check)."""
+        stamp = self.clock.stamp if self.timestamps else None
+        self.clock.begin()
+        prev_step = None
+        for wave, sends, recvs in self._plan:
+            if after_step is not None and prev_step is not None and wave.step != prev_step:
+                after_step(prev_step)
+            prev_step = wave.step
+            if self.fault is not None and not self.fired and self.fault.due(self.ctx.rank, wave.step):
+                self.fired = True
+                self.fault.fire()
+            if self.batched:
+                self._wave_batched(wave, sends, recvs, stamp)
+            else:
+                self._wave(wave, sends, recvs, stamp)
+        if after_step is not None and prev_step is not None:
+            after_step(prev_step)
+        if self.fault is not None and not self.fired and self.fault.rank == self.ctx.rank:
+            self.fired = True
+            self.fault.fire()
+
+    def _wave(self, wave: Wave, sends: list, recvs: list, stamp) -> None:
+        timeout = self.ctx.wait_timeout
+        rworks = [dist.irecv(land, src=x.peer, tag=x.op) if x.hi > x.lo else None for x, _, land in recvs]
+        sworks = []
+        for x, view in sends:
+            if stamp is not None:
+                self.start_tok[x.op] = stamp()
+            sworks.append(dist.isend(view, dst=x.peer, tag=x.op) if x.hi > x.lo else None)
+        if wave.guard:
+            _wait_all(sworks, timeout)
+        for (x, view, land), w in zip(recvs, rworks):
+            if w is not None:
+                w.wait(timeout)
+            _land(x, view, land)
+            if stamp is not None:
+                self.end_tok[x.op] = stamp()
+        if not wave.guard:
+            _wait_all(sworks, timeout)
+
+    def _wave_batched(self, wave: Wave, sends: list, recvs: list, stamp) -> None:
+        ops = [dist.P2POp(dist.irecv, land, x.peer, tag=x.op) for x, _, land in recvs if x.hi > x.lo]
+        ops += [dist.P2POp(dist.isend, view, x.peer, tag=x.op) for x, view in sends if x.hi > x.lo]
+        if stamp is not None and sends:
+            tok = stamp()
+            for x, _ in sends:
+                self.start_tok[x.op] = tok
+        _wait_all(dist.batch_isend_irecv(ops) if ops else [], self.ctx.wait_timeout)
+        for x, view, land in recvs:
+            _land(x, view, land)
+            if stamp is not None:
+                self.end_tok[x.op] = stamp()
+
+    def records(self) -> np.ndarray:
+        """(2, n_ops) float64: row 0 the start (host ns, this rank's clock) of the ops this rank
+        sent, row 1 the end of those it received; NaN elsewhere."""
+        out = np.full((2, self.prog.n_ops), np.nan)
+        for row, toks in ((0, self.start_tok), (1, self.end_tok)):
+            if toks:
+                ids = np.fromiter(toks.keys(), dtype=np.int64, count=len(toks))
+                out[row, ids] = self.clock.resolve(list(toks.values()))
+        return out
+
+    def host_buffers(self) -> list[np.ndarray]:
+        return [b.cpu().numpy() for b in self.buffers]
+
+
+def _land(x: Transfer, view: torch.Tensor, land: torch.Tensor) -> None:
+    if x.reduce:
+        view.add_(land)
+    elif x.scratch >= 0:
+        view.copy_(land)
+
+
+def _wait_all(works: list, timeout) -> None:
+    for w in works:
+        if w is not None:
+            w.wait(timeout)
