@@ -1,0 +1,73 @@
+"""A real training run's per-rank profiler files -> one rankscope trace, checked against the simulator.
+
+No torch here. :func:`convert_run` reads what :mod:`real.train` wrote in a folder (the ``rank{r}.json``
+Kineto traces through :func:`simulator.interop.kineto_import.import_kineto`, and the
+``rank{r}.stats.json`` side files), adds the run's description and the comparison of
+:mod:`real.train_compare` to the trace's metadata (``meta["run"]``, ``meta["comparison"]``), and
+returns the trace. On a GPU the measured peak memory is the CUDA caching allocator's
+``max_memory_allocated`` of the last step when the stats have it (the profiler's memory events on
+the device agree with it up to events the profiler misses); on a CPU it is the profiler's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from simulator.interop.errors import ImportFormatError
+from simulator.interop.kineto_import import import_kineto
+from simulator.trace import Trace
+
+from .train_compare import compare
+
+
+def run_files(folder: str, nranks: int) -> list[str]:
+    files = [os.path.join(folder, f"rank{r}.json") for r in range(nranks)]
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:
+        raise ImportFormatError(f"the run wrote no profiler trace {missing[0]}")
+    return files
+
+
+def read_stats(folder: str, nranks: int) -> dict[int, dict[str, Any]]:
+    out = {}
+    for r in range(nranks):
+        path = os.path.join(folder, f"rank{r}.stats.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                out[r] = json.load(f)
+    return out
+
+
+def convert_run(folder: str, cfg) -> Trace:
+    """The trace of the run ``cfg`` (a :class:`real.train.TrainRunConfig`) whose files are in
+    ``folder``, with ``meta["run"]`` and ``meta["comparison"]``."""
+    stats = read_stats(folder, cfg.nranks)
+    s0 = stats.get(0, {})
+    run = {"model": cfg.model, "strategy": cfg.strategy, "nranks": cfg.nranks, "steps": cfg.steps,
+           "micro_batch": cfg.sim_model.micro_batch, "bucket_mb": cfg.bucket_mb,
+           "device": s0.get("device"), "backend": s0.get("backend"), "torch": s0.get("torch"),
+           "step_seconds": {str(r): s.get("step_seconds") for r, s in stats.items()}}
+    trace = import_kineto(run_files(folder, cfg.nranks), meta={
+        "run": run, "program_meta": {"model": cfg.model, "strategy": cfg.strategy,
+                                     "micro_batch": cfg.sim_model.micro_batch}})
+    comparison = compare(trace, cfg.sim_model, cfg.strategy, int(cfg.bucket_mb * 2**20))
+    cuda = {r: s["cuda_max_memory_allocated"] for r, s in stats.items() if s.get("cuda_max_memory_allocated")}
+    if cuda:
+        for row in comparison["memory"]["ranks"]:
+            peaks = cuda.get(row["rank"])
+            if peaks:
+                row["profiler_peak"] = row["measured_peak"]
+                row["measured_peak"] = int(peaks[-1])
+                row["ratio"] = row["simulated_peak"] / row["measured_peak"]
+                row["within_tolerance"] = abs(row["ratio"] - 1) <= comparison["memory"]["tolerance"]
+        comparison["memory"]["source"] = "torch.cuda.max_memory_allocated"
+        comparison["memory"]["within_tolerance"] = all(r["within_tolerance"] for r in comparison["memory"]["ranks"])
+    else:
+        comparison["memory"]["source"] = "profiler memory events (CPU allocator)"
+    meta = dict(trace.meta)
+    meta["comparison"] = comparison
+    meta["executor"] = run["backend"] or meta.get("executor")
+    return Trace(trace.program, trace.start, trace.end, trace.lane, trace.link_id, trace.link_t0,
+                 trace.link_t1, trace.link_bytes, meta)

@@ -1,0 +1,147 @@
+"""``rankscope real train``: a real DDP or FSDP2 run, profiled, converted, checked against the simulator.
+
+:func:`train_main` parses its own arguments (the ``rankscope`` entry point routes ``real train ...``
+here) and returns the exit code: 0 when the measured collectives equal the simulated ones, 1 when
+they differ (the report says where), 2 for bad input or a failed run (one line on stderr, as
+every rankscope verb). torch is imported only once a run starts, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from simulator.cli import _int_at_least, _Parser
+from simulator.errors import RankscopeError
+from simulator.units import format_dec_bytes, format_seconds
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rankscope real train",
+                description="Run real data-parallel training steps (DDP, or FSDP2 with fully_shard per "
+                "layer) on N local gloo ranks (NCCL under torchrun on GPUs) with torch.profiler, convert "
+                "the run into a rankscope trace and check it against the simulator.")
+    p.add_argument("--model", default="mlp:4x1024", help="mlp:LxW (default mlp:4x1024)")
+    p.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp", help="default ddp")
+    p.add_argument("--ranks", "-n", type=_int_at_least(1), default=2, help="local processes (default 2)")
+    p.add_argument("--steps", type=_int_at_least(1), default=3,
+                   help="training steps (default 3: the last is a steady-state step for DDP too)")
+    p.add_argument("--micro-batch", type=_int_at_least(1), help="samples per rank (default: the simulator's, 32)")
+    p.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket_cap_mb (default 25)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds for the whole run and for any collective (default 120)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when there (under torchrun), else CPU")
+    p.add_argument("--start-method", choices=("fork", "forkserver", "spawn"),
+                   help="how to start the local ranks (default fork on Linux, else spawn)")
+    p.add_argument("--profile-dir", help="keep the per-rank profiler traces, stats and flight-recorder "
+                   "dumps in this folder (default: a temporary folder, removed)")
+    p.add_argument("--out", "-o", help="write the trace to this file (Arrow IPC, trace format v1)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return p
+
+
+def train_main(argv: list[str]) -> int:
+    """Run ``rankscope real train`` with ``argv`` (the arguments after ``train``)."""
+    try:
+        return _run(make_parser().parse_args(argv))
+    except RankscopeError as e:
+        print(f"rankscope: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(a: argparse.Namespace) -> int:
+    from simulator.trace import write_trace
+
+    from .profile_convert import convert_run
+    from .train import TrainRunConfig, launch, run_torchrun_rank, torchrun_env
+
+    cfg = TrainRunConfig(model=a.model, strategy=a.strategy, nranks=a.ranks, steps=a.steps,
+                         micro_batch=a.micro_batch, bucket_mb=a.bucket_mb, timeout=a.timeout,
+                         start_method=a.start_method, device=a.device)
+    wall = None
+    if torchrun_env() is not None:
+        folder = a.profile_dir or f"{a.out or 'rankscope-train'}.profiles"
+        if not run_torchrun_rank(cfg, folder):
+            return 0
+        keep = True
+    else:
+        keep = a.profile_dir is not None
+        folder = a.profile_dir or tempfile.mkdtemp(prefix="rankscope-train-")
+        os.makedirs(folder, exist_ok=True)
+        for r in range(cfg.nranks):  # a kept folder may hold an earlier run's files
+            for suffix in (".json", ".stats.json", ".error"):
+                path = os.path.join(folder, f"rank{r}{suffix}")
+                if os.path.exists(path):
+                    os.unlink(path)
+        try:
+            wall = launch(cfg, folder)
+        except RankscopeError:
+            if not keep:
+                print(f"rankscope: the run's files are kept in {folder}", file=sys.stderr)
+            raise
+    try:
+        trace = convert_run(folder, cfg)
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    if a.out:
+        write_trace(a.out, trace)
+    comp = trace.meta["comparison"]
+    if a.json:
+        json.dump({"run": trace.meta["run"], "wall_seconds": wall, "comparison": comp, "out": a.out,
+                   "profile_dir": folder if keep else None}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        _print(trace.meta["run"], comp, wall, a.out, folder if keep else None)
+    return 0 if comp["collectives"]["match"] else 1
+
+
+def _print(run: dict[str, Any], comp: dict[str, Any], wall: float | None, out: str | None,
+           folder: str | None) -> None:
+    took = f" in {format_seconds(wall)}" if wall is not None else ""
+    print(f"real {run['strategy']} run of {run['model']} (micro-batch {run['micro_batch']}) on {run['nranks']} "
+          f"ranks, {run['backend']} on {run['device']}, {run['steps']} steps{took}")
+    secs = run.get("step_seconds", {}).get("0") or []
+    if secs:
+        print("  rank 0 step times: " + ", ".join(format_seconds(s) for s in secs))
+    c = comp["collectives"]
+    steps = c["steps"]
+    if c["match"]:
+        print(f"collectives: every rank and step matches the simulator ({c['per_step_simulated']} per "
+              f"step, kind and bytes; compile_step {comp['train_config']})")
+    else:
+        print("collectives: MISMATCH with the simulator")
+        for s in steps:
+            if not s["match"]:
+                print(f"  rank {s['rank']} step {s['step']}: measured {s['measured']}, simulated "
+                      f"{s['simulated']}; first difference {s.get('first_difference')}")
+    for m in c["mapping"]:
+        left = f" (left out: {m['left_out']})" if "left_out" in m else ""
+        who = f"rank {m['rank']} " if "rank" in m else ""
+        print(f"  note: {who}step {m['step']}: {m['why']}{left}")
+    mem = comp["memory"]
+    if mem["ranks"]:
+        print(f"peak memory in step {mem['step']} ({mem['source']}):")
+        print(f"  {'rank':>4} {'measured':>10} {'simulated':>10} {'sim/meas':>9}")
+        for r in mem["ranks"]:
+            flag = "" if r["within_tolerance"] else f"  outside {mem['tolerance']:.0%}"
+            print(f"  {r['rank']:>4} {format_dec_bytes(r['measured_peak']):>10} "
+                  f"{format_dec_bytes(r['simulated_peak']):>10} {r['ratio']:>9.3f}{flag}")
+    if mem.get("note"):
+        print(f"  note: {mem['note']}")
+    if folder:
+        print(f"profiler traces kept in {folder}")
+    if out:
+        print(f"trace written to {out}")
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node=N -m real.train_cli --ranks N ...
+    sys.exit(train_main(sys.argv[1:]))
