@@ -1,0 +1,143 @@
+"""How fast the TUI opens and steps through the ring all-reduce on 1024 ranks (2.1M ops).
+
+    python benchmarks/tui_speed.py [--ranks 1024] [--size 256MiB] [--steps 50]
+
+Builds ``build("all-reduce", "ring", N, S)``, simulates it on ``switch:N``, writes the trace to a
+temp file; then, as ``rankscope replay`` would, reads it and opens it in the app under
+``App.run_test()`` at 120x40. Prints:
+- open: from reading the file to the first screen drawn (target <= 2 s on 2 cores);
+- step redraw p50/p90 (target p50 <= 50 ms), three ways, because the asked-for measure has a
+  floor that is not the app's: ``pilot.press`` + ``pilot.pause()`` wait for the process to go
+  idle in 20 ms sleeps (textual/_wait.py), so an empty app already takes ~60 ms per press.
+    press+pause  wall time of ``await pilot.press("right"); await pilot.pause()``;
+    key->frame   from sending the key to the last frame the compositor produced for it;
+    cpu          process CPU time spent per press (all the work; the waits cost none);
+  and the same press+pause on an empty app, the harness floor;
+- step back (left) the same way, and a jump to the last step (``end``), which advances the
+  whole layout (the slowest move there is);
+- the replay cursor alone (no screen): forward and back per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simulator.collectives import build  # noqa: E402
+from simulator.engine import simulate  # noqa: E402
+from simulator.topology import parse_topology  # noqa: E402
+from simulator.trace import read_trace, write_trace  # noqa: E402
+from simulator.units import parse_size  # noqa: E402
+from textual.app import App  # noqa: E402
+
+from tui.app import replay_app  # noqa: E402
+from tui.replay import Replay  # noqa: E402
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def ms(xs: list[float]) -> str:
+    if not xs:
+        return "(no frame: nothing changed)"
+    return f"p50 {1e3 * statistics.median(xs):6.1f} ms  p90 {1e3 * pct(xs, 0.9):6.1f} ms"
+
+
+async def presses(app, pilot, key: str, n: int) -> dict[str, list[float]]:
+    """Wall, key->frame and CPU time of ``n`` presses of ``key`` (see the module docstring)."""
+    frames: list[float] = []
+    display = app._display  # every frame the compositor makes passes through here
+
+    def spy(screen, update):
+        frames.append(time.perf_counter())
+        return display(screen, update)
+
+    app._display = spy
+    out: dict[str, list[float]] = {"press+pause": [], "key->frame": [], "cpu": []}
+    for _ in range(n):
+        frames.clear()
+        t, c = time.perf_counter(), time.process_time()
+        await pilot.press(key)
+        await pilot.pause()
+        out["press+pause"].append(time.perf_counter() - t)
+        out["cpu"].append(time.process_time() - c)
+        if frames:
+            out["key->frame"].append(frames[-1] - t)
+    app._display = display
+    return out
+
+
+def report(name: str, times: dict[str, list[float]]) -> None:
+    for what, xs in times.items():
+        print(f"{name:<12} {what:<12} {ms(xs)}")
+
+
+async def drive(path: str, steps: int) -> None:
+    t0 = time.perf_counter()
+    trace = read_trace(path)
+    t_read = time.perf_counter() - t0
+    app = replay_app([trace], [os.path.basename(path)])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        t_open = time.perf_counter() - t0
+        print(f"open: {t_open:.2f} s (read_trace {t_read:.2f} s)   target <= 2 s")
+        report("step right", await presses(app, pilot, "right", steps))
+        report("step left", await presses(app, pilot, "left", steps // 2))
+        t = time.perf_counter()
+        await pilot.press("end")
+        await pilot.pause()
+        print(f"jump to the last step (end): {time.perf_counter() - t:.2f} s")
+        report("left at end", await presses(app, pilot, "left", 5))
+    empty = App()
+    async with empty.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        report("empty app", await presses(empty, pilot, "right", steps))
+
+
+def cursor_only(path: str, steps: int) -> None:
+    r = Replay(read_trace(path))
+    fwd, back = [], []
+    for _ in range(steps):
+        t = time.perf_counter()
+        r.forward()
+        fwd.append(time.perf_counter() - t)
+    for _ in range(steps):
+        t = time.perf_counter()
+        r.back()
+        back.append(time.perf_counter() - t)
+    print(f"replay cursor alone: forward {ms(fwd)}; back {ms(back)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ranks", type=int, default=1024)
+    ap.add_argument("--size", default="256MiB")
+    ap.add_argument("--steps", type=int, default=50)
+    a = ap.parse_args()
+    n = a.ranks
+    t = time.perf_counter()
+    prog = build("all-reduce", "ring", n, parse_size(a.size))
+    topo = parse_topology(f"switch:{n}")
+    trace = simulate(prog, topo).to_trace(prog, topo)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"ring_allreduce_{n}.trace")
+        write_trace(path, trace)
+        del trace, prog
+        print(f"ring all-reduce, {n} ranks, {a.size}: built, simulated and written in "
+              f"{time.perf_counter() - t:.1f} s ({os.path.getsize(path) / 1e6:.0f} MB)")
+        asyncio.run(drive(path, a.steps))
+        cursor_only(path, a.steps)
+
+
+if __name__ == "__main__":
+    main()

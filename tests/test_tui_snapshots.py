@@ -1,0 +1,39 @@
+"""SVG snapshots of every view at 120 x 40 (pytest-textual-snapshot). Regenerate after a
+deliberate change with ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the
+SVGs (tests/__snapshots__/test_tui_snapshots/) before committing them."""
+
+from test_tui_data import measured_copy, ring4_trace, training_trace
+from tui.app import replay_app
+
+SIZE = (120, 40)
+
+
+def ring4():
+    return replay_app([ring4_trace()], ["ring4.trace"])
+
+
+def test_collective_first_step(snap_compare):
+    assert snap_compare(ring4(), press=["right"], terminal_size=SIZE)
+
+
+def test_collective_middle_step(snap_compare):
+    assert snap_compare(ring4(), press=["right"] * 3, terminal_size=SIZE)
+
+
+def test_collective_last_step(snap_compare):
+    assert snap_compare(ring4(), press=["end"], terminal_size=SIZE)
+
+
+def test_training_view(snap_compare):
+    app = replay_app([training_trace()], ["fsdp_step.trace"])
+    assert snap_compare(app, press=["right"] * 4, terminal_size=SIZE)
+
+
+def test_compare_view(snap_compare):
+    trace = ring4_trace()
+    app = replay_app([trace, measured_copy(trace)], ["sim.trace", "measured.trace"])
+    assert snap_compare(app, press=["d"], terminal_size=SIZE)
+
+
+def test_help_screen(snap_compare):
+    assert snap_compare(ring4(), press=["question_mark"], terminal_size=SIZE)

@@ -1,0 +1,109 @@
+"""The Textual app and the entry points the ``rankscope`` CLI calls.
+
+- :func:`replay_main` opens one trace (the replay screen) or two traces of one program (the
+  compare screen). Every file is read and checked before the app starts: a bad or missing file,
+  or two different programs, print one line to stderr and return 2, and nothing opens.
+- :func:`demo_main` simulates the ring all-reduce on 8 ranks, 64 MiB, on ``switch:8`` and opens
+  it: the built-in default.
+
+``python -m tui.app FILE [FILE2] [--salvage]`` does what ``rankscope replay`` does; with no file
+it runs the demo.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import partial
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from simulator.errors import RankscopeError
+from simulator.trace import Trace, read_trace
+from simulator.units import format_bytes
+
+from .compare import compare
+from .replay import Replay
+from .screens.compare import CompareScreen
+from .screens.cursor import CursorScreen
+from .screens.replay import ReplayScreen
+
+
+def describe(trace: Trace, name: str) -> str:
+    """The subtitle: file, program, size, topology and clock (never the machine: snapshots and
+    screenshots must not leak host names)."""
+    p = trace.program
+    size = format_bytes(p.meta["nbytes"]) if "nbytes" in p.meta else ""
+    topo = trace.meta.get("topology")
+    where = topo.get("name") if isinstance(topo, dict) else None
+    clock = f"{trace.meta.get('clock')} clock"
+    return " · ".join(x for x in (name, p.describe(), size, where, clock) if x)
+
+
+class RankscopeApp(App):
+    """Shows one screen: a :class:`ReplayScreen` or a :class:`CompareScreen`."""
+
+    TITLE = "rankscope"
+
+    def __init__(self, screen: CursorScreen) -> None:
+        super().__init__()
+        self._first = screen
+
+    def get_default_screen(self) -> Screen:
+        return self._first
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's commands, then one per key of the screen, so the palette can do all that
+        the keys do."""
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, CursorScreen):
+            for b in screen.key_bindings():
+                if b.action != "app.quit":
+                    yield SystemCommand(b.description.capitalize(), f"key: {b.key}",
+                                        partial(self.run_action, b.action, screen))
+
+
+def replay_app(traces: list[Trace], names: list[str]) -> RankscopeApp:
+    """The app for one trace (replay) or two (compare); RankscopeError when they cannot be
+    shown (ops not sorted by step, two different programs)."""
+    if len(traces) == 1:
+        return RankscopeApp(ReplayScreen(Replay(traces[0]), describe(traces[0], names[0])))
+    return RankscopeApp(CompareScreen(compare(traces[0], traces[1], (names[0], names[1]))))
+
+
+def replay_main(paths: list[str], *, salvage: bool = False) -> int:
+    """Open one trace, or two side by side; 2 and one line on stderr when that cannot be done."""
+    try:
+        if len(paths) not in (1, 2):
+            raise RankscopeError(f"replay takes one trace, or two to compare; got {len(paths)}")
+        traces = [read_trace(p, salvage=salvage) for p in paths]
+        app = replay_app(traces, [os.path.basename(p) for p in paths])
+    except RankscopeError as e:
+        print(f"rankscope: error: {e}", file=sys.stderr)
+        return 2
+    app.run()
+    return 0
+
+
+def demo_trace() -> Trace:
+    """The demo: ring all-reduce on 8 ranks, 64 MiB, simulated on ``switch:8``."""
+    from simulator.collectives import build
+    from simulator.engine import simulate
+    from simulator.topology import parse_topology
+
+    prog = build("all-reduce", "ring", 8, 64 << 20)
+    topo = parse_topology("switch:8")
+    return simulate(prog, topo).to_trace(prog, topo, {"example": "demo"})
+
+
+def demo_main() -> int:
+    """Simulate the demo and open it."""
+    replay_app([demo_trace()], ["demo"]).run()
+    return 0
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--salvage"]
+    sys.exit(replay_main(args, salvage="--salvage" in sys.argv[1:]) if args else demo_main())

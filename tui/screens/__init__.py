@@ -1,0 +1,1 @@
+"""Screens: replay (collective + training views), compare, and the prompt and help modals."""

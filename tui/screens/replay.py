@@ -1,0 +1,130 @@
+"""The replay screen: one trace, one cursor, the collective view and (for training programs) the
+training view, switched with ``v``.
+
+The screen owns the :class:`~tui.replay.Replay` and the selection (a grid cell, or an op picked
+from a list or found with ``/``); after every move it hands both down to the visible view.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widgets import ContentSwitcher, Footer, Header
+
+from simulator.errors import RankscopeError
+
+from .. import training
+from ..replay import Replay
+from ..views.collective import CollectiveView
+from ..views.training import TrainingView
+from ..widgets.grid import ZOOMS, ProvenanceGrid
+from ..widgets.table import VirtualTable
+from .cursor import CursorScreen
+
+
+class ReplayScreen(CursorScreen):
+    """See the module docstring."""
+
+    BINDINGS = [
+        Binding("z", "zoom", "zoom"),
+        Binding("v", "view", "view"),
+    ]
+
+    view: reactive[str] = reactive("collective", init=False)
+
+    def __init__(self, replay: Replay, title: str) -> None:
+        super().__init__()
+        self.replay = replay
+        self.title_text = title
+        self.training = training.is_training(replay.program)
+        self.cell: tuple[int, int] = (0, 0)
+        self.op: int | None = None
+        self.set_reactive(ReplayScreen.view, "training" if self.training else "collective")
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with ContentSwitcher(initial=self.view):
+            yield CollectiveView(id="collective")
+            if self.training:
+                trace = self.replay.trace
+                yield TrainingView(training.lanes(trace), training.memory(trace), id="training")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "rankscope"
+        self.sub_title = self.describe()
+        self.moved()
+
+    def describe(self) -> str:
+        return self.title_text
+
+    # -- moving ----------------------------------------------------------------------------------
+    def can_back(self) -> bool:
+        return self.replay.can_back
+
+    def can_forward(self) -> bool:
+        return self.replay.can_forward
+
+    def move(self, n: int) -> None:
+        if n > 0:
+            self.replay.forward(n)
+        else:
+            self.replay.back(-n)
+
+    def go_home(self) -> None:
+        self.replay.seek_step(-1)
+
+    def go_end(self) -> None:
+        self.replay.seek_step(self.replay.n_steps - 1)
+
+    def go_to(self, kind: str, value: float) -> None:
+        r = self.replay
+        if kind == "time":
+            r.seek_time(r.t0 + value)
+        elif -1 <= value < r.n_steps:
+            r.seek_step(int(value))
+        else:
+            raise RankscopeError(f"no step {int(value)}: this trace has steps 0..{r.n_steps - 1}")
+
+    def go_op(self, op: int) -> None:
+        self.replay.seek_op(op)
+        self.op = op
+
+    def show(self) -> None:
+        view = self.query_one(f"#{self.view}")
+        if isinstance(view, CollectiveView):
+            view.show(self.replay, self.cell, self.op)
+        else:
+            view.show(self.replay, self.op)
+
+    # -- keys and picks --------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "view":
+            return True if self.training else None
+        if action == "zoom":
+            return True if self.view == "collective" else None
+        return super().check_action(action, parameters)
+
+    def action_zoom(self) -> None:
+        grid = self.query_one(ProvenanceGrid)
+        grid.zoom = ZOOMS[(ZOOMS.index(grid.zoom) + 1) % len(ZOOMS)]
+        self.moved()
+
+    def action_view(self) -> None:
+        self.view = "collective" if self.view == "training" else "training"
+
+    def watch_view(self, view: str) -> None:
+        self.query_one(ContentSwitcher).current = view
+        self.moved()
+        self.refresh_bindings()  # zoom applies to one view only
+
+    def on_provenance_grid_cell_selected(self, message: ProvenanceGrid.CellSelected) -> None:
+        self.cell, self.op = (message.rank, message.seg), None
+        self.show()
+
+    def on_virtual_table_row_highlighted(self, message: VirtualTable.RowHighlighted) -> None:
+        if message.table.id in ("transfers", "ttransfers"):
+            view = self.query_one(f"#{self.view}")
+            self.op = int(view.transfers_shown[message.index])
+            self.show()

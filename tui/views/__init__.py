@@ -1,0 +1,1 @@
+"""Views: containers that hand a replay's state at the cursor down to their widgets."""

@@ -1,0 +1,122 @@
+"""The collective view: the provenance grid, the step's transfers, the busy links, the counters,
+and the selected cell's or op's dependencies.
+
+A container: :meth:`CollectiveView.show` hands the replay's state at the cursor down to its
+widgets as attributes; the widgets report picks up as messages, which the screen handles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from simulator.cli import format_ranks
+from simulator.program import OpKind
+from simulator.units import format_bytes, format_seconds
+
+from ..replay import Replay
+from ..widgets.grid import GridState, ProvenanceGrid
+from ..widgets.table import Column, Rows, VirtualTable
+from . import text
+
+TRANSFERS = [Column("op", 8, True), Column("src -> dst", 13), Column("chunk", 6, True),
+             Column("bytes", 8, True), Column("kind", 6), Column("start", 8, True),
+             Column("dur", 8, True)]
+LINKS = [Column("link", 11), Column("bytes", 8, True), Column("util", 5, True)]
+RANKS = [Column("rank", 5), Column("sent", 9, True), Column("received", 9, True)]
+
+
+class CollectiveView(Vertical):
+    """See the module docstring. ``transfers_shown`` holds the op ids in the transfers list."""
+
+    DEFAULT_CSS = """
+    CollectiveView > Horizontal { height: 1fr; }
+    CollectiveView #main { width: 1fr; }
+    CollectiveView #grid { height: auto; max-height: 50%; }
+    CollectiveView #transfers { height: auto; max-height: 40%; }
+    CollectiveView #detail { height: 1fr; min-height: 5; padding: 0 1; overflow-y: auto; }
+    CollectiveView #side { width: 31; }
+    CollectiveView #status { height: 8; padding: 0 1; }
+    CollectiveView .panel { border: round $primary-muted; }
+    CollectiveView .panel:focus { border: round $accent; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.transfers_shown = np.zeros(0, np.int64)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="main"):
+                yield ProvenanceGrid(id="grid")
+                yield VirtualTable(TRANSFERS, id="transfers")
+                yield Static(id="detail")
+            with Vertical(id="side"):
+                yield Static(id="status")
+                yield VirtualTable(RANKS, id="ranks")
+                yield VirtualTable(LINKS, id="links")
+
+    def on_mount(self) -> None:
+        for wid, title in (("grid", "provenance"), ("transfers", "transfers"),
+                           ("detail", "selection"), ("status", "cursor"),
+                           ("ranks", "bytes so far"), ("links", "links busy in the step")):
+            w = self.query_one(f"#{wid}")
+            w.add_class("panel")
+            w.border_title = title
+
+    def show(self, r: Replay, cell: tuple[int, int], op: int | None) -> None:
+        """Hand the state at the cursor to the widgets; ``cell`` and ``op`` are the selection
+        (``op`` wins when set)."""
+        grid = self.query_one(ProvenanceGrid)
+        n = r.nranks
+        grid.state = GridState(r.counts, r.changed,
+                               lambda a, b: format_ranks(r.layout.contributors(0, a, b), n))
+        grid.cursor = cell
+        grid.border_title = f"provenance: ranks x segments of {r.program.buffers[0].name!r}" \
+            if r.program.buffers else "provenance"
+        grid.border_subtitle = f"{grid.mode} · yellow = changed by the step · z zoom"
+        self.query_one("#status", Static).update(text.status(r), layout=False)
+        sent, received = r.sent, r.received
+        self.query_one("#ranks", VirtualTable).rows = Rows(
+            n, lambda i: (f"r{i}", format_bytes(sent[i]), format_bytes(received[i])))
+        self._transfers(r, op)
+        self._links(r)
+        detail = Text()
+        if op is not None:
+            detail.append(text.op_details(r, op))
+            rank = int(r.program.rank[op])
+        else:
+            detail.append(text.cell_details(r, *cell))
+            rank = cell[0]
+        detail.append(text.waiting(r, rank))
+        self.query_one("#detail", Static).update(detail, layout=False)
+
+    def _transfers(self, r: Replay, op: int | None) -> None:
+        p, tr, t0 = r.program, r.trace, r.t0
+        ops = self.transfers_shown = r.transfers()
+
+        def cells(i: int) -> tuple[str, ...]:
+            o = int(ops[i])
+            c = int(p.arg[o])
+            return (str(o), f"{int(p.rank[o])} -> {int(p.peer[o])}", str(c),
+                    format_bytes(int(p.chunk_len[c])),
+                    "reduce" if p.kind[o] == OpKind.REDUCE else "copy",
+                    format_seconds(tr.start[o] - t0), format_seconds(tr.end[o] - tr.start[o]))
+
+        table = self.query_one("#transfers", VirtualTable)
+        table.rows = Rows(len(ops), cells, lambda i: "bold" if ops[i] == op else "")
+        table.border_title = f"transfers of step {r.step}" if r.step >= 0 else "transfers"
+        hit = np.flatnonzero(ops == op) if op is not None else np.zeros(0)
+        if hit.size:
+            table.show_row(int(hit[0]))
+
+    def _links(self, r: Replay) -> None:
+        use = r.links()
+        table = self.query_one("#links", VirtualTable)
+        table.rows = Rows(len(use.link), lambda i: (
+            use.names[i], format_bytes(use.nbytes[i]),
+            "-" if np.isnan(use.util[i]) else f"{100 * use.util[i]:.0f}%"))
+        table.border_subtitle = f"{len(use.link)} busy" if use.link.size else "none busy"

@@ -1,0 +1,104 @@
+"""The words the replay views print: the status block and the dependency details.
+
+Plain functions from a :class:`~tui.replay.Replay` to Rich ``Text``, shared by the collective
+and training views, so a label reads the same wherever it appears.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from simulator.cli import format_ranks
+from simulator.units import format_bytes, format_seconds
+
+from ..deps import critical_path, describe_op, why_idle
+from ..replay import Replay
+
+PATH_SHOWN = 8  # a longer critical path shows its first two and last four ops
+
+
+def where(r: Replay, sep: str = " · ") -> str:
+    """``step 3 of 0-5 · all-gather 1/3``, or where a time position stands."""
+    last = r.n_steps - 1
+    if r.step < 0:
+        head = f"start: no step run yet (steps 0-{last})"
+    else:
+        head = f"step {r.step} of 0-{last}" + (f"{sep}{r.phase()}" if r.phase() else "")
+    if r.mode == "time" and not r.step_complete:
+        head += f" (partial: {r.finished_count()} ops done)"
+    return head
+
+
+def bandwidth(bw: float | None) -> str:
+    """GB/s with GB = 1e9 bytes, as nccl-tests prints it."""
+    return "-" if bw is None else f"{bw / 1e9:.2f} GB/s"
+
+
+def status_line(r: Replay) -> Text:
+    """The status on one line: where, the time on the trace's clock, bytes moved."""
+    t = Text(where(r), style="bold")
+    t.append(f"   time {format_seconds(r.elapsed)} ({r.clock} clock)   "
+             f"moved {format_bytes(r.moved)} of {format_bytes(r.total_bytes)}")
+    return t
+
+
+def status(r: Replay) -> Text:
+    """Where the cursor is, the time on the trace's clock, bytes moved, algbw and busbw, one
+    short line each (the panel is narrow so that the grid gets the width)."""
+    t = Text()
+    t.append(where(r, "\n") + "\n", style="bold")
+    if not r.phase():
+        t.append("\n")
+    t.append(f"time {format_seconds(r.elapsed) if r.elapsed else 0} ({r.clock})\n")
+    share = f" ({100 * r.moved / r.total_bytes:.0f}%)" if r.total_bytes else ""
+    t.append(f"moved {format_bytes(r.moved)}{share}\n")
+    t.append(f"algbw {bandwidth(r.algbw())}\nbusbw {bandwidth(r.busbw())}")
+    return t
+
+
+def _path(r: Replay, op: int) -> str:
+    path = critical_path(r, op)
+    shown = [f"op {o}" for o in path]
+    if len(shown) > PATH_SHOWN:
+        shown = shown[:2] + [f"… {len(path) - 6} more …"] + shown[-4:]
+    return f"critical path ({len(path)} ops): " + " -> ".join(shown)
+
+
+def op_details(r: Replay, op: int) -> Text:
+    """An op, when it ran, what it waits for directly, and the critical path to it."""
+    p, tr = r.program, r.trace
+    t = Text()
+    t.append(describe_op(p, op) + "\n", style="bold")
+    t.append(f"  step {int(p.step[op])}; ran {format_seconds(tr.start[op] - r.t0)} .. "
+             f"{format_seconds(tr.end[op] - r.t0)}\n")
+    deps = r.program.deps(op)
+    if deps.size:
+        t.append("  waits for: " + "; ".join(describe_op(p, int(d)) for d in deps[:3])
+                 + (f"; +{deps.size - 3} more" if deps.size > 3 else "") + "\n")
+    else:
+        t.append("  waits for nothing\n")
+    t.append("  " + _path(r, op) + "\n")
+    return t
+
+
+def cell_details(r: Replay, rank: int, seg: int) -> Text:
+    """A grid cell: its byte range, its full contribution set, the op that last wrote it."""
+    lay, t = r.layout, Text()
+    if not r.nsegments:
+        return t
+    lo, hi = int(lay.bounds[0][seg]), int(lay.bounds[0][seg + 1])
+    name = r.program.buffers[0].name
+    t.append(f"rank {rank} · s{seg} · bytes {lo}..{hi} of {name!r}\n", style="bold")
+    who = lay.contributors(0, rank, seg)
+    t.append(f"{len(who)} of {r.nranks} contributions: {format_ranks(who, r.nranks)}\n")
+    writer = r.last_writer(rank, seg)
+    if writer is None:
+        t.append("holds its initial value: no transfer has written it yet\n")
+    else:
+        t.append("last written by ")
+        t.append(op_details(r, writer))
+    return t
+
+
+def waiting(r: Replay, rank: int) -> Text:
+    return Text(why_idle(r, rank).text, style="italic")

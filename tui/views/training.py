@@ -1,0 +1,115 @@
+"""The training view: compute and comm lanes per rank with the time cursor, live memory per rank
+stacked by category with its peak, and the list of transfers (the step's in bold).
+
+For programs that compute, allocate or free (:func:`tui.training.is_training`). Like the
+collective view, a container that hands state down through :meth:`TrainingView.show`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from simulator.program import OpKind
+from simulator.units import format_bytes, format_seconds
+
+from ..replay import Replay
+from ..training import Lanes, Memory, label
+from ..widgets.gantt import Gantt, GanttState
+from ..widgets.memory import MemoryChart, MemoryState
+from ..widgets.table import Column, Rows, VirtualTable
+from . import text
+
+TRANSFERS = [Column("step", 4, True), Column("op", 4, True), Column("phase", 14),
+             Column("src->dst", 8), Column("bytes", 6, True), Column("kind", 6),
+             Column("start", 7, True)]
+
+
+def _kind(p, op: int) -> str:
+    """The colour key of a bar: fwd/bwd/opt by its label's start, else compute; reduce or copy."""
+    if p.kind[op] == OpKind.COMPUTE:
+        name = label(p, op)
+        return next((k for k in ("fwd", "bwd", "opt") if name.startswith(k)), "compute")
+    return "reduce" if p.kind[op] == OpKind.REDUCE else "copy"
+
+
+class TrainingView(Vertical):
+    """See the module docstring. ``transfers_shown`` holds the op ids in the transfers list."""
+
+    DEFAULT_CSS = """
+    TrainingView #tstatus { height: 1; padding: 0 1; }
+    TrainingView #gantt { border: round $primary-muted; }
+    TrainingView #tbottom { height: 1fr; }
+    TrainingView #memory { width: 1fr; border: round $primary-muted; }
+    TrainingView #tside { width: 58; }
+    TrainingView #ttransfers { height: 1fr; border: round $primary-muted; }
+    TrainingView #tdetail { height: 9; border: round $primary-muted; padding: 0 1;
+                            overflow-y: auto; }
+    TrainingView #ttransfers:focus { border: round $accent; }
+    """
+
+    def __init__(self, lanes: Lanes, memory: Memory, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.lanes, self.memory = lanes, memory
+        self.transfers_shown = np.zeros(0, np.int64)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="tstatus")
+        yield Gantt(id="gantt")
+        with Horizontal(id="tbottom"):
+            yield MemoryChart(id="memory")
+            with Vertical(id="tside"):
+                yield VirtualTable(TRANSFERS, id="ttransfers")
+                yield Static(id="tdetail")
+
+    def on_mount(self) -> None:
+        self.query_one("#gantt").border_title = "lanes: compute and comm per rank (▼ cursor)"
+        self.query_one("#memory").border_title = "live memory by category"
+        self.query_one("#ttransfers").border_title = "transfers (the step's in bold)"
+        self.query_one("#tdetail").border_title = "selection"
+
+    def show(self, r: Replay, op: int | None) -> None:
+        """Hand the state at the cursor to the widgets; ``op`` is the selected op, if any."""
+        p = r.program
+        t1 = max(r.t_end, r.t0 + 1e-12)
+        self.query_one("#tstatus", Static).update(text.status_line(r), layout=False)
+        self.query_one(Gantt).state = GanttState(
+            self.lanes, p.nranks, r.t0, t1, r.time, lambda o: _kind(p, o),
+            lambda o: label(p, o), op)
+        rank = int(p.rank[op]) if op is not None else 0
+        self.query_one(MemoryChart).state = MemoryState(self.memory, rank, r.time, r.t0, t1)
+        self.query_one("#memory").border_subtitle = \
+            f"chart: rank {rank} over time · bars: every rank at the cursor"
+        self._transfers(r, op)
+        detail = Text()
+        if op is not None:
+            detail.append(text.op_details(r, op))
+        else:
+            detail.append("pick a transfer (tab, then up/down) to see what it waits for\n",
+                          style="dim")
+        detail.append(text.waiting(r, rank))
+        self.query_one("#tdetail", Static).update(detail, layout=False)
+
+    def _transfers(self, r: Replay, op: int | None) -> None:
+        p, tr = r.program, r.trace
+        ops = self.transfers_shown = np.flatnonzero(p.is_transfer)
+        current = set(r.transfers().tolist())
+
+        def cells(i: int) -> tuple[str, ...]:
+            o = int(ops[i])
+            hit = p.phase_of(int(p.step[o]))
+            return (str(int(p.step[o])), str(o), hit[0].name if hit else "",
+                    f"{int(p.rank[o])}->{int(p.peer[o])}", format_bytes(int(p.chunk_len[p.arg[o]])),
+                    "reduce" if p.kind[o] == OpKind.REDUCE else "copy",
+                    format_seconds(tr.start[o] - r.t0))
+
+        table = self.query_one("#ttransfers", VirtualTable)
+        table.rows = Rows(len(ops), cells, lambda i: ("bold reverse" if ops[i] == op else
+                                                      "bold" if int(ops[i]) in current else "dim"))
+        mark = op if op is not None else (min(current) if current else None)
+        hit = np.flatnonzero(ops == mark) if mark is not None else np.zeros(0)
+        if hit.size:
+            table.show_row(int(hit[0]))

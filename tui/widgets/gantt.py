@@ -1,0 +1,116 @@
+"""Per-rank compute and comm lanes over time, with the time cursor (Line API).
+
+One row per (rank, lane) of :class:`tui.training.Lanes`; time runs across the whole width. A bar
+carries its label when it fits; a bar shorter than a column still shows as one glyph, so no op
+vanishes at any zoom. The cursor is a vertical line at the replay's time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from simulator.units import format_seconds
+
+from ..training import LANES, Lanes
+
+COLOURS = {"fwd": "#5f87d7", "bwd": "#af5fd7", "opt": "#5faf87", "compute": "#87afaf",
+           "reduce": "#d7875f", "copy": "#d7af5f"}
+_CURSOR = Style(color="#ffd75f", bold=True)
+
+
+def _shade(hex_colour: str, k: float) -> str:
+    """``hex_colour`` scaled by ``k``: every other bar of a lane is darker, so that two bars of
+    one kind that touch (fwd0 then fwd1) still read as two."""
+    rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{min(255, int(c * k)):02x}" for c in rgb)
+
+
+@dataclass(frozen=True)
+class GanttState:
+    """Bars to draw over ``[t0, t1]``; ``kind(op)`` names its colour (a key of COLOURS) and
+    ``label(op)`` its text; ``time`` is the cursor, ``selected`` an op to emphasise."""
+
+    lanes: Lanes | None = None
+    nranks: int = 0
+    t0: float = 0.0
+    t1: float = 1.0
+    time: float = 0.0
+    kind: Callable[[int], str] = lambda op: "compute"
+    label: Callable[[int], str] = lambda op: ""
+    selected: int | None = None
+
+
+class Gantt(ScrollView):
+    """Rows ``r0 compute``, ``r0 comm``, ``r1 compute``, ... under a time axis."""
+
+    DEFAULT_CSS = "Gantt { height: auto; max-height: 14; }"
+    LABEL_W = 11
+
+    state: reactive[GanttState] = reactive(GanttState, always_update=True)
+
+    def watch_state(self, st: GanttState) -> None:
+        self.virtual_size = Size(self.size.width, st.nranks * len(LANES) + 1)
+        self.refresh()
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return self.state.nranks * len(LANES) + 1
+
+    def _col(self, t: float, cols: int) -> int:
+        st = self.state
+        span = max(st.t1 - st.t0, 1e-30)
+        return int(np.floor((t - st.t0) / span * cols))
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        cols = max(1, width - self.LABEL_W)
+        st, base = self.state, self.rich_style
+        if st.lanes is None:
+            return Strip.blank(width, base)
+        cursor = min(cols - 1, max(0, self._col(st.time, cols)))
+        if y == 0:
+            return Strip([Segment(" " * self.LABEL_W, base), *self._axis(cols, cursor)])
+        row = y - 1 + self.scroll_offset.y
+        rank, lane = divmod(row, len(LANES))
+        if rank >= st.nranks:
+            return Strip.blank(width, base)
+        chars: list[tuple[str, Style]] = [(" ", base)] * cols
+        sl = st.lanes.of(rank, lane)
+        for i, (op, a, b) in enumerate(zip(st.lanes.op[sl], st.lanes.start[sl], st.lanes.end[sl])):
+            c0 = min(cols - 1, max(0, self._col(a, cols)))
+            c1 = min(cols, max(c0 + 1, self._col(b, cols)))
+            colour = _shade(COLOURS.get(st.kind(int(op)), "#808080"), 0.75 if i % 2 else 1.0)
+            style = base + Style(bgcolor=colour, color="#000000")
+            if op == st.selected:
+                style += Style(bold=True, underline=True)
+            text = st.label(int(op))[: c1 - c0].ljust(c1 - c0)
+            for i, ch in enumerate(text):
+                chars[c0 + i] = (ch, style)
+        ch, style = chars[cursor]
+        on_bar = not (ch == " " and style == base)
+        chars[cursor] = (ch, style + Style(reverse=True)) if on_bar else ("│", base + _CURSOR)
+        label = f"r{rank}" if lane == 0 else " " * (len(str(rank)) + 1)
+        label = f"{label} {LANES[lane]}"
+        segs = [Segment(label.ljust(self.LABEL_W), base + Style(dim=lane > 0))]
+        segs += [Segment(ch, style) for ch, style in chars]
+        return Strip(segs).simplify()
+
+    def _axis(self, cols: int, cursor: int) -> list[Segment]:
+        st = self.state
+        text = [" "] * cols
+        for c in range(0, cols, 16):  # a tick every 16 columns, times from the trace's start
+            tick = "|" + (format_seconds((st.t1 - st.t0) * c / cols) if c else "0")
+            text[c:c + len(tick)] = tick[: cols - c]
+        dim = self.rich_style + Style(dim=True)
+        mark = Segment("▼", self.rich_style + _CURSOR) if text[cursor] == " " else \
+            Segment(text[cursor], self.rich_style + _CURSOR + Style(reverse=True))
+        return [Segment("".join(text[:cursor]), dim), mark,
+                Segment("".join(text[cursor + 1:]), dim)]

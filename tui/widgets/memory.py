@@ -1,0 +1,169 @@
+"""Live memory per rank, stacked by buffer category, with the peak marked (Line API).
+
+Top: a legend. Then the selected rank's memory over the whole trace, one column per time slice,
+stacked by category; a slice shows the largest state inside it, so no peak falls between
+columns. ``▼`` marks the peak; ``│`` (in empty space) and ``▲`` (under the chart) the cursor.
+Below: one bar per rank at the cursor's time, on the same scale, with ``┃`` where that rank's
+peak reaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.segment import Segment
+from rich.style import Style
+from textual.reactive import reactive
+from textual.strip import Strip
+from textual.widget import Widget
+
+from simulator.units import format_bytes, format_seconds
+
+from ..training import Memory
+
+COLOURS = {"param_shard": "#5f87d7", "param_unsharded": "#87afff", "grad": "#d7875f",
+           "optim": "#5faf87", "activation": "#af5fd7"}
+OTHER = ("#afaf5f", "#5fafaf", "#af5f5f", "#8787af")
+_MARK = Style(color="#ffd75f", bold=True)
+
+
+def colour(cats: tuple[str, ...], c: int) -> str:
+    return COLOURS.get(cats[c], OTHER[c % len(OTHER)])
+
+
+@dataclass(frozen=True)
+class MemoryState:
+    """The timeline, the rank whose chart is drawn, and the cursor's time."""
+
+    memory: Memory | None = None
+    rank: int = 0
+    time: float = 0.0
+    t0: float = 0.0
+    t1: float = 1.0
+
+
+class MemoryChart(Widget):
+    """See the module docstring; the owner sets ``state``."""
+
+    DEFAULT_CSS = "MemoryChart { height: 1fr; }"
+    LABEL_W = 6
+
+    state: reactive[MemoryState] = reactive(MemoryState, always_update=True)
+
+    def _legend_lines(self) -> list[list[Segment]]:
+        """The legend, wrapped to the width."""
+        cats, width = self.state.memory.categories, max(1, self.size.width)
+        lines: list[list[Segment]] = [[]]
+        used = 0
+        for c, name in enumerate(cats):
+            item = [Segment("■ ", self.rich_style + Style(color=colour(cats, c))),
+                    Segment(name + "  ", self.rich_style)]
+            if used and used + len(name) + 4 > width:
+                lines.append([])
+                used = 0
+            lines[-1] += item
+            used += len(name) + 4
+        return lines
+
+    def _chart_height(self) -> int:
+        n = self.state.memory.bytes.shape[1] if self.state.memory else 0
+        return max(2, self.size.height - 1 - n - len(self._legend_lines()))
+
+    def render_line(self, y: int) -> Strip:
+        width, base = self.size.width, self.rich_style
+        mem = self.state.memory
+        if mem is None or not mem.times.size:
+            return Strip.blank(width, base)
+        legend = self._legend_lines()
+        if y < len(legend):
+            return Strip(legend[y]).crop_extend(0, width, base)
+        y -= len(legend) - 1
+        h = self._chart_height()
+        if y <= h:
+            return self._chart_line(y - 1, h, width)
+        if y == h + 1:
+            return self._axis(width)
+        rank = y - h - 2
+        if rank < mem.bytes.shape[1]:
+            return self._rank_bar(rank, width)
+        return Strip.blank(width, base)
+
+    def _scale(self) -> float:
+        peak, _ = self.state.memory.peak()
+        return float(max(peak.max(), 1))
+
+    def _columns(self, cols: int) -> np.ndarray:
+        """Per column, the index of the largest state in its time slice."""
+        st, mem = self.state, self.state.memory
+        edges = st.t0 + (st.t1 - st.t0) * np.arange(cols + 1) / cols
+        lo = np.maximum(np.searchsorted(mem.times, edges[:-1], side="right") - 1, 0)
+        hi = np.maximum(np.searchsorted(mem.times, edges[1:], side="left"), lo + 1)
+        tot = mem.total[:, st.rank]
+        return np.array([a + int(np.argmax(tot[a:b])) for a, b in zip(lo, hi)])
+
+    def _chart_line(self, row: int, h: int, width: int) -> Strip:
+        st, mem, base = self.state, self.state.memory, self.rich_style
+        cols = max(1, width - self.LABEL_W)
+        idx = self._columns(cols)
+        cum = np.cumsum(mem.bytes[idx, st.rank, :], axis=1)  # (cols, C)
+        scale = self._scale()
+        level = (h - row - 0.5) / h * scale   # the height this text row stands for
+        peak_i = int(np.argmax(mem.total[:, st.rank]))
+        peak_col = int(np.argmax(idx == peak_i)) if (idx == peak_i).any() else -1
+        cur = self._cursor_col(cols)
+        label = (f"r{st.rank}" if row == 0 else format_bytes(scale) if row == 1 else
+                 "0" if row == h - 1 else "").ljust(self.LABEL_W)
+        segs = [Segment(label, base + Style(dim=row > 0))]
+        for c in range(cols):
+            cat = int(np.searchsorted(cum[c], level, side="right"))
+            if cat < cum.shape[1]:
+                segs.append(Segment("█", Style(color=colour(mem.categories, cat))))
+            elif c == peak_col and cum[c, -1] > level - scale / h:  # just above the peak
+                segs.append(Segment("▼", base + _MARK))
+            elif c == cur:
+                segs.append(Segment("│", base + _MARK))
+            else:
+                segs.append(Segment(" ", base))
+        if row == 0:
+            text = f" peak {format_bytes(mem.total[peak_i, st.rank])} at " \
+                   f"{format_seconds(mem.times[peak_i] - st.t0)} "
+            segs = list(Strip(segs).crop(0, max(self.LABEL_W, width - len(text)))) + \
+                [Segment(text, base + _MARK)]
+        return Strip(segs).crop_extend(0, width, base).simplify()
+
+    def _cursor_col(self, cols: int) -> int:
+        st = self.state
+        return min(cols - 1, max(0, int((st.time - st.t0) / max(st.t1 - st.t0, 1e-30) * cols)))
+
+    def _axis(self, width: int) -> Strip:
+        """``▲`` under the chart at the cursor's time, then what the bars below show."""
+        cols = max(1, width - self.LABEL_W)
+        cur = self._cursor_col(cols)
+        note = f" cursor {format_seconds(self.state.time - self.state.t0)}"
+        dim = self.rich_style + Style(dim=True)
+        mark = Segment("▲", self.rich_style + _MARK)
+        segs = [Segment(" " * (self.LABEL_W + cur), dim), mark, Segment(note, dim)]
+        if self.LABEL_W + cur + 1 + len(note) > width:  # no room after the mark: put it before
+            segs = [Segment(note[1:].rjust(self.LABEL_W + cur), dim), mark]
+        return Strip(segs).crop_extend(0, width, self.rich_style)
+
+    def _rank_bar(self, rank: int, width: int) -> Strip:
+        st, mem, base = self.state, self.state.memory, self.rich_style
+        now = mem.at(st.time)[rank]
+        peak, _ = mem.peak()
+        text = f" {format_bytes(now.sum())} (peak {format_bytes(peak[rank])})"
+        cols = max(1, width - self.LABEL_W - len(text))
+        scale = self._scale()
+        cells = [Segment(" ", base)] * cols
+        edge = 0
+        for c, b in enumerate(now):
+            stop = min(cols, int(round((edge + b) / scale * cols)))
+            for i in range(int(round(edge / scale * cols)), stop):
+                cells[i] = Segment("█", Style(color=colour(mem.categories, c)))
+            edge += b
+        mark = min(cols - 1, int(round(peak[rank] / scale * cols)))
+        if cells[mark].text == " ":
+            cells[mark] = Segment("┃", base + _MARK)
+        segs = [Segment(f"r{rank}".ljust(self.LABEL_W), base), *cells, Segment(text, base)]
+        return Strip(segs).crop_extend(0, width, base).simplify()
