@@ -109,6 +109,10 @@ def register(sub: Any) -> None:
     s.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces")
     s.add_argument("--nodes", type=_int_at_least(1), help="M for --algos hier")
     s.set_defaults(func=cmd_sweep)
+    # `rankscope real train ...` is routed to real/train_cli.py before parsing (it has its own
+    # parser, so that `--help` there is its own); this entry makes it show in `rankscope real --help`.
+    verbs.add_parser("train", help="real DDP or FSDP2 steps under the profiler, checked against the simulator "
+                     "(see `rankscope real train --help`)")
     c = sub.add_parser("calibrate", help="measure per-pair latency and bandwidth by ping-pong; write a "
                        "topology TOML the simulator loads")
     _common(c, ranks_help)

@@ -396,6 +396,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    """The built-in default: ring all-reduce on 8 ranks, opened in the TUI (``--text``: printed)."""
+    if not a.text:
+        from tui.app import demo_main  # the TUI layer; imported only when it is asked for
+
+        return demo_main()
     from .engine import simulate
     from .topology import parse_topology
 
@@ -403,6 +408,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
     topo = parse_topology("switch:8")
     print_sim(prog, 0, simulate(prog, topo), topo)
     return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from tui.app import replay_main
+
+    return replay_main(a.files, salvage=a.salvage)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -456,13 +467,29 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", help="write per-step bars to this PNG (needs matplotlib)")
     c.add_argument("--json", action="store_true", help="print JSON instead of text")
     c.set_defaults(func=cmd_compare)
-    d = sub.add_parser("demo", help="the built-in default: ring all-reduce on 8 ranks (also bare `rankscope`)")
+    d = sub.add_parser("demo", help="the built-in default: ring all-reduce on 8 ranks in the TUI (also bare "
+                       "`rankscope`)")
+    d.add_argument("--text", action="store_true", help="print the simulation instead of opening the TUI")
     d.set_defaults(func=cmd_demo)
+    r = sub.add_parser("replay", help="step through a trace in the TUI; two traces of one program side by side")
+    r.add_argument("files", nargs="+", metavar="FILE", help="one trace, or two to compare (e.g. simulated, measured)")
+    r.add_argument("--salvage", action="store_true", help="open the readable prefix of a truncated trace")
+    r.set_defaults(func=cmd_replay)
+    # the other layers add their verbs; importing their CLI modules imports neither torch nor textual
+    from real.cli import register as register_real
+    from .interop.cli import register as register_interop
+
+    register_real(sub)
+    register_interop(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["real", "train"]:  # its own parser: see real/train_cli.py
+        from real.train_cli import train_main
+
+        return train_main(argv[2:])
     parser = make_parser()
     try:
         args = parser.parse_args(argv or ["demo"])

@@ -106,3 +106,36 @@ def test_sim_out_then_info(tmp_path, capsys):
     assert "NO (partial trace)" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "missing.trace")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_every_layer_has_its_verbs_and_building_the_parser_stays_light():
+    code = ("import sys\nfrom simulator.cli import make_parser\nh = make_parser().format_help()\n"
+            "print(all(v in h for v in ('replay', 'real', 'calibrate', 'export', 'import', 'demo')), "
+            "'torch' in sys.modules, 'textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_bare_rankscope_and_demo_open_the_tui_and_text_prints(monkeypatch, capsys):
+    import tui.app
+
+    opened = []
+    monkeypatch.setattr(tui.app, "demo_main", lambda: opened.append("demo") or 0)
+    monkeypatch.setattr(tui.app, "replay_main", lambda files, salvage=False: opened.append((files, salvage)) or 0)
+    assert main([]) == 0 and main(["demo"]) == 0
+    assert main(["replay", "a.trace", "b.trace", "--salvage"]) == 0
+    assert opened == ["demo", "demo", (["a.trace", "b.trace"], True)]
+    assert main(["demo", "--text"]) == 0
+    assert "all-reduce (ring) on 8 ranks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["replay", "/no/such.trace"], "no trace file"),
+    (["replay", "a", "b", "c"], "replay takes one trace, or two"),
+    (["real", "train", "--strategy", "magic"], "invalid choice"),
+    (["real", "all-reduce", "--algo", "magic", "-n", "2"], "magic"),
+])
+def test_layer_verbs_bad_input_is_one_line_and_exit_2(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
