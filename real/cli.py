@@ -121,6 +121,20 @@ def register(sub: Any) -> None:
     c.add_argument("--rounds", type=_int_at_least(1), default=10, help="timed round trips per size (default 10)")
     c.add_argument("--out", "-o", default="calibrated.toml", help="topology file (default calibrated.toml)")
     c.set_defaults(func=cmd_calibrate)
+    v = sub.add_parser("validate", help="calibrate, simulate on the calibrated topology, run for real, compare "
+                       "(ring all-reduce N=2,4 64KiB-64MiB, one FSDP step)")
+    v.add_argument("--ranks", "-n", type=_int_at_least(2), nargs="+", default=[2, 4],
+                   help="rank counts (default 2 4)")
+    v.add_argument("--sizes", type=_sizes, nargs="+", default=None,
+                   help="all-reduce sizes (default 64KiB 256KiB 1MiB 4MiB 16MiB 64MiB)")
+    v.add_argument("--repeats", type=_int_at_least(1), default=5,
+                   help="real runs per size; the median counts (default 5)")
+    v.add_argument("--no-fsdp", action="store_true", help="skip the FSDP step of mlp:4x1024")
+    v.add_argument("--out-dir", "-o", default="validate-out",
+                   help="traces, calibrated topologies, validate.json and validate.png (default validate-out)")
+    v.add_argument("--timeout", type=_seconds, default=120.0, help="seconds any rank may wait (default 120)")
+    v.add_argument("--json", action="store_true", help="print JSON instead of text")
+    v.set_defaults(func=cmd_validate)
 
 
 def _nranks(args: argparse.Namespace) -> int:
@@ -230,6 +244,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(format_table(rows))
         if args.out_dir:
             print(f"traces written to {args.out_dir}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .runner import RankFailed
+    from .validate import DEFAULT_SIZES, format_report, validate
+
+    sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
+    try:
+        report = validate(args.ranks, sizes, repeats=args.repeats, out_dir=args.out_dir, fsdp=not args.no_fsdp,
+                          timeout=args.timeout, progress=not args.json and sys.stderr.isatty())
+    except RankFailed as e:
+        return _failed(e)
+    print(json.dumps(report) if args.json else format_report(report))
     return 0
 
 

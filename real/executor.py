@@ -47,7 +47,8 @@ class Executor:
         self.waves, scratch = rank_waves(prog, ctx.rank, enc.itemsize)
         self.initial = [torch.from_numpy(enc.initial(b, ctx.rank)).to(ctx.device) for b in prog.buffers]
         self.buffers = [t.clone() for t in self.initial]
-        self.scratch = torch.empty(scratch, dtype=dtype, device=ctx.device)
+        # zeros, not empty: the pages are touched here, so no page fault lands inside a timed receive
+        self.scratch = torch.zeros(scratch, dtype=dtype, device=ctx.device)
         self._plan = [(w, [(x, self._view(x)) for x in w.sends],
                        [(x, self._view(x), self._landing(x)) for x in w.recvs]) for w in self.waves]
         self.start_tok: dict[int, object] = {}

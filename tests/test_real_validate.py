@@ -1,0 +1,67 @@
+"""`rankscope validate`: the calibration fits, and the whole loop on 2 gloo ranks (small sizes)."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("torch") is None:
+    pytest.skip("real runs need torch", allow_module_level=True)
+
+from real.validate import RingStepFit, format_report, loaded_topology, relative_fit  # noqa: E402
+from simulator.cli import main  # noqa: E402
+from simulator.collectives import build  # noqa: E402
+from simulator.costs import ring_all_reduce  # noqa: E402
+from simulator.engine import simulate  # noqa: E402
+from simulator.topology import parse_topology  # noqa: E402
+
+
+def test_relative_fit_recovers_alpha_and_bw_exactly():
+    sizes = [1 << 20, 4 << 20, 16 << 20]
+    alpha, bw = 150e-6, 1.25e9
+    a, b, res = relative_fit(sizes, [alpha + n / bw for n in sizes])
+    assert a == pytest.approx(alpha, rel=1e-9) and b == pytest.approx(bw, rel=1e-9)
+    assert np.abs(res).max() < 1e-15
+
+
+def test_the_loaded_topology_prices_a_ring_step_as_calibrated(tmp_path):
+    f = RingStepFit(4, 0.0, 1e9, 0.3e-9, (1,), (1.0,), (0.0,))
+    topo = loaded_topology(f, 500e-6, {"source": "test"})
+    path = tmp_path / "t.toml"
+    path.write_text(topo.to_toml())
+    back = parse_topology(str(path), 4)
+    prog = build("all-reduce", "ring", 4, 4 << 20)
+    got = simulate(prog, back, gamma=f.gamma)
+    t = float(np.nanmax(got.end) - np.nanmin(got.start))
+    # 2(N-1) steps of α + (S/N)/bw, and N-1 reductions of S/N bytes
+    want = 6 * (500e-6 + (1 << 20) / 1e9) + 3 * (1 << 20) * 0.3e-9
+    assert t == pytest.approx(want, rel=1e-9)
+    assert ring_all_reduce(4, 4 << 20, 500e-6, 1 / 1e9, 0.3e-9) == pytest.approx(want, rel=1e-9)  # β in s/B
+
+
+def test_validate_runs_the_whole_loop(tmp_path, capsys):
+    out = tmp_path / "v"
+    code = main(["validate", "--ranks", "2", "--sizes", "64KiB", "1MiB", "--repeats", "2", "--no-fsdp",
+                 "--out-dir", str(out), "--json", "--timeout", "60"])
+    assert code == 0
+    r = json.loads(capsys.readouterr().out)
+    assert [row["requested"] for row in r["rows"]] == [64 << 10, 1 << 20]
+    for row in r["rows"]:
+        assert row["measured"] > 0 and row["model"] > 0 and len(row["measured_runs"]) == 2
+        assert row["error"] == pytest.approx((row["model"] - row["measured"]) / row["measured"])
+        assert os.path.exists(row["sim_trace"]) and os.path.exists(row["real_trace"])
+    c = r["calibration"]["2"]
+    assert c["alpha"] > 0 and c["bw"] > 0 and c["gamma"] >= 0
+    assert parse_topology(str(out / "calibrated-2.toml"), 2).nranks == 2
+    assert r["summary"]["2"]["median_abs_error"] == pytest.approx(abs(r["rows"][1]["error"]))
+    assert os.path.exists(out / "validate.json") and os.path.exists(out / "validate.png")
+    text = format_report(r)
+    assert "median |error| for sizes >= 1 MiB" in text and "ping-pong" in text
+
+
+def test_validate_bad_input_is_one_line(capsys):
+    assert main(["validate", "--ranks", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
