@@ -19,7 +19,7 @@ what the real run did: fp32 (a plain CPU run), DDP's bucket size, FSDP2 (``strat
   check and broadcast at construction) belong to setup and are listed, not compared.
 - Memory: each rank's peak within the last step (the steady state: optimizer state exists, and
   DDP's bucket rebuild of step 1 is over) against the simulated peak; within 10% passes.
-  ``real/TRAIN_README_SECTION.md`` explains the remainder.
+  the README ("Real training runs") explains the remainder.
 """
 
 from __future__ import annotations
