@@ -31,7 +31,7 @@ class Unit:
     name: str
     shapes: tuple[tuple[int, ...], ...]   # parameter tensors, dim 0 first (FSDP2 shards dim 0)
     act_elems_per_sample: float            # activation elements kept for backward, per sample
-    act_bytes_per_elem: int = 2
+    act_bytes_per_elem: int = 2            # in a 16-bit (bf16) run; an fp32 run keeps twice the bytes
 
     @property
     def params(self) -> int:
@@ -56,8 +56,10 @@ class Model:
     def fwd_flops(self, unit: Unit) -> float:
         return 2.0 * unit.params * self.tokens
 
-    def act_bytes(self, unit: Unit) -> int:
-        return int(unit.act_elems_per_sample * self.micro_batch * unit.act_bytes_per_elem)
+    def act_bytes(self, unit: Unit, precision: str = "bf16") -> int:
+        """Bytes ``unit`` keeps for backward: its elements at the 16-bit size, doubled in fp32."""
+        per = unit.act_bytes_per_elem * (2 if precision == "fp32" else 1)
+        return int(unit.act_elems_per_sample * self.micro_batch * per)
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,8 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
         "optim": shard_elems if cfg.strategy != "ddp" else psi,
     }
     first = [t.alloc(t.buffer(name, persist[name] * b[name], name)) for name in MODEL_STATE]
-    act = [t.buffer(f"{u.name}.activations", model.act_bytes(u), "activation") for u in model.units]
+    act = [t.buffer(f"{u.name}.activations", model.act_bytes(u, cfg.precision), "activation")
+           for u in model.units]
     fwd, bwd = [None] * L, [None] * L
     fwd_flops = [model.fwd_flops(u) for u in model.units]
 
