@@ -24,32 +24,14 @@ from typing import Any
 
 from simulator.collectives import ALGORITHMS, ALIASES
 from simulator.errors import UsageError
+from simulator.cli import _int_at_least, _size
 from simulator.units import format_bytes, format_seconds, parse_size
 
 DEFAULT_LOCAL_RANKS = 4
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except UsageError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _sizes(text: str) -> list[int]:
     return [_size(t) for t in text.split(",") if t]
-
-
-def _int_at_least(lo: int):
-    def conv(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        return v
-    return conv
 
 
 def _seconds(text: str) -> float:

@@ -406,7 +406,7 @@ def _event_loop(ctx: _Ctx, link_bw: np.ndarray):
     coll_here: dict[int, list[int]] = {}  # collective id -> its ops at the head of their lanes
     heap: list[tuple[float, int, int, int]] = []  # (time, seq, what, op)
     seq = 0
-    LAT_END, ARRIVE, OP_END = 0, 1, 2
+    LAT_END, OP_END = 0, 2     # event kinds (a flow's arrival is handled where its bandwidth phase ends)
     active: list[int] = []           # flows in their bandwidth phase
     rates = np.zeros(0)
     seg_op, seg_t0, seg_t1, seg_bytes = [], [], [], []

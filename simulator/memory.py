@@ -91,16 +91,17 @@ def exposed_comm(prog: Program, start: np.ndarray, end: np.ndarray) -> np.ndarra
     out = np.zeros(prog.nranks)
     for r in range(prog.nranks):
         m, c = comm[cut_m[r]:cut_m[r + 1]], comp[cut_c[r]:cut_c[r + 1]]
-        a, b = _merge(start[m], end[m])
+        a, b = merge_intervals(start[m], end[m])
         if a.size == 0:
             continue
-        cs, ce = _merge(start[c], end[c])
+        cs, ce = merge_intervals(start[c], end[c])
         out[r] = float((b - a).sum() - (_busy_before(cs, ce, b) - _busy_before(cs, ce, a)).sum())
     return out
 
 
-def _merge(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted disjoint union of intervals [s, e)."""
+def merge_intervals(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted disjoint union of the intervals [s, e) (empty and NaN intervals dropped)."""
+    s, e = np.asarray(s, float), np.asarray(e, float)
     ok = ~np.isnan(s) & ~np.isnan(e) & (e > s)
     s, e = s[ok], e[ok]
     if s.size == 0:

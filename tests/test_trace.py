@@ -18,7 +18,7 @@ from simulator.builder import ProgramBuilder
 from simulator.collectives import build
 from simulator.errors import RankscopeError, TraceFormatError
 from simulator.program import Buffer, Init, OpKind, Phase
-from simulator.trace import (LINK, SCHEMA, Trace, TraceWriter, program_equal, read_trace,
+from simulator.trace import (LINK, Trace, TraceWriter, program_equal, read_trace,
                              trace_summary, write_trace)
 
 META = {"executor": "sim", "clock": "simulated", "topology": {"preset": "ring:8"},

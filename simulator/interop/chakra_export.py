@@ -16,8 +16,6 @@ replays compute and communication. Node ids are op ids.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,7 @@ import numpy as np
 from ..program import CollKind, OpKind
 from ..trace import Trace
 from ..train_report import op_label
-from .errors import ExportError
+from .kineto_export import write_rank_documents
 
 COMP_NODE, COMM_SEND_NODE, COMM_RECV_NODE, COMM_COLL_NODE = 4, 5, 6, 7
 COMM_TYPE = {CollKind.ALL_REDUCE: 0, CollKind.ALL_GATHER: 2, CollKind.REDUCE_SCATTER: 7}
@@ -73,15 +71,5 @@ def chakra_documents(trace: Trace) -> dict[int, dict[str, Any]]:
 
 
 def write_chakra(trace: Trace, folder: str) -> list[str]:
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"cannot create the folder {folder!r}: {e}") from None
-    paths = []
-    for r, doc in chakra_documents(trace).items():
-        path = os.path.join(folder, f"rank{r}.et.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(doc, f)
-        os.replace(path + ".tmp", path)
-        paths.append(path)
-    return paths
+    """Write ``rank{r}.et.json`` per rank into ``folder`` (created); returns the paths."""
+    return write_rank_documents(chakra_documents(trace), folder, "rank{}.et.json")

@@ -220,16 +220,23 @@ def _mem_event(R: _Rank, t: float, nbytes: int, total: int, b: int, buf, dev_typ
 
 def write_kineto(trace: Trace, folder: str) -> list[str]:
     """Write ``rank{r}.json`` per rank into ``folder`` (created); returns the paths."""
+    # separators: '"rank": 0' with the space HTA's regex needs
+    return write_rank_documents(kineto_documents(trace), folder, "rank{}.json", separators=(", ", ": "))
+
+
+def write_rank_documents(docs: dict[int, Any], folder: str, pattern: str, **dump_kw: Any) -> list[str]:
+    """Write each rank's JSON document to ``folder/pattern.format(rank)`` (the folder created; each
+    file written to a temporary name and renamed into place); returns the paths."""
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise ExportError(f"cannot create the folder {folder!r}: {e}") from None
     paths = []
-    for r, doc in kineto_documents(trace).items():
-        path = os.path.join(folder, f"rank{r}.json")
+    for r, doc in docs.items():
+        path = os.path.join(folder, pattern.format(r))
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(doc, f, separators=(", ", ": "))  # '"rank": 0' with the space HTA's regex needs
+            json.dump(doc, f, **dump_kw)
         os.replace(tmp, path)
         paths.append(path)
     return paths

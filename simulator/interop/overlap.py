@@ -14,22 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..memory import merge_intervals as merge
 from ..program import OpKind
 from ..trace import Trace
-
-
-def merge(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted disjoint union of the intervals [s, e) (empty and NaN intervals dropped)."""
-    s, e = np.asarray(s, float), np.asarray(e, float)
-    ok = ~np.isnan(s) & ~np.isnan(e) & (e > s)
-    s, e = s[ok], e[ok]
-    if s.size == 0:
-        return s, e
-    o = np.argsort(s, kind="stable")
-    s, e = s[o], np.maximum.accumulate(e[o])
-    new = np.concatenate([[True], s[1:] > e[:-1]])
-    idx = np.flatnonzero(new)
-    return s[idx], e[np.concatenate([idx[1:] - 1, [s.size - 1]])]
 
 
 def intersection(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
