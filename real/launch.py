@@ -6,7 +6,11 @@ there is no race between choosing and binding it; creation is retried if it fail
 rank processes that connect to ``store.port`` and call ``init_process_group`` with that store.
 Ranks are forked (0.1-0.7 s for N = 2..8 against 5-20 s for spawn, TORCH_NOTES.md); each calls
 ``torch.set_num_threads(1)`` first, which keeps a fork of a process that already ran a threaded
-torch op from hanging, and gives each rank one compute thread. NCCL ranks are spawned instead
+torch op from hanging, and gives each rank one compute thread. All ranks are forked *before* the
+store is created and receive its port through a pipe: forking while the store's server thread
+accepts the first ranks' connections left a later rank, now and then, deadlocked inside its own
+``TCPStore`` constructor (seen here: 2 launches in 40 of 4 ranks, the last rank, stuck until the
+timeout killed it). NCCL ranks are spawned instead
 (CUDA does not survive fork), one GPU each, so N <= the GPUs here.
 ``RANKSCOPE_START_METHOD=spawn|forkserver|fork`` overrides the choice.
 
@@ -232,13 +236,15 @@ def _run_rank(rank: int, world: int, local_rank: int, backend: str, timeout: flo
         return None, err, store
 
 
-def _child_main(rank: int, world: int, port: int, backend: str, timeout: float,
+def _child_main(rank: int, world: int, port: Any, backend: str, timeout: float,
                 job: Callable[[RankContext], Any]) -> None:
+    """A local rank. ``port``: the store's port, or the end of a pipe it arrives on (forked ranks
+    start before the store exists: see [Note: launch modes])."""
     code = 1
     try:
         torch.set_num_threads(1)  # first: see [Note: launch modes]
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # the launcher handles ^C and kills us
-        base = dist.TCPStore("127.0.0.1", port, None, False, timedelta(seconds=timeout))
+        base = dist.TCPStore("127.0.0.1", store_port(port, timeout), None, False, timedelta(seconds=timeout))
         code = 0 if _run_rank(rank, world, rank, backend, timeout, job, base)[1] is None else 1
     except BaseException as exc:
         print(f"rankscope rank {rank}: cannot start: {exc}", file=sys.stderr)
@@ -273,19 +279,51 @@ def _join(job: Callable[[RankContext], Any], backend: str, timeout: float,
     return out
 
 
+def start_ranks(mp: Any, method: str, procs: list[Any], nranks: int, timeout: float,
+                args_of: Callable[[int, Any], tuple], target: Callable[..., None]) -> Any:
+    """Start ``target(*args_of(rank, port))`` in ``nranks`` processes (appended to ``procs`` as they
+    start) and return the server TCPStore they connect to. Forked ranks are all started before the
+    store exists and get ``port`` as the read end of a pipe that delivers the port number (see
+    [Note: launch modes]); ``target`` resolves it with :func:`store_port`."""
+    if method != "fork":
+        base = _server_store(timeout)
+        for r in range(nranks):
+            p = mp.Process(target=target, args=args_of(r, base.port), name=f"rankscope-rank{r}", daemon=True)
+            p.start()
+            procs.append(p)
+        return base
+    pipes = [mp.Pipe(duplex=False) for _ in range(nranks)]
+    for r in range(nranks):
+        p = mp.Process(target=target, args=args_of(r, pipes[r][0]), name=f"rankscope-rank{r}", daemon=True)
+        p.start()
+        procs.append(p)
+    base = _server_store(timeout)
+    for rd, w in pipes:
+        w.send(base.port)
+        w.close()
+        rd.close()
+    return base
+
+
+def store_port(port: Any, timeout: float) -> int:
+    """The port itself, or what the pipe of :func:`start_ranks` delivers within ``timeout``."""
+    if isinstance(port, int):
+        return port
+    if not port.poll(timeout):
+        raise RuntimeError(f"the launcher sent no store port within {timeout:g} s")
+    return int(port.recv())
+
+
 def _launch_local(job: Callable[[RankContext], Any], nranks: int, backend: str, timeout: float,
                   collect: tuple[str, ...]) -> Launched:
     method = os.environ.get("RANKSCOPE_START_METHOD") or ("spawn" if backend == "nccl" else "fork")
     mp = multiprocessing.get_context(method)
-    base = _server_store(timeout)
-    pub = dist.PrefixStore(PREFIX, base)
     procs: list[Any] = []
+    base = pub = None
     try:
-        for r in range(nranks):
-            p = mp.Process(target=_child_main, args=(r, nranks, base.port, backend, timeout, job),
-                           name=f"rankscope-rank{r}", daemon=True)
-            p.start()
-            procs.append(p)
+        base = start_ranks(mp, method, procs, nranks, timeout,
+                           lambda r, port: (r, nranks, port, backend, timeout, job), _child_main)
+        pub = dist.PrefixStore(PREFIX, base)
         exits, killed = _watch(procs, timeout)
         out = Launched("local", nranks, backend, None)
         for r in range(nranks):

@@ -29,8 +29,9 @@ given. Input: ``randn(B, W)`` seeded by rank and step; loss: ``mean(y**2)``.
   ``rankscope::optimizer step``. :mod:`simulator.interop.kineto_import` reads these.
 
 [Note: launching]
-The parent creates a ``TCPStore`` on port 0 (the OS picks a free port: no race between runs) and
-starts N processes; each sets ``torch.set_num_threads(1)`` first (N ranks share the cores; fork is
+The parent starts N processes (real.launch.start_ranks: forked ones before the store exists), then
+creates a ``TCPStore`` on port 0 (the OS picks a free port: no race between runs) and sends them
+its port; each sets ``torch.set_num_threads(1)`` first (N ranks share the cores; fork is
 also unsafe without it), connects to the store and calls ``init_process_group`` with the run's
 timeout, so a rank that stops makes the others fail within that time instead of 30 minutes. The
 start method is ``fork`` on Linux (each rank would otherwise spend 3-4 s importing torch again),
@@ -271,15 +272,18 @@ def _dump_flight_recorder(outdir: str, rank: int) -> None:
         f.write(data)
 
 
-def _child(cfg: TrainRunConfig, rank: int, port: int, outdir: str) -> None:
-    """A launched rank: one compute thread, connect, run; the traceback to a file on failure."""
+def _child(cfg: TrainRunConfig, rank: int, port, outdir: str) -> None:
+    """A launched rank: one compute thread, connect, run; the traceback to a file on failure.
+    ``port``: the store's, or a pipe that delivers it (real.launch.start_ranks)."""
     try:
         import torch
 
         torch.set_num_threads(1)
         import torch.distributed as dist
 
-        store = dist.TCPStore("127.0.0.1", port, world_size=None, is_master=False,
+        from .launch import store_port
+
+        store = dist.TCPStore("127.0.0.1", store_port(port, cfg.timeout), world_size=None, is_master=False,
                               timeout=timedelta(seconds=cfg.timeout))
         run_rank(cfg, rank, cfg.nranks, outdir, store=store)
     except BaseException as e:  # noqa: BLE001 - any failure is reported through the file
@@ -303,18 +307,15 @@ def launch(cfg: TrainRunConfig, outdir: str) -> float:
     ``outdir``. Returns the wall seconds. Raises :class:`TrainRunError` on any failure."""
     import multiprocessing as mp
 
-    import torch.distributed as dist
+    from .launch import start_ranks
 
     method = cfg.start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
     t0 = time.perf_counter()
-    store = dist.TCPStore("127.0.0.1", 0, world_size=None, is_master=True, wait_for_workers=False,
-                          timeout=timedelta(seconds=cfg.timeout))
-    ctx = mp.get_context(method)
-    procs = [ctx.Process(target=_child, args=(cfg, r, store.port, outdir), name=f"rankscope-rank{r}",
-                         daemon=True) for r in range(cfg.nranks)]
+    procs: list = []
+    store = None
     try:
-        for p in procs:
-            p.start()
+        store = start_ranks(mp.get_context(method), method, procs, cfg.nranks, cfg.timeout,
+                            lambda r, port: (cfg, r, port, outdir), _child)
         deadline = time.monotonic() + cfg.timeout
         failed_at = None
         while any(p.is_alive() for p in procs):

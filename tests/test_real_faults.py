@@ -61,3 +61,22 @@ def test_a_hung_rank_is_named_and_killed(capsys):
     assert time.monotonic() - t0 < 20
     assert "rank 1 failed: hung" in capsys.readouterr().err
     assert not children()
+
+
+def test_forked_ranks_start_before_the_store_exists(monkeypatch):
+    """Forking while the store's server thread accepted the first ranks' connections deadlocked a
+    later rank now and then (real/launch.py, [Note: launch modes]); the order is the fix."""
+    import real.launch as launch
+
+    alive_at_store = []
+    real_store = launch._server_store
+
+    def spy(timeout, tries=3):
+        alive_at_store.append(len(children()))
+        return real_store(timeout, tries)
+
+    monkeypatch.setattr(launch, "_server_store", spy)
+    out = launch.launch(lambda ctx: ctx.rank * 10, nranks=3, timeout=20)
+    assert out.ok and out.results == {0: 0, 1: 10, 2: 20}
+    assert alive_at_store == [3]
+    assert children() == []
