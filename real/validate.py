@@ -22,9 +22,12 @@ a machine whose ranks are processes that share a few cores:
 So validation calibrates the three with the pattern and the code the ring runs:
 
 - bw and γ, "ring-step" calibration: every rank, at once, ``rounds`` times in a row without
-  barriers, receives n bytes from its predecessor, sends n to its successor and adds what it
-  received. The mean time per round minus the adds, over n = 1, 4, 16 MiB, fitted by least
-  squares on relative residuals, gives bw; the adds give γ (median over ranks);
+  barriers, receives n bytes from its predecessor and sends n to its successor; in the first half
+  of the rounds it also adds what it received (as a reduce-scatter does; the all-gather after it
+  does not). The mean time per round (a sum of steps is what a collective costs, stalls
+  included) minus the adds, over n = 1, 4, 16 MiB, fitted by least
+  squares on relative residuals, gives bw; the adds give γ (median over ranks). Both are figures
+  under load: on loopback a byte moved is memory copies on the cores the other ranks also use;
 - α, per-step overhead: the executor itself runs a ring all-reduce of 8 KiB (below the validated
   sizes), ``overhead_runs`` times after a warm-up; the median run over its 2(N-1) steps is α. This
   is where the host's per-step costs (Python between waves, posting, waking, waiting for a core)
@@ -87,7 +90,7 @@ class RingStepJob:
     """The ring-step calibration of [Note: the model and its calibration], on every rank."""
 
     sizes: tuple[int, ...]
-    rounds: int = 8
+    rounds: int = 20
     elem_bytes: int = 8
 
     def __call__(self, ctx: RankContext) -> list[dict[str, Any]] | None:
@@ -101,11 +104,12 @@ class RingStepJob:
             dist.barrier()
             rounds, adds = [], []
             t0 = time.monotonic_ns()
-            for _ in range(self.rounds):
-                add = self._round(out, buf, land, nxt, prv, ctx)
+            for i in range(self.rounds):  # as an all-reduce: reduce-scatter rounds, then all-gather's
+                add = self._round(out, buf, land, nxt, prv, ctx, reduce=i < self.rounds // 2)
                 t1 = time.monotonic_ns()
                 rounds.append((t1 - t0 - add) / 1e9)
-                adds.append(add / 1e9)
+                if i < self.rounds // 2:
+                    adds.append(add / 1e9)
                 t0 = t1
             mine[str(n)] = [float(np.mean(rounds)), float(np.mean(adds))]
         ctx.publish("ringstep", mine)
@@ -116,18 +120,18 @@ class RingStepJob:
 
     @staticmethod
     def _round(out: torch.Tensor, buf: torch.Tensor, land: torch.Tensor, nxt: int, prv: int,
-               ctx: RankContext) -> int:
-        """One round; the nanoseconds its add took."""
+               ctx: RankContext, reduce: bool = True) -> int:
+        """One round (sending ``out``, which nothing writes); the nanoseconds its add took."""
         r = dist.irecv(land, src=prv, tag=_TAG)
         s = dist.isend(out, dst=nxt, tag=_TAG)
         r.wait(ctx.wait_timeout)
         t = time.monotonic_ns()
-        buf.add_(land)
-        if ctx.device.type == "cuda":
-            torch.cuda.synchronize(ctx.device)
+        if reduce:
+            buf.add_(land)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
         t = time.monotonic_ns() - t
         s.wait(ctx.wait_timeout)
-        buf.sub_(land)  # keep the values bounded (int64 doubling would overflow in 63 rounds)
         return t
 
 
@@ -142,7 +146,7 @@ class RingStepFit:
     residuals: tuple[float, ...]
 
 
-def ring_step_calibration(nranks: int, sizes: Sequence[int] = CALIBRATION_SIZES, *, rounds: int = 10,
+def ring_step_calibration(nranks: int, sizes: Sequence[int] = CALIBRATION_SIZES, *, rounds: int = 20,
                           backend: str | None = None, timeout: float = 60.0) -> RingStepFit:
     launched = launch(RingStepJob(tuple(sizes), rounds), nranks=nranks, backend=backend, timeout=timeout)
     if not launched.ok:
@@ -169,7 +173,7 @@ def relative_fit(sizes: Sequence[int], times: Sequence[float]) -> tuple[float, f
     return float(alpha), 1.0 / float(beta), t - (alpha + beta * n)
 
 
-def step_overhead(nranks: int, *, runs: int = 7, timeout: float = 60.0) -> tuple[float, list[float]]:
+def step_overhead(nranks: int, *, runs: int = 11, timeout: float = 60.0) -> tuple[float, list[float]]:
     """α of [Note: the model and its calibration]: the median seconds per step of ``runs`` executor
     runs of an OVERHEAD_SIZE ring all-reduce, after a warm-up; and the runs' seconds."""
     prog = aligned_program("all-reduce", "ring", nranks, OVERHEAD_SIZE, Encoding(nranks).elem_bytes)
@@ -277,7 +281,10 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
     for n in ranks:
         e = [abs(r["error"]) for r in rows if r["nranks"] == n and r["requested"] >= TARGET_FROM]
         ep = [abs(r["pingpong_error"]) for r in rows if r["nranks"] == n and r["requested"] >= TARGET_FROM]
+        spread = [float(np.median(np.abs(np.asarray(r["measured_runs"]) / r["measured"] - 1)))
+                  for r in rows if r["nranks"] == n and r["requested"] >= TARGET_FROM]
         summary[str(n)] = {"median_abs_error": float(np.median(e)) if e else None,
+                           "measurement_spread": float(np.median(spread)) if spread else None,
                            "pingpong_median_abs_error": float(np.median(ep)) if ep else None}
     e_all = [abs(r["error"]) for r in rows if r["requested"] >= TARGET_FROM]
     report = {"rows": rows, "calibration": calib, "summary": summary, "repeats": repeats,
@@ -358,7 +365,8 @@ def format_report(r: dict[str, Any]) -> str:
     for n, s in r["summary"].items():
         if s["median_abs_error"] is not None:
             lines.append(f"  N={n}: median |error| for sizes >= 1 MiB: {s['median_abs_error']:.1%} "
-                         f"(ping-pong calibration: {s['pingpong_median_abs_error']:.1%})")
+                         f"(ping-pong calibration: {s['pingpong_median_abs_error']:.1%}); the runs themselves "
+                         f"lie a median {s['measurement_spread']:.1%} from their median")
     if r["median_abs_error_from_1MiB"] is not None:
         lines.append(f"median |error|, sizes >= 1 MiB, all N: {r['median_abs_error_from_1MiB']:.1%} (target <= 15%)")
     f = r.get("fsdp")
