@@ -339,12 +339,17 @@ def _fsdp(out_dir: str, calib: dict[str, Any], timeout: float, bar: Progress) ->
     prog = compile_step(cfg.sim_model, n, train_config("fsdp", 25 << 20), dev)
     sim = simulate(prog, topo, gamma=gamma)
     sim_path = os.path.join(out_dir, "sim-fsdp-mlp4x1024-n2.trace")
-    write_trace(sim_path, sim.to_trace(prog, topo, {"calibration": {"matmul_flops_per_s": flops}}))
+    sim_trace = sim.to_trace(prog, topo, {"calibration": {"matmul_flops_per_s": flops}})
+    write_trace(sim_path, sim_trace)
+    from simulator.compare import compare
+
+    classes = compare(sim_trace, measured_trace, names=("simulated", "measured")).by_class()
     m = float(max(secs)) if secs else float("nan")
     t = float(np.nanmax(sim.end) - np.nanmin(sim.start))
     return {"model": "mlp:4x1024", "strategy": "fsdp", "nranks": n, "matmul_flops_per_s": flops,
             "measured_step": m, "simulated_step": t, "error": _err(t, m),
             "collectives_match": bool(measured_trace.meta["comparison"]["collectives"]["match"]),
+            "collective_classes": classes,
             "real_trace": real_path, "sim_trace": sim_path}
 
 
@@ -375,6 +380,9 @@ def format_report(r: dict[str, Any]) -> str:
                      f"simulated {format_seconds(f['simulated_step'])} ({f['error']:+.1%}; compute at "
                      f"{f['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s measured); collectives "
                      f"{'match' if f['collectives_match'] else 'DIFFER'}")
+        for c in f.get("collective_classes", []):
+            lines.append(f"  {c['class']:<15} x{c['ops']:<3} simulated {format_seconds(c['model']):>9}  measured "
+                         f"{format_seconds(c['measured']):>9}  {c['error']:+.1%}  (last step, both ranks)")
     lines.append(f"traces, topologies and validate.json in {r['out_dir']}" +
                  (f"; plot {r['plot']}" if r.get("plot") else ""))
     return "\n".join(lines)

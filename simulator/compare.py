@@ -4,7 +4,12 @@
 Two traces of the same program join on op id (the Program contract). Imported traces whose
 programs differ in shape but hold the same collectives join on *collective sequence*: the k-th
 COLLECTIVE op of rank r in one matches the k-th of rank r in the other, and they must agree on
-kind and bytes. Anything else is a :class:`CompareError` (exit 2).
+kind and bytes. When the measurement holds m >= 2 repetitions of the model's sequence on every
+rank (a measured run of m training steps against one simulated step), its *last* repetition is
+the one joined (the steady state: the first step pays warm-up, DDP's bucket rebuild, Adam's
+state), and its total time is that step's window when the trace records step windows
+(``meta.steps``), else the span of the joined collectives. Anything else is a
+:class:`CompareError` (exit 2).
 
 Which is which: the trace whose executor is "sim" is the *model*, the other the *measurement*;
 if neither or both are simulated, A is the model and B the measurement. Every error is
@@ -131,6 +136,11 @@ def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshol
     else:
         oa, ra, sa = _collective_keys(pa)
         ob, rb, sb = _collective_keys(pb)
+        reps = _repetitions(ra, rb, pa.nranks)
+        if reps > 1:
+            per = np.bincount(ra, minlength=pa.nranks)
+            keep = sb >= (reps - 1) * per[rb]
+            ob, rb, sb = ob[keep], rb[keep], sb[keep] - (reps - 1) * per[rb[keep]]
         if oa.size == 0 or oa.size != ob.size or not (np.array_equal(ra, rb) and np.array_equal(sa, sb)):
             raise CompareError(f"{names[0]} and {names[1]} hold different programs (different ops, and "
                                f"collective sequences of {oa.size} and {ob.size} ops that do not line up)")
@@ -143,7 +153,7 @@ def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshol
                                f"{CollKind(int(ka[i])).label} of {int(na[i])} B in {names[0]}, "
                                f"{CollKind(int(kb[i])).label} of {int(nb[i])} B in {names[1]}")
         ia, ib = oa, ob
-        joined = "collective sequence"
+        joined = "collective sequence" + (f" (the last of {names[1]}'s {reps} repetitions)" if reps > 1 else "")
         steps_a = _seq_durations(sa, a.start[oa], a.end[oa])
         steps_b = _seq_durations(sb, b.start[ob], b.end[ob])
     ran = ~np.isnan(a.end[ia]) & ~np.isnan(b.end[ib])
@@ -152,8 +162,23 @@ def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshol
         raise CompareError(f"{names[0]} and {names[1]} have no op that ran in both")
     da, db = a.end[ia] - a.start[ia], b.end[ib] - b.start[ib]
     total = lambda t: float(np.nanmax(t.end) - np.nanmin(t.start))  # noqa: E731
+    total_b = total(b)
+    if joined.endswith("repetitions)"):
+        windows = [w[-1] for w in (b.meta.get("steps") or {}).values() if w]
+        total_b = max(float(w[1] - w[0]) for w in windows) if windows else \
+            float(np.nanmax(b.end[ib]) - np.nanmin(b.start[ib]))
     return Comparison(names[0], names[1], joined, da, db, op_classes(pa)[ia], steps_a, steps_b,
-                      total(a), total(b), threshold)
+                      total(a), total_b, threshold)
+
+
+def _repetitions(ra: np.ndarray, rb: np.ndarray, nranks: int) -> int:
+    """m when every rank has m times as many collectives in B as in A (m >= 2), else 1."""
+    na, nb = np.bincount(ra, minlength=nranks), np.bincount(rb, minlength=nranks)
+    if not na.any() or (nb[na == 0] != 0).any():
+        return 1
+    m = nb[na > 0] // na[na > 0]
+    ok = (m >= 2) & (nb[na > 0] == m * na[na > 0])
+    return int(m[0]) if ok.all() and (m == m[0]).all() else 1
 
 
 def _seq_durations(seq: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -70,3 +70,39 @@ def test_cli_compare_text_json_and_plot(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["summary"]["total_error"] == pytest.approx(0.25)
+
+
+def test_a_measured_run_of_several_steps_joins_its_last_step():
+    """A simulated step against a measured run of 3 steps: the last repetition is joined, exactly."""
+    from simulator.engine import simulate
+    from simulator.interop.collectives import MeasuredCollective
+    from simulator.interop.measured import RankRecord, build_trace
+    from simulator.models import parse_device, parse_model
+    from simulator.program import CollKind, OpKind
+    from simulator.topology import parse_topology
+    from simulator.training import TrainConfig, compile_step
+
+    prog = compile_step(parse_model("mlp:2x256"), 2, TrainConfig(strategy="zero3"), parse_device("h100"))
+    topo = parse_topology("switch:2")
+    model = simulate(prog, topo).to_trace(prog, topo)
+    ops = np.flatnonzero(prog.kind == OpKind.COLLECTIVE)
+    seqs = {r: [o for o in ops if prog.rank[o] == r] for r in range(2)}
+    records = []
+    for r, mine in seqs.items():
+        colls, t, steps = [], 0.0, []
+        for k in range(3):  # step k: every collective takes (k + 1) x 1 ms, 1 ms apart
+            t0 = t
+            for o in mine:
+                kind = CollKind(int(prog.coll_kind[prog.arg[o]])).label
+                colls.append(MeasuredCollective(r, kind, int(prog.coll_bytes[prog.arg[o]]), t, t + (k + 1) * 1e-3))
+                t += (k + 2) * 1e-3
+            steps.append((t0, t))
+        records.append(RankRecord(r, f"rank{r}", colls, steps=steps))
+    measured = build_trace(records)
+    c = compare(model, measured, names=("sim", "real"))
+    assert c.joined_on == "collective sequence (the last of real's 3 repetitions)"
+    assert c.op_measured.size == ops.size and np.allclose(c.op_measured, 3e-3)
+    assert c.total_measured == pytest.approx(len(seqs[0]) * 4e-3)
+    cut = [RankRecord(r, f"rank{r}", rec.collectives[:2 * len(seqs[r]) + 1]) for r, rec in enumerate(records)]
+    with pytest.raises(CompareError, match="do not line up"):  # 2 steps and one collective more
+        compare(model, build_trace(cut))
