@@ -22,7 +22,3 @@ def _imports_clean(package: str, banned: tuple[str, ...]) -> None:
 
 def test_simulator_imports_neither_torch_nor_textual():
     _imports_clean("simulator", ("torch", "textual"))
-
-
-def test_tui_never_imports_torch():
-    _imports_clean("tui", ("torch",))

@@ -190,16 +190,43 @@ async def test_training_view_follows_the_cursor():
         assert screen.view == "collective" and screen.query_one(ProvenanceGrid).state.nranks == 2
 
 
+async def test_a_simulated_training_step_shows_its_collectives():
+    """`sim train` programs communicate through COLLECTIVE ops: they are on the comm lanes, in the
+    list, in the bytes moved, and named in the detail pane."""
+    from simulator.engine import simulate
+    from simulator.models import parse_device, parse_model
+    from simulator.program import OpKind
+    from simulator.topology import parse_topology
+    from simulator.training import TrainConfig, compile_step
+    from tui.deps import describe_op
+
+    prog = compile_step(parse_model("mlp:2x256"), 2, TrainConfig(strategy="zero3"), parse_device("h100"))
+    topo = parse_topology("switch:2")
+    trace = simulate(prog, topo).to_trace(prog, topo)
+    colls = np.flatnonzero(prog.kind == OpKind.COLLECTIVE)
+    app = replay_app([trace], ["zero3.trace"])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert screen.view == "training"
+        await pilot.press("end")
+        gantt = "\n".join(rendered(screen.query_one("#gantt")))
+        assert "all-gather" in gantt or "all-ga" in gantt
+        assert screen.query_one("#ttransfers", VirtualTable).rows.n == colls.size
+        r = screen.replay
+        assert r.sent.sum() == r.received.sum() == r.total_bytes == prog.op_bytes.sum() > 0
+    assert describe_op(prog, int(colls[0])).startswith(f"op {colls[0]}: all-gather of 'layer0.unsharded' on rank 0")
+
+
 async def test_compare_steps_through_the_divergence():
     app = replay_app([RING4, measured_copy(RING4)], ["sim.trace", "measured.trace"])
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         summary = screen.query_one("#summary").content.plain
-        assert "first divergence at step 3 (+50.0%, threshold 10%)" in summary
+        assert "first divergence at step 3 (-33.3%, threshold 10%)" in summary  # 1/1.5 - 1
         await pilot.press("d")
         assert screen.step == 3
         ops = screen.query_one("#ops", VirtualTable)
-        assert ops.rows.cells(0) == ("12", "0 -> 1 c0 copy", "681us", "1.02ms", "+50.0%")
+        assert ops.rows.cells(0) == ("12", "0 -> 1 c0 copy", "681us", "1.02ms", "-33.3%")
         await pilot.press("end", "right")
         assert screen.step == 5 and screen.check_action("step", (1,)) is None
 

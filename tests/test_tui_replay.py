@@ -205,7 +205,7 @@ def test_training_lanes_and_memory():
 def test_compare_finds_the_first_divergence():
     c = compare(RING4, measured_copy(RING4, slow_step=3, factor=1.5), ("sim", "measured"))
     assert c.first_divergence == 3
-    assert c.step_error[3] == pytest.approx(0.5)
+    assert c.step_error[3] == pytest.approx(1 / 1.5 - 1)  # (model - measured) / measured
     assert np.allclose(c.step_error[[0, 1, 2, 4, 5]], 0.0)
     ids, a, b = c.ops(3)
     assert ids.tolist() == [12, 13, 14, 15] and np.allclose(b / a, 1.5)
@@ -213,3 +213,13 @@ def test_compare_finds_the_first_divergence():
     assert small.first_divergence is None
     with pytest.raises(UsageError, match="different programs"):
         compare(RING4, RING8, ("a.trace", "b.trace"))
+
+
+def test_the_tui_and_rankscope_compare_agree():
+    from simulator.compare import compare as cli_compare
+
+    measured = measured_copy(RING4, slow_step=3, factor=1.5)
+    tui_c = compare(measured, RING4, ("measured", "sim"))  # the simulated one is the model, either way
+    cli_c = cli_compare(measured, RING4, names=("measured", "sim"))
+    assert tui_c.names == ("sim", "measured")
+    assert np.allclose(tui_c.step_error, cli_c.err(cli_c.step_model, cli_c.step_measured))

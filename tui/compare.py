@@ -1,12 +1,14 @@
 """Two traces of one program side by side: durations per step and per op, error, first divergence.
 
-Comparing is a join on op id (DESIGN.md), so the two programs must be equal
-(:func:`simulator.trace.program_equal`). Trace ``a`` is the reference (say, simulated) and ``b``
-the one judged (say, measured): error = (b - a) / a.
+Comparing is a join on op id (the Program contract), so the two programs must be equal
+(:func:`simulator.trace.program_equal`). The conventions are ``rankscope compare``'s
+(simulator/compare.py, [Note: comparing traces]), so both tools print the same figures: trace
+``a`` is the model and ``b`` the measurement (when only the second trace is simulated, the two
+swap), and error = (a - b) / b.
 
 [Note: step duration]
-A step's duration is its span on the trace's clock: its last end minus its first start. Steps
-may overlap when ranks drift apart; the span is still how long that round took. A step that
+A step's duration is the time it adds (:func:`simulator.compare.step_durations`): its latest end
+minus the latest end of the steps before it, so the steps add up to the makespan. A step that
 never ran (all NaN) has a NaN duration. The *first divergence* is the first step whose error's
 magnitude exceeds the threshold (default 10%), or that ran in one trace and not the other.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.compare import step_durations
 from simulator.errors import UsageError
 from simulator.trace import Trace, program_equal
 
@@ -24,9 +27,10 @@ DEFAULT_THRESHOLD = 0.10
 
 
 def error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(b - a) / a, as a fraction: 0 where both are 0, inf where only a is, NaN where either is."""
+    """(a - b) / b, model against measurement, as a fraction: 0 where both are 0, inf where only b
+    is, NaN where either is."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = (b - a) / a
+        out = (a - b) / b
     out[(a == 0) & (b == 0)] = 0.0
     return out
 
@@ -77,14 +81,12 @@ def _makespan(t: Trace) -> float:
     return float(np.max(t.end[ran]) - np.min(t.start[ran])) if ran.any() else float("nan")
 
 
-def _spans(t: Trace, bounds: np.ndarray) -> np.ndarray:
-    out = np.full(bounds.size - 1, np.nan)
-    full = np.flatnonzero(np.diff(bounds) > 0)
-    if full.size:
-        with np.errstate(invalid="ignore"):
-            starts = np.fmin.reduceat(t.start, bounds[full])
-            ends = np.fmax.reduceat(t.end, bounds[full])
-        out[full] = ends - starts
+def _steps(t: Trace) -> np.ndarray:
+    out = step_durations(t.program, t.start, t.end)
+    ran = np.zeros(out.size, bool)
+    step = t.program.step[t.ran]
+    ran[step[step >= 0]] = True
+    out[~ran] = np.nan  # never ran: no duration (step_durations gives the 0 it added)
     return out
 
 
@@ -96,5 +98,7 @@ def compare(a: Trace, b: Trace, names: tuple[str, str] = ("a", "b"), *,
                          f"({a.program.describe()}, {a.program.n_ops} ops vs "
                          f"{b.program.describe()}, {b.program.n_ops} ops); compare traces of "
                          f"one program")
+    if b.meta.get("executor") == "sim" and a.meta.get("executor") != "sim":
+        a, b, names = b, a, (names[1], names[0])
     bounds = a.program.step_bounds()
-    return Comparison(a, b, names, bounds, _spans(a, bounds), _spans(b, bounds), threshold)
+    return Comparison(a, b, names, bounds, _steps(a), _steps(b), threshold)

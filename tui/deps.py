@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.program import OpKind, Program
+from simulator.program import CollKind, OpKind, Program
 from simulator.units import format_bytes
 
 from .replay import Replay
@@ -38,6 +38,11 @@ def describe_op(prog: Program, op: int) -> str:
     if kind == OpKind.COMPUTE:
         label = prog.compute_label[arg] if arg < len(prog.compute_label) else ""
         return f"op {op}: compute {label or arg!r} on rank {r}"
+    if kind == OpKind.COLLECTIVE:
+        buf = int(prog.coll_buf[arg])
+        name = f" of {prog.buffers[buf].name!r}" if 0 <= buf < len(prog.buffers) else ""
+        return (f"op {op}: {CollKind(int(prog.coll_kind[arg])).label}{name} on rank {r} "
+                f"({format_bytes(int(prog.coll_bytes[arg]))})")
     return f"op {op}: {kind.name.lower()} {prog.buffers[arg].name!r} on rank {r}"
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from simulator.collectives import ALIASES
 from simulator.costs import BUSBW_FACTOR
 from simulator.errors import RankscopeError
-from simulator.program import OpKind, Program
+from simulator.program import OpKind, Program, ring_bytes_sent
 from simulator.provenance import Layout, layout
 from simulator.trace import Trace
 
@@ -190,6 +190,12 @@ class Replay:
         ops = self.step_ops()
         return ops[self.program.kind[ops] <= OpKind.COPY]
 
+    def comm_ops(self) -> np.ndarray:
+        """Ids of the current step's transfers and COLLECTIVE ops (a training program's)."""
+        ops = self.step_ops()
+        k = self.program.kind[ops]
+        return ops[(k <= OpKind.COPY) | (k == OpKind.COLLECTIVE)]
+
     def window(self, s: int | None = None) -> tuple[float, float]:
         """When step ``s`` ran: its first start and last end (NaN, NaN if it never ran)."""
         ops = self.step_ops(s)
@@ -329,12 +335,21 @@ class Replay:
         return np.zeros((0, 2), np.int64)
 
     def _traffic(self, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bytes ``ops`` make each rank send and receive. A COLLECTIVE op of rank r sends the ring's
+        share of r (``Program.op_bytes``) and receives what its predecessor in the ring sends."""
         p, n = self.program, self.nranks
         tr = ops[p.kind[ops] <= OpKind.COPY]
         w = self._bytes[tr]
         # float64 counts bytes exactly below 2^53; bincount of nothing would come back as ints
-        return (np.bincount(p.rank[tr], weights=w, minlength=n).astype(np.float64),
-                np.bincount(p.peer[tr], weights=w, minlength=n).astype(np.float64))
+        sent = np.bincount(p.rank[tr], weights=w, minlength=n).astype(np.float64)
+        received = np.bincount(p.peer[tr], weights=w, minlength=n).astype(np.float64)
+        co = ops[p.kind[ops] == OpKind.COLLECTIVE]
+        if co.size:
+            a = p.arg[co]
+            sent += np.bincount(p.rank[co], weights=self._bytes[co], minlength=n)
+            got = ring_bytes_sent(p.coll_kind[a], p.coll_bytes[a], (p.rank[co] - 1) % n, n)
+            received += np.bincount(p.rank[co], weights=got.astype(np.float64), minlength=n)
+        return sent, received
 
     def _goto(self, k: int) -> None:
         """Put the prefix layout at ``k`` finished ops.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.program import OpKind, Program
+from simulator.program import CollKind, OpKind, Program
 from simulator.provenance import layout
 from simulator.trace import Trace
 
@@ -56,21 +56,35 @@ class Lanes:
 
 
 def lanes(trace: Trace) -> Lanes:
-    """Every compute op and every transfer that ran, on its rank's lane (see [Note: lanes])."""
+    """Every compute op and every transfer or collective that ran, on its rank's lane (see [Note:
+    lanes])."""
     p = trace.program
-    lane = np.where(p.kind == OpKind.COMPUTE, 0, np.where(p.is_transfer, 1, -1))
+    lane = np.where(p.kind == OpKind.COMPUTE, 0, np.where(is_comm(p), 1, -1))
     ops = np.flatnonzero((lane >= 0) & trace.ran)
     order = np.lexsort((trace.start[ops], lane[ops], p.rank[ops]))
     ops = ops[order]
     return Lanes(ops, p.rank[ops].astype(np.int64), lane[ops], trace.start[ops], trace.end[ops])
 
 
+def is_comm(p: Program) -> np.ndarray:
+    """Ops on the communication lane: transfers, and the COLLECTIVE ops of training programs."""
+    return p.is_transfer | (p.kind == OpKind.COLLECTIVE)
+
+
+def coll_label(p: Program, op: int) -> str:
+    """``all-gather`` and the like, for a COLLECTIVE op."""
+    return CollKind(int(p.coll_kind[p.arg[op]])).label
+
+
 def label(p: Program, op: int) -> str:
-    """A short name for a bar: the compute label, or ``>3 c5`` for a send of chunk 5 to rank 3."""
+    """A short name for a bar: the compute label, ``>3 c5`` for a send of chunk 5 to rank 3, or
+    the collective's kind."""
     if p.kind[op] == OpKind.COMPUTE:
         arg = int(p.arg[op])
         return p.compute_label[arg] if arg < len(p.compute_label) and p.compute_label[arg] \
             else f"op {op}"
+    if p.kind[op] == OpKind.COLLECTIVE:
+        return coll_label(p, op)
     return f">{int(p.peer[op])} c{int(p.arg[op])}"
 
 

@@ -1,6 +1,7 @@
 """The compare screen: two traces of one program side by side, step by step and op by op.
 
-Left, every step's duration in trace A and trace B and the error of B against A; divergent steps
+Left, every step's duration in trace A (the model) and trace B (the measurement) and the error
+of A against B, (A - B) / B as ``rankscope compare`` prints it; divergent steps
 (beyond the threshold) in red, the first one marked. Right, the ops of the step at the cursor
 with their durations in both. ``d`` jumps to the first divergence.
 """
@@ -96,7 +97,7 @@ class CompareScreen(CursorScreen):
         t = Text()
         t.append(f"A: {_describe(c.a, c.names[0])}, makespan {format_seconds(ma)}\n")
         t.append(f"B: {_describe(c.b, c.names[1])}, makespan {format_seconds(mb)}\n")
-        t.append(f"{c.a.program.describe()}, {c.n_steps} steps; B against A: makespan "
+        t.append(f"{c.a.program.describe()}, {c.n_steps} steps; model A against measured B: makespan "
                  f"{percent(float(error(np.array([ma]), np.array([mb]))[0]))}; ")
         first = c.first_divergence
         if first is None:

@@ -17,14 +17,14 @@ from simulator.program import OpKind
 from simulator.units import format_bytes, format_seconds
 
 from ..replay import Replay
-from ..training import Lanes, Memory, label
+from ..training import Lanes, Memory, coll_label, is_comm, label
 from ..widgets.gantt import Gantt, GanttState
 from ..widgets.memory import MemoryChart, MemoryState
 from ..widgets.table import Column, Rows, VirtualTable
 from . import text
 
 TRANSFERS = [Column("step", 4, True), Column("op", 4, True), Column("phase", 14),
-             Column("src->dst", 8), Column("bytes", 6, True), Column("kind", 6),
+             Column("src->dst", 8), Column("bytes", 6, True), Column("kind", 14),
              Column("start", 7, True)]
 
 
@@ -68,7 +68,7 @@ class TrainingView(Vertical):
     def on_mount(self) -> None:
         self.query_one("#gantt").border_title = "lanes: compute and comm per rank (▼ cursor)"
         self.query_one("#memory").border_title = "live memory by category"
-        self.query_one("#ttransfers").border_title = "transfers (the step's in bold)"
+        self.query_one("#ttransfers").border_title = "transfers and collectives (the step's in bold)"
         self.query_one("#tdetail").border_title = "selection"
 
     def show(self, r: Replay, op: int | None) -> None:
@@ -95,15 +95,18 @@ class TrainingView(Vertical):
 
     def _transfers(self, r: Replay, op: int | None) -> None:
         p, tr = r.program, r.trace
-        ops = self.transfers_shown = np.flatnonzero(p.is_transfer)
-        current = set(r.transfers().tolist())
+        ops = self.transfers_shown = np.flatnonzero(is_comm(p))
+        current = set(r.comm_ops().tolist())
 
         def cells(i: int) -> tuple[str, ...]:
             o = int(ops[i])
             hit = p.phase_of(int(p.step[o]))
-            return (str(int(p.step[o])), str(o), hit[0].name if hit else "",
-                    f"{int(p.rank[o])}->{int(p.peer[o])}", format_bytes(int(p.chunk_len[p.arg[o]])),
-                    "reduce" if p.kind[o] == OpKind.REDUCE else "copy",
+            if p.kind[o] == OpKind.COLLECTIVE:  # rank r's part; bytes: the whole buffer
+                who, nbytes, kind = f"rank {int(p.rank[o])}", int(p.coll_bytes[p.arg[o]]), coll_label(p, o)
+            else:
+                who, nbytes = f"{int(p.rank[o])}->{int(p.peer[o])}", int(p.chunk_len[p.arg[o]])
+                kind = "reduce" if p.kind[o] == OpKind.REDUCE else "copy"
+            return (str(int(p.step[o])), str(o), hit[0].name if hit else "", who, format_bytes(nbytes), kind,
                     format_seconds(tr.start[o] - r.t0))
 
         table = self.query_one("#ttransfers", VirtualTable)
