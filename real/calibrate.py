@@ -24,8 +24,6 @@ detour's would be routed around its own link: such pairs are reported.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -36,6 +34,7 @@ import torch.distributed as dist
 
 from simulator.errors import RankscopeError, UsageError
 from simulator.topology import Topology, parse_topology
+from simulator.trace import write_text_atomic
 
 from .launch import RankContext, launch
 from .runner import RankFailed
@@ -143,19 +142,7 @@ def topology(fits: list[PairFit], nranks: int, name: str, meta: dict[str, Any]) 
 def write_topology(path: str, topo: Topology) -> Topology:
     """Write ``topo`` as TOML atomically, then load it back with ``parse_topology`` (the check
     that the simulator takes the file) and return what was loaded."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(topo.to_toml())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, lambda f: f.write(topo.to_toml()))
     return parse_topology(path, topo.nranks)
 
 

@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 from simulator.collectives import ALGORITHMS, ALIASES
-from simulator.errors import UsageError
+from simulator.errors import UsageError, check_output
 from simulator.cli import _int_at_least, _size
 from simulator.units import format_bytes, format_seconds, parse_size
 
@@ -146,6 +146,7 @@ def cmd_real(args: argparse.Namespace) -> int:
     from .faults import parse_fault
     from .runner import RankFailed, run_programs
 
+    check_output(args.out)
     n = _nranks(args)
     prog = aligned_program(args.collective, args.algo, n, args.size, Encoding(n).elem_bytes,
                            pieces=args.pieces, root=args.root, nodes=args.nodes)
@@ -191,6 +192,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .runner import RankFailed
     from .sweep import DEFAULT_ALGOS, Group, Impl, format_table, run_sweep
 
+    check_output(args.out_dir, folder=True)
     coll = ALIASES.get(args.collective, args.collective)
     colls = list(ALGORITHMS) if coll == "all" else [coll]
     if colls[0] not in ALGORITHMS:
@@ -233,6 +235,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .runner import RankFailed
     from .validate import DEFAULT_SIZES, format_report, validate
 
+    check_output(args.out_dir, folder=True)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
     try:
         report = validate(args.ranks, sizes, repeats=args.repeats, out_dir=args.out_dir, fsdp=not args.no_fsdp,
@@ -247,7 +250,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import DEFAULT_SIZES, calibrate, detours, topology, write_topology
     from .runner import RankFailed
 
+    check_output(args.out)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
+    if len(set(sizes)) < 2:
+        raise UsageError(f"calibration needs at least two different sizes to fit latency and bandwidth, "
+                         f"got {sizes}")
     try:
         got = calibrate(args.ranks if args.ranks is not None else _nranks(args), sizes, rounds=args.rounds,
                         backend=args.backend, timeout=args.timeout)

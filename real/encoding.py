@@ -2,7 +2,7 @@
 
 [Note: provenance encoding]
 Rank r contributes 2^r: summed contributions of distinct ranks are a bitset, so decoding a received
-value gives the set of ranks in it, the *measured provenance* (DESIGN.md, state is derived). One
+value gives the set of ranks in it, the *measured provenance* (the design's "state is derived"). One
 int64 word holds 62 ranks (bits 0..61; bits 62 and 63 stay clear, so a sum of every rank counted
 twice still fits without overflow); for N > 62 an *element* is several words, word w carrying ranks
 62w .. 62w+61. A last word counts contributions: every rank puts 1 there.

@@ -330,8 +330,8 @@ def _launch_local(job: Callable[[RankContext], Any], nranks: int, backend: str, 
             code, t_ns = exits[r]
             err = _fetch(pub, "error", r)
             if r in killed:
-                out.failures.append(RankFailure(r, f"hung: still running {timeout:g} s after the first "
-                                                   f"failure, killed by the launcher", False, t_ns, True))
+                out.failures.append(RankFailure(r, f"hung: still running {min(timeout, GRACE):g} s after "
+                                                   f"the first failure, killed by the launcher", False, t_ns, True))
             elif code < 0:
                 name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
                 out.failures.append(RankFailure(r, f"killed by signal {name}", True, t_ns))
@@ -353,8 +353,13 @@ def _launch_local(job: Callable[[RankContext], Any], nranks: int, backend: str, 
         del pub, base
 
 
+GRACE = 5.0  # seconds the other ranks get, after one failed, to fail on their own and report
+
+
 def _watch(procs: list[Any], timeout: float) -> tuple[dict[int, tuple[int, float]], set[int]]:
-    """Wait for every rank; once one failed, kill those still running ``timeout`` s later.
+    """Wait for every rank; once one failed, kill those still running ``min(timeout, GRACE)`` s
+    later: its peers have failed by then within a second (their sockets closed) or at the process
+    group's timeout (they waited for a rank that hangs), so what still runs is that rank.
     Returns each rank's (exit code, host ns when seen) and the ranks the launcher killed."""
     pending = dict(enumerate(procs))
     exits: dict[int, tuple[int, float]] = {}
@@ -363,7 +368,7 @@ def _watch(procs: list[Any], timeout: float) -> tuple[dict[int, tuple[int, float
     while pending:
         wait = 0.5
         if first_failure is not None:
-            left = first_failure + timeout - time.monotonic()
+            left = first_failure + min(timeout, GRACE) - time.monotonic()
             if left <= 0:
                 for r, p in pending.items():
                     p.kill()

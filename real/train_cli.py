@@ -17,7 +17,7 @@ import tempfile
 from typing import Any
 
 from simulator.cli import _int_at_least, _Parser
-from simulator.errors import RankscopeError
+from simulator.errors import RankscopeError, check_output
 from simulator.units import format_dec_bytes, format_seconds
 
 
@@ -53,6 +53,10 @@ def train_main(argv: list[str]) -> int:
     except RankscopeError as e:
         print(f"rankscope: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an output that could not be written after all
+        print(f"rankscope: error: {e.strerror or e}" + (f": {e.filename!r}" if e.filename else ""),
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -63,6 +67,8 @@ def _run(a: argparse.Namespace) -> int:
     from .profile_convert import convert_run
     from .train import TrainRunConfig, launch, run_torchrun_rank, torchrun_env
 
+    check_output(a.out)
+    check_output(a.profile_dir, folder=True)
     cfg = TrainRunConfig(model=a.model, strategy=a.strategy, nranks=a.ranks, steps=a.steps,
                          micro_batch=a.micro_batch, bucket_mb=a.bucket_mb, timeout=a.timeout,
                          start_method=a.start_method, device=a.device)

@@ -69,7 +69,7 @@ from simulator.engine import simulate
 from simulator.errors import RankscopeError, UsageError
 from simulator.progress import Progress
 from simulator.topology import Topology
-from simulator.trace import Trace, write_trace
+from simulator.trace import Trace, write_text_atomic, write_trace
 from simulator.units import format_bytes, format_seconds
 
 from .calibrate import calibrate, fit, topology, write_topology
@@ -300,8 +300,7 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
     except RankscopeError as e:  # matplotlib missing: the table still stands
         report["plot"] = None
         report["plot_error"] = str(e)
-    with open(os.path.join(out_dir, "validate.json"), "w") as fh:
-        json.dump(report, fh, indent=1)
+    write_text_atomic(os.path.join(out_dir, "validate.json"), lambda fh: json.dump(report, fh, indent=1))
     return report
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .collectives import ALGORITHMS, build
 from .costs import algbw, busbw
-from .errors import RankscopeError, UsageError
+from .errors import RankscopeError, UsageError, check_output
 from .program import OpKind, Program
 from .provenance import Layout, layout
 from .traffic import traffic
@@ -162,7 +162,8 @@ def print_sim(prog: Program, limit: int, sim=None, topo=None, out=None) -> None:
 def sim_json(prog: Program, limit: int, sim=None, topo=None) -> dict[str, Any]:
     steps, left = steps_report(prog, limit, prog.nranks <= GRID_MAX_RANKS, sim)
     tr = traffic(prog)
-    return {"timing": timing_summary(prog, sim, topo) if sim is not None else None,"program": {**prog.meta, "n_ops": prog.n_ops, "n_steps": prog.n_steps,
+    return {"timing": timing_summary(prog, sim, topo) if sim is not None else None,
+            "program": {**prog.meta, "n_ops": prog.n_ops, "n_steps": prog.n_steps,
                         "phases": [{"name": p.name, "first_step": p.first_step, "nsteps": p.nsteps}
                                    for p in prog.phases]},
             "steps": steps, "ops_not_shown": left,
@@ -225,6 +226,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .train_report import train_report
     from .training import STRATEGIES, compile_step
 
+    if a.out and a.compare_strategies:
+        raise UsageError("--out writes one trace: give --strategy S instead of --compare-strategies")
+    check_output(a.out)
     model = parse_model(a.model, a.micro_batch)
     device = parse_device(a.device, a.mfu)
     topo = topology_from_args(a, a.ranks)
@@ -281,6 +285,7 @@ def cmd_sim(a: argparse.Namespace) -> int:
 
     if a.collective == "train":
         return cmd_train(a)
+    check_output(a.out)
     prog = program_from_args(a)
     topo = topology_from_args(a, prog.nranks)
     sim = simulate(prog, topo, gamma=a.gamma)
@@ -335,7 +340,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         raise UsageError(f"no sizes between --min {a.min} and --max {a.max}")
     topo = topology_from_args(a, a.ranks)
     rows = run_sweep(coll, algos, a.ranks, sizes, topo, gamma=a.gamma, pieces=a.pieces, nodes=a.nodes,
-                     progress=None if not (a.json or a.csv) else None)
+                     progress=False if (a.json or a.csv) else None)
     if a.json:
         _dump({"collective": coll, "nranks": a.ranks, "topology": topo.name, "gamma": a.gamma,
                "rows": [r.__dict__ for r in rows]})
@@ -372,7 +377,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if a.json:
         _dump({"summary": s, "by_class": cmp.by_class(), "by_step": cmp.by_step()})
         return 0
-    pct = lambda x: "-" if x is None or x != x else f"{x:+.1%}"  # noqa: E731
+    def pct(x: float | None, sign: str = "+") -> str:
+        return "-" if x is None or x != x else f"{x:{sign}.1%}"
     print(f"model {s['model']}  vs  measured {s['measured']}  (joined on {s['joined_on']}, {s['ops']} ops)")
     print(f"\n{'class':<16}{'ops':>7}{'model':>11}{'measured':>11}{'error':>9}")
     for c in cmp.by_class():
@@ -386,7 +392,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if len(steps) > 64:
         print(f"   ... {len(steps) - 32} more steps (--json prints all)")
     med, p90 = s["median_abs_error"], s["p90_abs_error"]
-    print(f"\nper-op |error|: median {med:.1%}, p90 {p90:.1%}; total {format_seconds(s['total_model'])} "
+    print(f"\nper-op |error|: median {pct(med, '')}, p90 {pct(p90, '')}; total {format_seconds(s['total_model'])} "
           f"vs {format_seconds(s['total_measured'])} ({pct(s['total_error'])})")
     fd = s["first_divergence_step"]
     print(f"first divergence beyond {s['threshold']:.0%}: " + ("none" if fd is None else f"step {fd}"))
@@ -499,6 +505,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as e:  # an output that could not be written after all (disk full, ...)
+        print(f"rankscope: error: {e.strerror or e}" + (f": {e.filename!r}" if e.filename else ""),
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -32,6 +32,8 @@ test forces the event loop and compares). Deterministic: no randomness, ties bro
 
 from __future__ import annotations
 
+import math
+
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
@@ -85,8 +87,8 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
     """
     if topo.nranks != prog.nranks:
         raise UsageError(f"topology {topo.name!r} has {topo.nranks} ranks, the program {prog.nranks}")
-    if gamma < 0:
-        raise UsageError(f"gamma must be >= 0 s/byte, got {gamma}")
+    if not (gamma >= 0 and math.isfinite(gamma)):
+        raise UsageError(f"gamma must be a finite number >= 0 (seconds per byte), got {gamma}")
     if method not in ("auto", "sweep", "events"):
         raise UsageError(f"unknown method {method!r}")
     duration = _compute_durations(prog, flops_per_s)

@@ -26,3 +26,26 @@ class TopologyError(RankscopeError):
 
 class TraceFormatError(RankscopeError):
     """A trace file that cannot be read: wrong magic, unknown version, truncated or corrupt."""
+
+
+def check_output(path: str | None, *, folder: bool = False) -> None:
+    """Fail early, before any work, when ``path`` cannot be written: the folder a file goes into
+    (or, with ``folder``, the folder itself or its parent, which is created later) must exist and
+    be writable. A long run must not end in a traceback about its output."""
+    import os
+
+    if not path:
+        return
+    path = os.fspath(path)
+    if folder and os.path.isdir(path):
+        parent = path
+    else:
+        if os.path.isdir(path):
+            raise UsageError(f"{path!r} is a folder; give a file name")
+        parent = os.path.dirname(os.path.abspath(path))
+        if folder and not os.path.isdir(parent):
+            raise UsageError(f"cannot create the folder {path!r}: {parent!r} does not exist")
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot write {path!r}: the folder {parent!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path!r}: the folder {parent!r} is not writable")

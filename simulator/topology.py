@@ -342,13 +342,24 @@ def _toml_node(node) -> str:
 
 
 # -- building and checking -------------------------------------------------------------------------
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _quantity(value, what: str, bandwidth: bool) -> float:
-    """Bytes/s (``bandwidth``) or seconds from a number or a string with a unit; checked."""
+    """Bytes/s (``bandwidth``) or seconds from a number (a string of one too, as the command line
+    gives it: ``--bw 25e9``) or a string with a unit; checked."""
     units, example = (_BW_UNITS, "25 GB/s") if bandwidth else (_LAT_UNITS, "5 us")
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise TopologyError(f"{what} {value!r} is not a number; give a number or a string like {example!r}")
     x = value
-    if isinstance(value, str):
+    if isinstance(value, str) and _is_number(value):
+        x = float(value)
+    elif isinstance(value, str):
         m = _QTY.match(value)
         try:
             x = Decimal(m.group(1)).scaleb(units[m.group(2)])  # exact, then rounded once

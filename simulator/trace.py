@@ -327,6 +327,29 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def write_text_atomic(path: str | os.PathLike, write: Any) -> None:
+    """Write a text file atomically: ``write(f)`` fills a temp file in the same folder (as readable
+    as any file the user writes), which is fsynced and renamed over ``path``; on any failure the
+    temp file goes and ``path`` is untouched. For every JSON and TOML file rankscope writes."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_path(folder)
+
+
 def write_trace(path: str | os.PathLike, trace: Trace) -> None:
     """Write ``trace`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
     path = os.fspath(path)
@@ -653,7 +676,12 @@ def read_trace(path: str | os.PathLike, *, salvage: bool = False) -> Trace:
     if end is not None and end.get("n_rows", n_rows) != n_rows:
         raise _fail(path, f"corrupt: the end marker counts {end.get('n_rows')} rows, the file "
                           f"holds {n_rows}")
-    prog, cols, info = _program(h, ops, path, salvage)
+    try:
+        prog, cols, info = _program(h, ops, path, salvage)
+    except TraceFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise _fail(path, f"corrupt rankscope metadata ({type(e).__name__}: {e})") from None
     meta = h.get("meta")
     if not isinstance(meta, dict):
         raise _fail(path, "corrupt rankscope metadata: trace meta is not an object")

@@ -134,6 +134,14 @@ def test_bare_rankscope_and_demo_open_the_tui_and_text_prints(monkeypatch, capsy
     (["replay", "a", "b", "c"], "replay takes one trace, or two"),
     (["real", "train", "--strategy", "magic"], "invalid choice"),
     (["real", "all-reduce", "--algo", "magic", "-n", "2"], "magic"),
+    (["sim", "all-reduce", "--out", "/no/such/folder/x.trace"], "the folder '/no/such/folder' does not exist"),
+    (["sim", "all-reduce", "--out", "/tmp"], "is a folder"),
+    (["sim", "all-reduce", "--gamma", "nan"], "gamma must be a finite number"),
+    (["sim", "train", "--compare-strategies", "--out", "x.trace"], "--out writes one trace"),
+    (["real", "all-reduce", "-n", "2", "--out", "/no/such/folder/x.trace"], "does not exist"),
+    (["real", "train", "--out", "/no/such/folder/x.trace"], "does not exist"),
+    (["calibrate", "-n", "2", "--sizes", "4KiB", "4KiB"], "two different sizes"),
+    (["validate", "--out-dir", "/no/such/folder/v"], "does not exist"),
 ])
 def test_layer_verbs_bad_input_is_one_line_and_exit_2(argv, msg, capsys):
     assert main(argv) == 2

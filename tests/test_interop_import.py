@@ -200,6 +200,26 @@ def test_a_rank_that_stopped_early_is_named(tmp_path, capsys):
                     match="rank(s) 1 recorded no collective with sequence id 3")
 
 
+def test_fields_of_the_wrong_type_and_a_rank_without_collectives(tmp_path, capsys):
+    f = _copy(tmp_path, "nccl_fr")
+    _edit(f / "rank1.json", lambda doc: doc["entries"][0].__setitem__("time_created_ns", "abc"))
+    _one_line_error(capsys, "import", "flight-recorder", str(f), "-o", str(tmp_path / "y.trace"),
+                    match="rank1.json: entries[0]: invalid literal for int()")
+    g = _copy(tmp_path / "g", "nccl_fr")
+    _edit(g / "rank1.json", lambda doc: doc.__setitem__("entries", []))
+    _one_line_error(capsys, "import", "flight-recorder", str(g), "-o", str(tmp_path / "z.trace"),
+                    match="rank 1 recorded no collectives while rank 0 recorded")
+    k = _copy(tmp_path, "nccl_kineto")
+
+    def bad(doc):
+        for e in doc["traceEvents"]:
+            if e.get("name") == "record_param_comms":
+                e["args"]["In msg nelems"] = "many"
+    _edit(k / "rank0.json", bad)
+    _one_line_error(capsys, "import", "kineto", str(k), "-o", str(tmp_path / "w.trace"),
+                    match="malformed profiler trace")
+
+
 def test_a_file_without_a_rank_is_refused(tmp_path, capsys):
     d = _copy(tmp_path, "nccl_kineto")
     _edit(d / "rank0.json", lambda doc: doc.pop("distributedInfo"))

@@ -18,14 +18,13 @@ Times are microseconds (the format's unit) with nanosecond decimals.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
 
 from ..memory import memory_timeline
 from ..program import CollKind, OpKind
-from ..trace import Trace
+from ..trace import Trace, write_text_atomic
 from ..train_report import op_label
 from ..units import format_bytes
 from .errors import ExportError
@@ -200,12 +199,7 @@ def write_chrome(trace: Trace, path: str) -> None:
     doc = {"traceEvents": chrome_events(trace), "displayTimeUnit": "ms",
            "otherData": {"rankscope": {"executor": trace.meta.get("executor"), "clock": trace.meta.get("clock"),
                                        "nranks": trace.program.nranks}}}
-    tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
+        write_text_atomic(path, lambda f: json.dump(doc, f))
     except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise ExportError(f"cannot write {path!r}: {e}") from None

@@ -101,57 +101,72 @@ def _record(path: str, doc: dict[str, Any], t0_ns: int) -> RankRecord:
     colls, untimed, p2p = [], 0, 0
     for i, e in enumerate(doc["entries"]):
         where = f"{path}: entries[{i}]"
-        if not isinstance(e, dict):
-            raise ImportFormatError(f"{where} is not a dict")
-        for k in _ENTRY_KEYS:
-            if k not in e:
-                raise ImportFormatError(f"{where} has no {k!r}")
-        name = str(e["profiling_name"])
-        kind = collective_kind(name)
-        if kind is None:
-            continue
-        pg = e.get("process_group") or [str(e.get("pg_id", 0)), ""]
-        group = str(pg[0] if isinstance(pg, (list, tuple)) and pg else pg)
-        is_p2p = bool(e.get("is_p2p")) or kind == "p2p"
-        seq = e.get("p2p_seq_id" if is_p2p else "collective_seq_id")
-        if not isinstance(seq, int):
-            raise ImportFormatError(f"{where} has no integer collective_seq_id")
-        dts = e.get("output_dtypes" if kind == "all-gather" else "input_dtypes") or []
         try:
-            sizes = e["output_sizes"] if kind == "all-gather" else e["input_sizes"]
-            elems = numel(sizes) if sizes else 0
-        except TypeError:
-            raise ImportFormatError(f"{where}: sizes {e['input_sizes']!r} are not shapes") from None
-        nbytes = elems * dtype_bytes(dts[0], where) if elems else 0
-        st = status.get(str(e.get("pg_id", group)), {})
-        last_started = _int(st.get("last_started_collective"), -1)
-        last_done = _int(st.get("last_completed_collective"), -1)
-        state = str(e["state"])
-        done = state == "completed" or (not is_p2p and seq <= last_done)
-        started = done or state == "started" or (not is_p2p and seq <= last_started)
-        created = (int(e["time_created_ns"]) - t0_ns) / 1e9
-        t_start = e.get("time_discovered_started_ns") or None
-        t_end = e.get("time_discovered_completed_ns") or None
-        start = (int(t_start) - t0_ns) / 1e9 if t_start else (created if started else math.nan)
-        if t_end:
-            end = (int(t_end) - t0_ns) / 1e9
-        elif done and isinstance(e.get("duration_ms"), (int, float)) and not math.isnan(start):
-            end = start + e["duration_ms"] / 1e3
-        elif done:
-            end = start
-            untimed += 1
-        else:
-            end = math.nan
-        ranks = _parse_ranks(cfg, group)
-        if is_p2p:
-            p2p += 1
-            group = f"{group}:p2p:{rank}"
-        colls.append(MeasuredCollective(rank, kind, int(nbytes), start, end, name=name, impl=name,
-                                        group=group, group_ranks=ranks, dtype=str(dts[0]) if dts else "",
-                                        seq=seq, issue=created))
+            c = _collective(e, where, status, t0_ns, cfg, rank)
+        except (ValueError, TypeError, OverflowError) as err:  # a field of the wrong type
+            raise ImportFormatError(f"{where}: {err}") from None
+        if c is None:
+            continue
+        coll, timed, is_p2p = c
+        untimed += not timed
+        p2p += is_p2p
+        colls.append(coll)
     info = {"flight_recorder_version": doc.get("version"), "entries": len(doc["entries"]),
             "untimed": untimed, "p2p": p2p}
     return RankRecord(rank, path, colls, [], [], [], info)
+
+
+def _collective(e: Any, where: str, status: dict[str, Any], t0_ns: int, cfg: dict[str, Any],
+                rank: int) -> tuple[MeasuredCollective, bool, bool] | None:
+    """One entry as (collective, timed, point-to-point), or None when it is no collective.
+    A field of the wrong type raises ValueError or TypeError, which the caller reports."""
+    if not isinstance(e, dict):
+        raise ImportFormatError(f"{where} is not a dict")
+    for k in _ENTRY_KEYS:
+        if k not in e:
+            raise ImportFormatError(f"{where} has no {k!r}")
+    name = str(e["profiling_name"])
+    kind = collective_kind(name)
+    if kind is None:
+        return None
+    pg = e.get("process_group") or [str(e.get("pg_id", 0)), ""]
+    group = str(pg[0] if isinstance(pg, (list, tuple)) and pg else pg)
+    is_p2p = bool(e.get("is_p2p")) or kind == "p2p"
+    seq = e.get("p2p_seq_id" if is_p2p else "collective_seq_id")
+    if not isinstance(seq, int):
+        raise ImportFormatError(f"{where} has no integer collective_seq_id")
+    dts = e.get("output_dtypes" if kind == "all-gather" else "input_dtypes") or []
+    sizes = e["output_sizes"] if kind == "all-gather" else e["input_sizes"]
+    try:
+        elems = numel(sizes) if sizes else 0
+    except TypeError:
+        raise ImportFormatError(f"{where}: sizes {sizes!r} are not shapes") from None
+    nbytes = elems * dtype_bytes(dts[0], where) if elems else 0
+    st = status.get(str(e.get("pg_id", group)), {})
+    last_started = _int(st.get("last_started_collective"), -1)
+    last_done = _int(st.get("last_completed_collective"), -1)
+    state = str(e["state"])
+    done = state == "completed" or (not is_p2p and seq <= last_done)
+    started = done or state == "started" or (not is_p2p and seq <= last_started)
+    created = (int(e["time_created_ns"]) - t0_ns) / 1e9
+    t_start = e.get("time_discovered_started_ns") or None
+    t_end = e.get("time_discovered_completed_ns") or None
+    start = (int(t_start) - t0_ns) / 1e9 if t_start else (created if started else math.nan)
+    timed = True
+    if t_end:
+        end = (int(t_end) - t0_ns) / 1e9
+    elif done and isinstance(e.get("duration_ms"), (int, float)) and not math.isnan(start):
+        end = start + e["duration_ms"] / 1e3
+    elif done:
+        end, timed = start, False
+    else:
+        end = math.nan
+    ranks = _parse_ranks(cfg, group)
+    if is_p2p:
+        group = f"{group}:p2p:{rank}"
+    coll = MeasuredCollective(rank, kind, int(nbytes), start, end, name=name, impl=name, group=group,
+                              group_ranks=ranks, dtype=str(dts[0]) if dts else "", seq=seq, issue=created)
+    return coll, timed, is_p2p
 
 
 def _int(v: Any, default: int) -> int:
@@ -177,7 +192,7 @@ def import_flight_recorder(items: list[str]):
     """One :class:`~simulator.trace.Trace` from flight-recorder dumps (files or folders)."""
     files = fr_files(items)
     docs = [(f, read_dump(f)) for f in files]
-    created = [int(e["time_created_ns"]) for _, d in docs for e in d["entries"]
+    created = [e["time_created_ns"] for _, d in docs for e in d["entries"]
                if isinstance(e, dict) and isinstance(e.get("time_created_ns"), int)]
     t0 = min(created) if created else 0
     records = [_record(f, d, t0) for f, d in docs]

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..program import CollKind, OpKind
-from ..trace import Trace
+from ..trace import Trace, write_text_atomic
 from .collectives import DTYPE_BYTES
 from .errors import ExportError
 
@@ -226,7 +226,11 @@ def write_kineto(trace: Trace, folder: str) -> list[str]:
 
 def write_rank_documents(docs: dict[int, Any], folder: str, pattern: str, **dump_kw: Any) -> list[str]:
     """Write each rank's JSON document to ``folder/pattern.format(rank)`` (the folder created; each
-    file written to a temporary name and renamed into place); returns the paths."""
+    file written to a temporary name and renamed into place); returns the paths. Files of the
+    pattern for other ranks (an earlier export of a larger trace into the same folder) are
+    removed: a tool that loads the folder, as HTA does, would take them for ranks of this one."""
+    import re
+
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -234,9 +238,11 @@ def write_rank_documents(docs: dict[int, Any], folder: str, pattern: str, **dump
     paths = []
     for r, doc in docs.items():
         path = os.path.join(folder, pattern.format(r))
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(doc, f, **dump_kw)
-        os.replace(tmp, path)
+        write_text_atomic(path, lambda f, doc=doc: json.dump(doc, f, **dump_kw))
         paths.append(path)
+    mine = re.compile(re.escape(pattern).replace(re.escape("{}"), r"(\d+)") + "$")
+    for name in os.listdir(folder):
+        m = mine.match(name)
+        if m and int(m.group(1)) not in docs:
+            os.unlink(os.path.join(folder, name))
     return paths

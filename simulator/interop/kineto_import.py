@@ -342,9 +342,14 @@ def _ranks(v: Any) -> tuple[int, ...] | None:
 
 
 def parse_rank(doc: _Doc, base0: int, world: int) -> RankRecord:
-    p = _RankParser(doc, base0, world)
-    colls, calls = p.collectives()
-    allocs, mem_info = allocations(p, calls, colls)
+    try:
+        p = _RankParser(doc, base0, world)
+        colls, calls = p.collectives()
+        allocs, mem_info = allocations(p, calls, colls)
+    except ImportFormatError:
+        raise
+    except (ValueError, TypeError, OverflowError) as e:  # a field of the wrong type
+        raise ImportFormatError(f"{doc.path}: malformed profiler trace ({e})") from None
     info = {k: v for k, v in doc.info.items() if v is not None}
     if mem_info:
         info["memory"] = mem_info

@@ -92,6 +92,13 @@ def align(records: list[RankRecord]) -> list[tuple[str, list[list[MeasuredCollec
     """Per process group, the collectives as a list of positions, each the list of the member
     ranks' parts (see [Note: measured traces], point 1)."""
     groups: dict[str, dict[int, list[MeasuredCollective]]] = {}
+    empty = [rec.rank for rec in records if not rec.collectives]
+    busy = [rec for rec in records if rec.collectives]
+    if empty and busy:  # a rank that stopped (or never started) before its first collective
+        b = min(busy, key=lambda rec: rec.rank)
+        raise SequenceMismatchError(
+            f"rank {empty[0]} recorded no collectives while rank {b.rank} recorded {len(b.collectives)} "
+            f"(first: {_ordered(b.collectives)[0].describe()}); rank {empty[0]} stopped before its first")
     for rec in records:
         for c in rec.collectives:
             groups.setdefault(_group_key(c), {}).setdefault(rec.rank, []).append(c)
