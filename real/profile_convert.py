@@ -63,7 +63,8 @@ def convert_run(folder: str, cfg) -> Trace:
                 row["ratio"] = row["simulated_peak"] / row["measured_peak"]
                 row["within_tolerance"] = abs(row["ratio"] - 1) <= comparison["memory"]["tolerance"]
         comparison["memory"]["source"] = "torch.cuda.max_memory_allocated"
-        comparison["memory"]["within_tolerance"] = all(r["within_tolerance"] for r in comparison["memory"]["ranks"])
+        rows = comparison["memory"]["ranks"]
+        comparison["memory"]["within_tolerance"] = bool(rows) and all(r["within_tolerance"] for r in rows)
     else:
         comparison["memory"]["source"] = "profiler memory events (CPU allocator)"
     meta = dict(trace.meta)

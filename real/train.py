@@ -360,5 +360,11 @@ def run_torchrun_rank(cfg: TrainRunConfig, outdir: str) -> bool:
     if world != cfg.nranks:
         raise UsageError(f"--ranks {cfg.nranks} but torchrun started {world} processes")
     os.makedirs(outdir, exist_ok=True)
-    run_rank(cfg, rank, world, outdir, local_rank=local)
+    try:
+        run_rank(cfg, rank, world, outdir, local_rank=local)
+    except Exception as e:  # one line here; the traceback in rank<r>.error, as for local ranks
+        with open(os.path.join(outdir, f"rank{rank}.error"), "w") as f:
+            f.write(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        raise TrainRunError(f"rank {rank} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                            f"(traceback in {outdir}/rank{rank}.error)") from None
     return rank == 0

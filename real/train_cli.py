@@ -82,11 +82,7 @@ def _run(a: argparse.Namespace) -> int:
         keep = a.profile_dir is not None
         folder = a.profile_dir or tempfile.mkdtemp(prefix="rankscope-train-")
         os.makedirs(folder, exist_ok=True)
-        for r in range(cfg.nranks):  # a kept folder may hold an earlier run's files
-            for suffix in (".json", ".stats.json", ".error"):
-                path = os.path.join(folder, f"rank{r}{suffix}")
-                if os.path.exists(path):
-                    os.unlink(path)
+        _clear_run_files(folder)  # a kept folder may hold an earlier run's files
         try:
             wall = launch(cfg, folder)
         except RankscopeError:
@@ -108,6 +104,20 @@ def _run(a: argparse.Namespace) -> int:
     else:
         _print(trace.meta["run"], comp, wall, a.out, folder if keep else None)
     return 0 if comp["collectives"]["match"] else 1
+
+
+def _clear_run_files(folder: str) -> None:
+    """Remove what an earlier run left in ``folder`` (any rank count): its ``rank<r>.json``,
+    ``.stats.json``, ``.error`` and flight-recorder dumps, which an import of the folder would
+    otherwise take for this run's ranks."""
+    import re
+
+    mine = re.compile(r"rank\d+(\.stats)?\.(json|error)$")
+    for sub in (folder, os.path.join(folder, "flight_recorder")):
+        if os.path.isdir(sub):
+            for name in os.listdir(sub):
+                if mine.match(name):
+                    os.unlink(os.path.join(sub, name))
 
 
 def _print(run: dict[str, Any], comp: dict[str, Any], wall: float | None, out: str | None,

@@ -331,9 +331,16 @@ def _fsdp(out_dir: str, calib: dict[str, Any], timeout: float, bar: Progress) ->
         shutil.rmtree(folder, ignore_errors=True)
     real_path = os.path.join(out_dir, "real-fsdp-mlp4x1024-n2.trace")
     write_trace(real_path, measured_trace)
-    topo_path = os.path.join(out_dir, f"calibrated-{n}.toml")
-    topo = parse_topology(topo_path, n) if os.path.exists(topo_path) else parse_topology(f"switch:{n}")
-    gamma = calib.get(str(n), {}).get("gamma", 0.0)
+    if str(n) not in calib:  # --ranks without 2: calibrate 2 ranks for the step
+        f = ring_step_calibration(n, timeout=timeout)
+        alpha, runs = step_overhead(n, timeout=timeout)
+        meta = {"calibrated_by": "rankscope validate (for the FSDP step)", "gamma_s_per_byte": f.gamma}
+        write_topology(os.path.join(out_dir, f"calibrated-{n}.toml"), loaded_topology(f, alpha, meta))
+        calib[str(n)] = {"alpha": alpha, "overhead_runs": runs, "ring_step_alpha": f.alpha, "bw": f.bw,
+                         "gamma": f.gamma, "fit_sizes": list(f.sizes), "fit_residuals": list(f.residuals),
+                         "pingpong": []}
+    topo = parse_topology(os.path.join(out_dir, f"calibrated-{n}.toml"), n)  # this run's
+    gamma = calib[str(n)]["gamma"]
     dev = Device("calibrated-cpu", flops, flops, 1.0)
     prog = compile_step(cfg.sim_model, n, train_config("fsdp", 25 << 20), dev)
     sim = simulate(prog, topo, gamma=gamma)
@@ -356,9 +363,9 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [f"rankscope validate: ring all-reduce, measured (median of {r['repeats']} runs; fastest beside it) "
              f"vs simulated on the ring-step calibrated topology; {r['cores']} cores"]
     for n, c in r["calibration"].items():
+        pp = f"; ping-pong bw {np.median([p['bw'] for p in c['pingpong']]) / 1e9:.2f} GB/s" if c["pingpong"] else ""
         lines.append(f"  N={n}: per-step α {c['alpha'] * 1e6:.1f} us, ring-step bw {c['bw'] / 1e9:.2f} GB/s per flow, "
-                     f"γ {c['gamma'] * 1e9:.3f} ns/B; ping-pong bw "
-                     f"{np.median([p['bw'] for p in c['pingpong']]) / 1e9:.2f} GB/s")
+                     f"γ {c['gamma'] * 1e9:.3f} ns/B{pp}")
     lines.append(f"  {'N':>2} {'size':>9} {'measured':>10} {'(fastest)':>10} {'simulated':>10} {'error':>8} "
                  f"{'ping-pong sim':>14} {'error':>8}")
     for row in r["rows"]:

@@ -201,10 +201,6 @@ class _Op:
     dep: list = field(default_factory=list)  # _Op objects it waits for
 
 
-def _nan(x: float) -> float:
-    return float(x) if x is not None else math.nan
-
-
 def build_trace(records: Iterable[RankRecord], meta: dict[str, Any] | None = None) -> Trace:
     """The trace of a measured run (see [Note: measured traces])."""
     records = sorted(records, key=lambda r: r.rank)
