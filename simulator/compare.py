@@ -141,7 +141,11 @@ def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshol
             per = np.bincount(ra, minlength=pa.nranks)
             keep = sb >= (reps - 1) * per[rb]
             ob, rb, sb = ob[keep], rb[keep], sb[keep] - (reps - 1) * per[rb[keep]]
-        if oa.size == 0 or oa.size != ob.size or not (np.array_equal(ra, rb) and np.array_equal(sa, sb)):
+        if oa.size == 0 or ob.size == 0:
+            raise CompareError(f"{names[0]} and {names[1]} hold different programs ({pa.describe()}, "
+                               f"{pa.n_ops} ops; {pb.describe()}, {pb.n_ops} ops), and no collectives to "
+                               f"join them on")
+        if oa.size != ob.size or not (np.array_equal(ra, rb) and np.array_equal(sa, sb)):
             raise CompareError(f"{names[0]} and {names[1]} hold different programs (different ops, and "
                                f"collective sequences of {oa.size} and {ob.size} ops that do not line up)")
         ka, kb = pa.coll_kind[pa.arg[oa]], pb.coll_kind[pb.arg[ob]]

@@ -136,7 +136,8 @@ class Replay:
     def seek_op(self, op: int) -> None:
         """Go to the end of op ``op``'s step (see [Note: positions])."""
         if not 0 <= op < self.program.n_ops:
-            raise RankscopeError(f"no op {op}: this trace has ops 0..{self.program.n_ops - 1}")
+            n = self.program.n_ops
+            raise RankscopeError(f"no op {op}: this trace has ops 0..{n - 1}" if n else f"no op {op}: this trace has no ops")
         self.seek_step(int(self.program.step[op]))
 
     @property

@@ -134,7 +134,8 @@ class CompareScreen(CursorScreen):
     def go_op(self, op: int) -> None:
         p = self.cmp.a.program
         if not 0 <= op < p.n_ops:
-            raise RankscopeError(f"no op {op}: these traces have ops 0..{p.n_ops - 1}")
+            raise RankscopeError(f"no op {op}: these traces have ops 0..{p.n_ops - 1}" if p.n_ops
+                                 else f"no op {op}: these traces have no ops")
         self.step = int(p.step[op])
 
     def action_divergence(self) -> None:
