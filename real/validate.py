@@ -69,7 +69,7 @@ from simulator.engine import simulate
 from simulator.errors import RankscopeError, UsageError
 from simulator.progress import Progress
 from simulator.topology import Topology
-from simulator.trace import Trace, write_text_atomic, write_trace
+from simulator.trace import write_text_atomic, write_trace
 from simulator.units import format_bytes, format_seconds
 
 from .calibrate import calibrate, fit, topology, write_topology
@@ -209,10 +209,6 @@ def matmul_flops_per_s(width: int = 1024, batch: int = 32, reps: int = 20) -> fl
         return 3 * 2 * batch * width * width * reps / best
     finally:
         torch.set_num_threads(threads)
-
-
-def _seconds(trace: Trace) -> float:
-    return float(np.nanmax(trace.end) - np.nanmin(trace.start))
 
 
 def _err(model: float, measured: float) -> float:
