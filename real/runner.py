@@ -112,29 +112,29 @@ class RunJob:
                 found.append(m)
 
         dist.barrier()
-        try:
+        try:  # a failure from here to the gather leaves this rank's timestamps for the partial trace
             ex.run(after_step if self.check_steps else None)
+            if not found:
+                after_step(prog.n_steps - 1)
+            native = "skipped"
+            collective = prog.meta.get("collective")
+            if self.native and collective:
+                nat = Native(collective, ex.buffers[0].numel(), ctx.rank, ctx.world,
+                             int(prog.buffers[0].root), dtype=ex.buffers[0].dtype, device=ctx.device)
+                nat.load(ex.initial[0])
+                nat.run()
+                lo, hi = nat.span
+                m = compare_native(prog, enc, ctx.rank, ex.host_buffers()[0], nat.result.cpu().numpy(), lo, hi)
+                native = "equal" if m is None else "differs"
+                if m is not None:
+                    found.append(m)
+            ctx.publish(f"check{i}", {"mismatches": found, "native": native})
+            rec = torch.from_numpy(ex.records())
+            rows = [torch.empty_like(rec) for _ in range(ctx.world)] if ctx.rank == 0 else None
+            dist.gather(rec, rows, dst=0)
         except BaseException:
             ctx.publish("records", {"program": i, "records": _records_json(ex.records())})
             raise
-        if not found:
-            after_step(prog.n_steps - 1)
-        native = "skipped"
-        collective = prog.meta.get("collective")
-        if self.native and collective:
-            nat = Native(collective, ex.buffers[0].numel(), ctx.rank, ctx.world,
-                         int(prog.buffers[0].root), dtype=ex.buffers[0].dtype, device=ctx.device)
-            nat.load(ex.initial[0])
-            nat.run()
-            lo, hi = nat.span
-            m = compare_native(prog, enc, ctx.rank, ex.host_buffers()[0], nat.result.cpu().numpy(), lo, hi)
-            native = "equal" if m is None else "differs"
-            if m is not None:
-                found.append(m)
-        ctx.publish(f"check{i}", {"mismatches": found, "native": native})
-        rec = torch.from_numpy(ex.records())
-        rows = [torch.empty_like(rec) for _ in range(ctx.world)] if ctx.rank == 0 else None
-        dist.gather(rec, rows, dst=0)
         if ctx.rank != 0:
             return None
         checks = [ctx.fetch(f"check{i}", r, wait=ctx.timeout) or {} for r in range(ctx.world)]
