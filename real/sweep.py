@@ -3,8 +3,9 @@
 [Note: how the real sweep times]
 For each collective and size, every implementation (``native``: torch.distributed's own call;
 ``ring``, ``hd``, ...: rankscope's program run by :mod:`real.executor`) gets ``warmup`` untimed
-runs, then ``iters`` timed rounds *interleaved*: round i runs each implementation once, so drift
-and noise (2 cores shared by N ranks here) hit all of them alike. One timed run is: refill the
+runs, then ``iters`` timed rounds *interleaved*: round i runs each implementation once, in an
+order rotated by i, so drift, noise (2 cores shared by N ranks here) and order effects (who runs
+first after the barrier, who follows the one that warmed the caches) hit all of them alike. One timed run is: refill the
 input (untimed), barrier, stamp, run, (CUDA: synchronize), stamp. A round's time is the slowest
 rank's (``all_reduce`` MAX); the table shows the median round, the JSON also mean and min.
 algbw = S / t and busbw = algbw x factor as nccl-tests defines them (simulator.costs), S the whole
@@ -135,7 +136,10 @@ class SweepJob:
                 r.run()
         times = np.zeros((len(runners), self.iters))
         for it in range(self.iters):
-            for k, r in enumerate(runners):
+            # the order rotates round by round (the same on every rank): no implementation always
+            # runs first, after the barrier, or right after the one that warms the caches
+            for k in np.roll(np.arange(len(runners)), -it):
+                r = runners[k]
                 r.reset()
                 dist.barrier()
                 t0 = time.monotonic_ns()
