@@ -128,7 +128,7 @@ def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshol
     pa, pb = a.program, b.program
     if pa.nranks != pb.nranks:
         raise CompareError(f"{names[0]} has {pa.nranks} ranks and {names[1]} {pb.nranks}: not the same program")
-    if program_equal(pa, pb):
+    if program_equal(pa, pb, meta=False):
         ia = ib = np.arange(pa.n_ops)
         joined = "op id"
         steps_a = step_durations(pa, a.start, a.end)

@@ -153,3 +153,22 @@ def test_batched_waves_give_the_same_provenance():
     res = launch(_BatchedJob(), nranks=3, timeout=20)
     assert res.ok, res.failure_message()
     assert all(m is None for r in range(3) for m in res.results[r])
+
+
+def test_the_simulated_and_the_measured_trace_of_one_command_line_join_on_op_id(tmp_path, capsys):
+    """`rankscope sim ... --out` and `rankscope real ... --out` with the same arguments: compare and
+    replay join them op by op (the measured program notes the requested size in its meta)."""
+    from simulator.cli import main
+    from simulator.compare import compare
+    from tui.compare import compare as tui_compare
+
+    sim, real = str(tmp_path / "sim.trace"), str(tmp_path / "real.trace")
+    assert main(["sim", "all-reduce", "-n", "2", "--size", "64KiB", "--out", sim]) == 0
+    assert main(["real", "all-reduce", "-n", "2", "--size", "64KiB", "--out", real]) == 0
+    capsys.readouterr()
+    a, b = read_trace(sim), read_trace(real)
+    c = compare(a, b, names=("sim", "real"))
+    assert c.joined_on == "op id" and c.op_model.size == a.program.n_ops
+    assert tui_compare(b, a, ("real", "sim")).names == ("sim", "real")
+    assert main(["compare", sim, real, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["joined_on"] == "op id"

@@ -93,7 +93,7 @@ def _steps(t: Trace) -> np.ndarray:
 def compare(a: Trace, b: Trace, names: tuple[str, str] = ("a", "b"), *,
             threshold: float = DEFAULT_THRESHOLD) -> Comparison:
     """Compare two traces of one program; :class:`UsageError` when the programs differ."""
-    if not program_equal(a.program, b.program):
+    if not program_equal(a.program, b.program, meta=False):
         raise UsageError(f"{names[0]} and {names[1]} hold different programs "
                          f"({a.program.describe()}, {a.program.n_ops} ops vs "
                          f"{b.program.describe()}, {b.program.n_ops} ops); compare traces of "
