@@ -302,3 +302,22 @@ def test_models_import_without_textual(module):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+async def test_imported_traces_open_at_once_with_or_without_memory():
+    """A measured FSDP run (profiler import: ~1000 allocations) and a flight-recorder import (no
+    memory events at all) both open in the training view."""
+    from simulator.interop.flight_recorder import import_flight_recorder
+    from simulator.interop.kineto_import import import_kineto
+
+    fixtures = ROOT / "tests" / "fixtures"
+    kineto = import_kineto([str(fixtures / "gloo_fsdp")])
+    fr = import_flight_recorder([str(fixtures / "nccl_fr")])
+    for trace, has_memory in ((kineto, True), (fr, False)):
+        app = replay_app([trace], ["imported.trace"])
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("end", "home")
+            assert app.screen.view == "training"
+            chart = "\n".join(rendered(app.screen.query_one("#memory")))
+            assert ("peak" in chart) == has_memory
+            assert ("no memory events in this trace" in chart) != has_memory

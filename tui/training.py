@@ -11,9 +11,11 @@ time and show in the memory chart instead.
 
 [Note: memory]
 Live bytes per rank and buffer category at time t are the sizes of the buffers alive on that
-rank once the ops finished at t (:func:`tui.replay.finished_at`) have run, as
-``simulator.provenance.Layout.alive`` says: the one memory function. They change only when an
-ALLOC or FREE finishes, so the timeline holds one state per such moment.
+rank: alive at the start as ``simulator.provenance.layout(program, 0).alive`` says (the one
+memory function), then each ALLOC or FREE that has ended by t switches its buffer on or off on its
+rank, as ``Layout`` applies it. They change only when an ALLOC or FREE ends, so the timeline holds
+one state per such moment, computed in one pass (a cumulative sum over the moments): a measured
+training run of a thousand allocations opens at once.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from simulator.program import CollKind, OpKind, Program
 from simulator.provenance import layout
 from simulator.trace import Trace
 
-from .replay import dep_owner, finished_at
 
 CATEGORIES = ("param_shard", "param_unsharded", "grad", "optim", "activation")
 LANES = ("compute", "comm")
@@ -124,22 +125,18 @@ def memory(trace: Trace) -> Memory:
     cats = tuple(c for c in CATEGORIES if any(b.category == c for b in p.buffers)) + tuple(
         dict.fromkeys(b.category for b in p.buffers if b.category not in CATEGORIES))
     sizes = np.array([b.nbytes for b in p.buffers], np.int64)
+    cat_of = np.array([cats.index(b.category) for b in p.buffers], np.int64)
     onehot = np.zeros((len(p.buffers), len(cats)), np.int64)
-    for i, b in enumerate(p.buffers):
-        onehot[i, cats.index(b.category)] = sizes[i]
-    mem = (p.kind == OpKind.ALLOC) | (p.kind == OpKind.FREE)
+    onehot[np.arange(len(p.buffers)), cat_of] = sizes
     ran = trace.ran
     t0 = float(np.min(trace.start[ran])) if ran.any() else 0.0
-    times = np.unique(np.concatenate([[t0], trace.end[mem & ran]]))
-    owner = dep_owner(p)
-    lay = layout(p, 0)
+    mem = np.flatnonzero(((p.kind == OpKind.ALLOC) | (p.kind == OpKind.FREE)) & ran)
+    when = trace.end[mem]
+    times = np.unique(np.concatenate([[t0], when]))
     out = np.zeros((times.size, p.nranks, len(cats)), np.int64)
-    for i, t in enumerate(times):
-        done = finished_at(trace, t, owner)
-        k = int(np.argmin(done)) if not done.all() else done.size
-        if done[k:].any() or k < lay.applied:  # not a prefix we can advance to
-            alive = layout(p, done).alive
-        else:
-            alive = lay.advance_to(k).alive
-        out[i] = alive.astype(np.int64) @ onehot
-    return Memory(cats, times, out)
+    out[0] = layout(p, 0).alive.astype(np.int64) @ onehot
+    if mem.size:
+        buf = p.arg[mem]
+        sign = np.where(p.kind[mem] == OpKind.ALLOC, 1, -1)
+        np.add.at(out, (np.searchsorted(times, when), p.rank[mem], cat_of[buf]), sign * sizes[buf])
+    return Memory(cats, times, np.cumsum(out, axis=0))

@@ -75,6 +75,9 @@ class MemoryChart(Widget):
         mem = self.state.memory
         if mem is None or not mem.times.size:
             return Strip.blank(width, base)
+        if not mem.categories:  # e.g. a flight-recorder import: collectives, no allocations
+            text = "no memory events in this trace" if y == 0 else ""
+            return Strip([Segment(text, base + Style(dim=True))]).crop_extend(0, width, base)
         legend = self._legend_lines()
         if y < len(legend):
             return Strip(legend[y]).crop_extend(0, width, base)
