@@ -42,6 +42,7 @@ rank: NCCL on ``cuda:LOCAL_RANK`` when CUDA is there, gloo otherwise; the profil
 one all ranks can write (a path on the node), and rank 0 converts after a barrier.
 
 [Note: what each rank writes]
+``rank{r}.stderr`` (what a local rank wrote to stderr: the profiler's log lines),
 ``rank{r}.json`` (the profiler's Kineto trace, ``profile_memory=True``, ``record_shapes=True``),
 ``rank{r}.stats.json`` (device, backend, seconds per step, and on CUDA the caching allocator's
 ``max_memory_allocated`` per step), ``flight_recorder/rank{r}.json`` (the flight recorder's JSON
@@ -276,6 +277,11 @@ def _child(cfg: TrainRunConfig, rank: int, port, outdir: str) -> None:
     """A launched rank: one compute thread, connect, run; the traceback to a file on failure.
     ``port``: the store's, or a pipe that delivers it (real.launch.start_ranks)."""
     try:
+        # the profiler's own chatter (libkineto's "profiler_start"/"profiler_stop" lines) goes to
+        # rank<r>.stderr in the run's folder, not to the user's terminal
+        err = os.open(os.path.join(outdir, f"rank{rank}.stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(err, 2)
+        os.close(err)
         import torch
 
         torch.set_num_threads(1)

@@ -69,6 +69,11 @@ def _run(a: argparse.Namespace) -> int:
 
     check_output(a.out)
     check_output(a.profile_dir, folder=True)
+    if a.device == "cuda" and torchrun_env_set() is False:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RankscopeError("--device cuda, but this torch sees no CUDA device (a CPU build, or no GPU)")
     cfg = TrainRunConfig(model=a.model, strategy=a.strategy, nranks=a.ranks, steps=a.steps,
                          micro_batch=a.micro_batch, bucket_mb=a.bucket_mb, timeout=a.timeout,
                          start_method=a.start_method, device=a.device)
@@ -106,13 +111,20 @@ def _run(a: argparse.Namespace) -> int:
     return 0 if comp["collectives"]["match"] else 1
 
 
+def torchrun_env_set() -> bool:
+    """Whether this process was started by torchrun (see real.train.torchrun_env)."""
+    from .train import torchrun_env
+
+    return torchrun_env() is not None
+
+
 def _clear_run_files(folder: str) -> None:
     """Remove what an earlier run left in ``folder`` (any rank count): its ``rank<r>.json``,
     ``.stats.json``, ``.error`` and flight-recorder dumps, which an import of the folder would
     otherwise take for this run's ranks."""
     import re
 
-    mine = re.compile(r"rank\d+(\.stats)?\.(json|error)$")
+    mine = re.compile(r"rank\d+(\.stats\.json|\.json|\.error|\.stderr)$")
     for sub in (folder, os.path.join(folder, "flight_recorder")):
         if os.path.isdir(sub):
             for name in os.listdir(sub):

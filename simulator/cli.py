@@ -368,6 +368,10 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     if a.threshold <= 0:
         raise UsageError(f"--threshold must be > 0 (percent), got {a.threshold}")
+    if a.plot:
+        from .plot import check_plot_path
+
+        check_plot_path(a.plot)
     cmp = compare(read_trace(a.a), read_trace(a.b), names=(a.a, a.b), threshold=a.threshold / 100)
     if a.plot:
         from .plot import plot_steps
@@ -377,6 +381,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if a.json:
         _dump({"summary": s, "by_class": cmp.by_class(), "by_step": cmp.by_step()})
         return 0
+
     def pct(x: float | None, sign: str = "+") -> str:
         return "-" if x is None or x != x else f"{x:{sign}.1%}"
     print(f"model {s['model']}  vs  measured {s['measured']}  (joined on {s['joined_on']}, {s['ops']} ops)")

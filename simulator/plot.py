@@ -18,6 +18,23 @@ def _plt():
     return plt
 
 
+def check_plot_path(path: str) -> None:
+    """A file name matplotlib can write (.png, .svg, .pdf, ...), in a folder that exists: checked
+    before any work, so a long run does not end in a traceback about its plot."""
+    import os
+
+    from .errors import check_output
+
+    check_output(path)
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    plt = _plt()
+    formats = plt.gcf().canvas.get_supported_filetypes()
+    plt.close("all")
+    if ext not in formats:
+        raise UsageError(f"cannot write a plot as {path!r}: give a file name ending in one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+
+
 def plot_steps(cmp, path: str) -> None:
     """Per-step durations, model against measured, as grouped bars (one run)."""
     plt = _plt()

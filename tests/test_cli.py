@@ -142,6 +142,9 @@ def test_bare_rankscope_and_demo_open_the_tui_and_text_prints(monkeypatch, capsy
     (["real", "train", "--out", "/no/such/folder/x.trace"], "does not exist"),
     (["calibrate", "-n", "2", "--sizes", "4KiB", "4KiB"], "two different sizes"),
     (["validate", "--out-dir", "/no/such/folder/v"], "does not exist"),
+    (["compare", "a.trace", "b.trace", "--plot", "out.txt"], "cannot write a plot as 'out.txt'"),
+    (["export", "a.trace", "--format", "kineto", "-o", "/no/such/folder/d"], "cannot create the folder"),
+    (["export", "a.trace", "--format", "chrome", "-o", "/no/such/folder/x.json"], "does not exist"),
 ])
 def test_layer_verbs_bad_input_is_one_line_and_exit_2(argv, msg, capsys):
     assert main(argv) == 2

@@ -73,7 +73,8 @@ def test_fsdp_collectives_equal_the_simulators_and_memory_is_close(tmp_path, cap
     for row in comp["memory"]["ranks"]:
         assert row["within_tolerance"], row
     assert sorted(os.listdir(tmp_path / "prof")) == ["flight_recorder", "rank0.json", "rank0.stats.json",
-                                                     "rank1.json", "rank1.stats.json"]
+                                                     "rank0.stderr", "rank1.json", "rank1.stats.json",
+                                                     "rank1.stderr"]
 
 
 def test_real_run_round_trips_through_the_kineto_export(ddp_run, tmp_path):

@@ -127,8 +127,12 @@ def cmd_export(a: argparse.Namespace) -> int:
 def _export(a: argparse.Namespace) -> int:
     from ..trace import read_trace
 
-    trace = read_trace(a.file, salvage=a.salvage)
+    from ..errors import check_output
+
     stem = a.file[:-len(".trace")] if a.file.endswith(".trace") else a.file
+    default = {"chrome": f"{stem}.chrome.json", "kineto": f"{stem}.kineto", "chakra": f"{stem}.chakra"}
+    check_output(a.out or default[a.format], folder=a.format != "chrome")
+    trace = read_trace(a.file, salvage=a.salvage)
     if a.format == "chrome":
         from .chrome_export import write_chrome
 
