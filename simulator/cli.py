@@ -176,7 +176,8 @@ def _add_collective_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
     p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier for all-reduce; "
                    "ring or tree for broadcast")
-    p.add_argument("--ranks", "-n", type=_int_at_least(1), default=4, help="number of ranks N (default 4)")
+    p.add_argument("--ranks", "-n", type=_int_at_least(1),
+                   help="number of ranks N (default: the --topology's, else 4)")
     p.add_argument("--size", "-s", type=_size, default=parse_size("64MiB"),
                    help="buffer size S: 4096, 1.5e6, 64MiB, 1GB (default 64MiB)")
     p.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces (default 4)")
@@ -194,6 +195,22 @@ def _add_topology_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bw", help="per-link bandwidth override for ring/switch, e.g. 25GB/s")
     p.add_argument("--lat", help="per-link latency override for ring/switch, e.g. 5us")
     p.add_argument("--gamma", type=float, default=0.0, help="reduction cost in seconds per byte (default 0)")
+
+
+def resolve_ranks(a: argparse.Namespace, default: int) -> int:
+    """``--ranks``, else the rank count of a ``--topology`` that has one (``dgx-h100``: 8, a TOML
+    file, ``switch:16``), else ``default``; set on ``a`` and returned."""
+    if a.ranks is None:
+        a.ranks = default
+        if a.topology:
+            from .errors import TopologyError
+            from .topology import parse_topology
+
+            try:
+                a.ranks = parse_topology(a.topology, bw=a.bw, lat=a.lat).nranks
+            except TopologyError:  # a spec without N ("ring"): the default; a bad one fails later
+                pass
+    return a.ranks
 
 
 def topology_from_args(a: argparse.Namespace, nranks: int):
@@ -283,6 +300,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_sim(a: argparse.Namespace) -> int:
     from .engine import simulate
 
+    resolve_ranks(a, 4)
     if a.collective == "train":
         return cmd_train(a)
     check_output(a.out)
@@ -331,6 +349,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_sweep(a: argparse.Namespace) -> int:
     from .sweep import default_sizes, run_sweep
 
+    resolve_ranks(a, 8)
     coll = a.collective
     algos = [x for x in a.algos.split(",") if x] if a.algos else (
         ["ring", "hd", "ps"] if coll in ("all-reduce", "allreduce") else
@@ -461,7 +480,8 @@ def make_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="nccl-tests-style table of simulated time, algbw, busbw over sizes")
     w.add_argument("collective", nargs="?", default="all-reduce", help="default all-reduce")
     w.add_argument("--algos", help="comma-separated (default: every algorithm of the collective but hier)")
-    w.add_argument("--ranks", "-n", type=_int_at_least(1), default=8, help="number of ranks (default 8)")
+    w.add_argument("--ranks", "-n", type=_int_at_least(1),
+                   help="number of ranks (default: the --topology's, else 8)")
     w.add_argument("--min", type=_size, default=8, help="smallest size (default 8B)")
     w.add_argument("--max", type=_size, default=1 << 30, help="largest size (default 1GiB); sizes double")
     w.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces")

@@ -150,3 +150,12 @@ def test_layer_verbs_bad_input_is_one_line_and_exit_2(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_ranks_default_to_the_topologys(capsys):
+    assert main(["sim", "broadcast", "--algo", "tree", "--size", "1MiB", "--topology", "dgx-h100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["program"]["nranks"] == 8
+    assert main(["sim", "all-reduce", "--size", "1KiB", "--topology", "ring", "--json"]) == 0  # no N: 4
+    assert json.loads(capsys.readouterr().out)["program"]["nranks"] == 4
+    assert main(["sim", "all-reduce", "-n", "4", "--topology", "dgx-h100"]) == 2
+    assert "has 8 ranks but nranks=4" in capsys.readouterr().err
