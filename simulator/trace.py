@@ -329,21 +329,20 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def write_text_atomic(path: str | os.PathLike, write: Any) -> None:
-    """Write a text file atomically: ``write(f)`` fills a temp file in the same folder (as readable
-    as any file the user writes), which is fsynced and renamed over ``path``; on any failure the
-    temp file goes and ``path`` is untouched. For every JSON and TOML file rankscope writes."""
+def _write_atomic(path: str | os.PathLike, fill: Any) -> None:
+    """``fill(tmp)`` writes a temp file beside ``path`` (as readable as any file the user writes:
+    mkstemp makes 0600), which is fsynced and renamed over ``path``; on any failure the temp file
+    goes and ``path`` is untouched."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        fill(tmp)
+        _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -352,16 +351,18 @@ def write_text_atomic(path: str | os.PathLike, write: Any) -> None:
     _fsync_path(folder)
 
 
+def write_text_atomic(path: str | os.PathLike, write: Any) -> None:
+    """Write a text file atomically (``write(f)`` fills it): every JSON and TOML file rankscope writes."""
+    def fill(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+
+    _write_atomic(path, fill)
+
+
 def write_trace(path: str | os.PathLike, trace: Trace) -> None:
     """Write ``trace`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a trace is as readable as any file the user writes
-    os.close(fd)
-    try:
+    def fill(tmp: str) -> None:
         with pa.OSFile(tmp, "wb") as sink:
             s = _Stream(sink, trace.program, trace.meta)
             m = trace.n_ops
@@ -372,13 +373,8 @@ def write_trace(path: str | os.PathLike, trace: Trace) -> None:
                                    trace.end[a:a + BATCH_ROWS], trace.lane[a:a + BATCH_ROWS]))
             s.links(trace.link_id, trace.link_t0, trace.link_t1, trace.link_bytes)
             s.finish(bool(trace.meta.get("complete", True)))
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_path(folder)
+
+    _write_atomic(path, fill)
 
 
 class TraceWriter:
