@@ -134,32 +134,10 @@ def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshol
         steps_a = step_durations(pa, a.start, a.end)
         steps_b = step_durations(pb, b.start, b.end)
     else:
-        oa, ra, sa = _collective_keys(pa)
-        ob, rb, sb = _collective_keys(pb)
-        reps = _repetitions(ra, rb, pa.nranks)
-        if reps > 1:
-            per = np.bincount(ra, minlength=pa.nranks)
-            keep = sb >= (reps - 1) * per[rb]
-            ob, rb, sb = ob[keep], rb[keep], sb[keep] - (reps - 1) * per[rb[keep]]
-        if oa.size == 0 or ob.size == 0:
-            raise CompareError(f"{names[0]} and {names[1]} hold different programs ({pa.describe()}, "
-                               f"{pa.n_ops} ops; {pb.describe()}, {pb.n_ops} ops), and no collectives to "
-                               f"join them on")
-        if oa.size != ob.size or not (np.array_equal(ra, rb) and np.array_equal(sa, sb)):
-            raise CompareError(f"{names[0]} and {names[1]} hold different programs (different ops, and "
-                               f"collective sequences of {oa.size} and {ob.size} ops that do not line up)")
-        ka, kb = pa.coll_kind[pa.arg[oa]], pb.coll_kind[pb.arg[ob]]
-        na, nb = pa.coll_bytes[pa.arg[oa]], pb.coll_bytes[pb.arg[ob]]
-        bad = np.flatnonzero((ka != kb) | (na != nb))
-        if bad.size:
-            i = bad[0]
-            raise CompareError(f"collective {int(sa[i])} of rank {int(ra[i])} differs: "
-                               f"{CollKind(int(ka[i])).label} of {int(na[i])} B in {names[0]}, "
-                               f"{CollKind(int(kb[i])).label} of {int(nb[i])} B in {names[1]}")
-        ia, ib = oa, ob
+        ia, ib, seq, reps = collective_join(pa, pb, names)
         joined = "collective sequence" + (f" (the last of {names[1]}'s {reps} repetitions)" if reps > 1 else "")
-        steps_a = _seq_durations(sa, a.start[oa], a.end[oa])
-        steps_b = _seq_durations(sb, b.start[ob], b.end[ob])
+        steps_a = sequence_durations(seq, a.start[ia], a.end[ia])
+        steps_b = sequence_durations(seq, b.start[ib], b.end[ib])
     ran = ~np.isnan(a.end[ia]) & ~np.isnan(b.end[ib])
     ia, ib = ia[ran], ib[ran]
     if ia.size == 0:
@@ -175,6 +153,36 @@ def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshol
                       total(a), total_b, threshold)
 
 
+def collective_join(pa: Program, pb: Program, names: tuple[str, str]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The collective-sequence join of [Note: comparing traces]: op ids of A and of B matched
+    pairwise, each pair's position k in its rank's sequence, and how many repetitions of A's
+    sequence B holds (its last one is joined). CompareError when the sequences do not line up."""
+    oa, ra, sa = _collective_keys(pa)
+    ob, rb, sb = _collective_keys(pb)
+    reps = _repetitions(ra, rb, pa.nranks)
+    if reps > 1:
+        per = np.bincount(ra, minlength=pa.nranks)
+        keep = sb >= (reps - 1) * per[rb]
+        ob, rb, sb = ob[keep], rb[keep], sb[keep] - (reps - 1) * per[rb[keep]]
+    if oa.size == 0 or ob.size == 0:
+        raise CompareError(f"{names[0]} and {names[1]} hold different programs ({pa.describe()}, "
+                           f"{pa.n_ops} ops; {pb.describe()}, {pb.n_ops} ops), and no collectives to "
+                           f"join them on")
+    if oa.size != ob.size or not (np.array_equal(ra, rb) and np.array_equal(sa, sb)):
+        raise CompareError(f"{names[0]} and {names[1]} hold different programs (different ops, and "
+                           f"collective sequences of {oa.size} and {ob.size} ops that do not line up)")
+    ka, kb = pa.coll_kind[pa.arg[oa]], pb.coll_kind[pb.arg[ob]]
+    na, nb = pa.coll_bytes[pa.arg[oa]], pb.coll_bytes[pb.arg[ob]]
+    bad = np.flatnonzero((ka != kb) | (na != nb))
+    if bad.size:
+        i = bad[0]
+        raise CompareError(f"collective {int(sa[i])} of rank {int(ra[i])} differs: "
+                           f"{CollKind(int(ka[i])).label} of {int(na[i])} B in {names[0]}, "
+                           f"{CollKind(int(kb[i])).label} of {int(nb[i])} B in {names[1]}")
+    return oa, ob, sa, reps
+
+
 def _repetitions(ra: np.ndarray, rb: np.ndarray, nranks: int) -> int:
     """m when every rank has m times as many collectives in B as in A (m >= 2), else 1."""
     na, nb = np.bincount(ra, minlength=nranks), np.bincount(rb, minlength=nranks)
@@ -185,7 +193,7 @@ def _repetitions(ra: np.ndarray, rb: np.ndarray, nranks: int) -> int:
     return int(m[0]) if ok.all() and (m == m[0]).all() else 1
 
 
-def _seq_durations(seq: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+def sequence_durations(seq: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Step = the k-th collective across ranks: latest end minus the previous one's latest end."""
     k = int(seq.max()) + 1 if seq.size else 0
     last = np.full(k, -np.inf)

@@ -321,3 +321,32 @@ async def test_imported_traces_open_at_once_with_or_without_memory():
             chart = "\n".join(rendered(app.screen.query_one("#memory")))
             assert ("peak" in chart) == has_memory
             assert ("no memory events in this trace" in chart) != has_memory
+
+
+async def test_a_simulated_step_and_a_measured_run_open_side_by_side():
+    """A simulated FSDP step against a measured run of 2 steps: different programs, same collectives.
+    The compare screen joins them collective by collective (the measured run's last step), as
+    `rankscope compare` does."""
+    from simulator.compare import compare as cli_compare
+    from simulator.engine import simulate
+    from simulator.interop.kineto_import import import_kineto
+    from simulator.models import parse_device, parse_model
+    from simulator.topology import parse_topology
+    from simulator.training import compile_step
+    from real.train_compare import train_config
+    from tui.compare import compare
+
+    measured = import_kineto([str(ROOT / "tests" / "fixtures" / "gloo_fsdp")])
+    prog = compile_step(parse_model("mlp:2x128"), 2, train_config("fsdp", 25 << 20), parse_device("cpu"))  # the fixture's model
+    topo = parse_topology("switch:2")
+    sim = simulate(prog, topo).to_trace(prog, topo)
+    c = compare(measured, sim, ("real.trace", "sim.trace"))
+    assert c.names == ("sim.trace", "real.trace") and c.pairs is not None and c.n_steps == 6
+    cli = cli_compare(sim, measured)
+    assert np.allclose(c.step_error, cli.err(cli.step_model, cli.step_measured), equal_nan=True)
+    app = replay_app([sim, measured], ["sim.trace", "real.trace"])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("right")
+        ops = app.screen.query_one("#ops", VirtualTable).rows
+        assert ops.n == 2 and ops.cells(0)[1] == "all-gather on r0"
+        assert "6 collectives per rank, joined on the collective sequence" in app.screen.query_one("#summary").content.plain

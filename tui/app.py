@@ -2,7 +2,8 @@
 
 - :func:`replay_main` opens one trace (the replay screen) or two traces of one program (the
   compare screen). Every file is read and checked before the app starts: a bad or missing file,
-  or two different programs, print one line to stderr and return 2, and nothing opens.
+  or two traces that join neither op by op nor collective by collective, print one line to
+  stderr and return 2, and nothing opens.
 - :func:`demo_main` simulates the ring all-reduce on 8 ranks, 64 MiB, on ``switch:8`` and opens
   it: the built-in default.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.compare import step_durations
+from simulator.compare import CompareError, collective_join, sequence_durations, step_durations
 from simulator.errors import UsageError
 from simulator.trace import Trace, program_equal
 
@@ -42,10 +42,15 @@ class Comparison:
     a: Trace
     b: Trace
     names: tuple[str, str]
-    bounds: np.ndarray      # op-id offsets of each step
+    bounds: np.ndarray      # op-id offsets of each step (op-id join)
     step_a: np.ndarray      # (n_steps,) seconds
     step_b: np.ndarray
     threshold: float
+    # the collective-sequence join (two programs that differ but issue the same collectives, e.g.
+    # a simulated training step and a measured run of several): matched op ids of a and b, and
+    # each pair's position, which is the "step" here; None for the op-id join
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    joined: str = "op id"
 
     @property
     def n_steps(self) -> int:
@@ -68,10 +73,32 @@ class Comparison:
         return int(hit[0]) if hit.size else None
 
     def makespans(self) -> tuple[float, float]:
-        return _makespan(self.a), _makespan(self.b)
+        if self.pairs is None:
+            return _makespan(self.a), _makespan(self.b)
+        ia, ib, _ = self.pairs
+        return _span(self.a, ia), _span(self.b, ib)
+
+    def first_op(self, step: int) -> int:
+        """An op of ``a`` in ``step`` (for its phase)."""
+        if self.pairs is None:
+            return int(self.bounds[step])
+        ia, _, seq = self.pairs
+        return int(ia[np.argmax(seq == step)])
+
+    def step_of(self, op: int) -> int | None:
+        """The step that op ``op`` of ``a`` is in (None: it is not joined)."""
+        if self.pairs is None:
+            return int(self.a.program.step[op])
+        ia, _, seq = self.pairs
+        hit = np.flatnonzero(ia == op)
+        return int(seq[hit[0]]) if hit.size else None
 
     def ops(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Op ids of ``step`` and their durations in ``a`` and ``b``."""
+        """Op ids (of ``a``) of ``step`` and their durations in ``a`` and ``b``."""
+        if self.pairs is not None:
+            ia, ib, seq = self.pairs
+            sel = seq == step
+            return ia[sel], (self.a.end - self.a.start)[ia[sel]], (self.b.end - self.b.start)[ib[sel]]
         ids = np.arange(self.bounds[step], self.bounds[step + 1])
         return ids, (self.a.end - self.a.start)[ids], (self.b.end - self.b.start)[ids]
 
@@ -79,6 +106,11 @@ class Comparison:
 def _makespan(t: Trace) -> float:
     ran = t.ran
     return float(np.max(t.end[ran]) - np.min(t.start[ran])) if ran.any() else float("nan")
+
+
+def _span(t: Trace, ids: np.ndarray) -> float:
+    ok = ~np.isnan(t.end[ids])
+    return float(np.max(t.end[ids][ok]) - np.min(t.start[ids][ok])) if ok.any() else float("nan")
 
 
 def _steps(t: Trace) -> np.ndarray:
@@ -92,13 +124,20 @@ def _steps(t: Trace) -> np.ndarray:
 
 def compare(a: Trace, b: Trace, names: tuple[str, str] = ("a", "b"), *,
             threshold: float = DEFAULT_THRESHOLD) -> Comparison:
-    """Compare two traces of one program; :class:`UsageError` when the programs differ."""
-    if not program_equal(a.program, b.program, meta=False):
-        raise UsageError(f"{names[0]} and {names[1]} hold different programs "
-                         f"({a.program.describe()}, {a.program.n_ops} ops vs "
-                         f"{b.program.describe()}, {b.program.n_ops} ops); compare traces of "
-                         f"one program")
+    """Compare two traces: of one program op by op, else collective by collective (as
+    ``rankscope compare`` joins them); :class:`UsageError` when neither join works."""
     if b.meta.get("executor") == "sim" and a.meta.get("executor") != "sim":
         a, b, names = b, a, (names[1], names[0])
     bounds = a.program.step_bounds()
-    return Comparison(a, b, names, bounds, _steps(a), _steps(b), threshold)
+    if program_equal(a.program, b.program, meta=False):
+        return Comparison(a, b, names, bounds, _steps(a), _steps(b), threshold)
+    if a.program.nranks != b.program.nranks:
+        raise UsageError(f"{names[0]} and {names[1]} hold different programs ({a.program.nranks} and "
+                         f"{b.program.nranks} ranks)")
+    try:
+        ia, ib, seq, reps = collective_join(a.program, b.program, names)
+    except CompareError as e:
+        raise UsageError(f"{e}; compare traces of one program, or of the same collectives") from None
+    joined = "collective sequence" + (f", the last of {reps} repetitions in {names[1]}" if reps > 1 else "")
+    return Comparison(a, b, names, bounds, sequence_durations(seq, a.start[ia], a.end[ia]),
+                      sequence_durations(seq, b.start[ib], b.end[ib]), threshold, (ia, ib, seq), joined)

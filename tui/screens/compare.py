@@ -1,4 +1,5 @@
-"""The compare screen: two traces of one program side by side, step by step and op by op.
+"""The compare screen: two traces side by side, step by step and op by op (or, for a simulated
+training step against a measured run, collective by collective: :func:`tui.compare.compare`).
 
 Left, every step's duration in trace A (the model) and trace B (the measurement) and the error
 of A against B, (A - B) / B as ``rankscope compare`` prints it; divergent steps
@@ -16,7 +17,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Static
 
 from simulator.errors import RankscopeError
-from simulator.program import OpKind, Program
+from simulator.program import CollKind, OpKind, Program
 from simulator.trace import Trace
 from simulator.units import format_seconds
 
@@ -35,6 +36,8 @@ def short(p: Program, op: int) -> str:
     if p.kind[op] <= OpKind.COPY:
         kind = "reduce" if p.kind[op] == OpKind.REDUCE else "copy"
         return f"{int(p.rank[op])} -> {int(p.peer[op])} c{int(p.arg[op])} {kind}"
+    if p.kind[op] == OpKind.COLLECTIVE:
+        return f"{CollKind(int(p.coll_kind[p.arg[op]])).label} on r{int(p.rank[op])}"
     return f"{OpKind(int(p.kind[op])).name.lower()} on r{int(p.rank[op])}"
 
 
@@ -76,11 +79,13 @@ class CompareScreen(CursorScreen):
         c = self.cmp
         self.title = "rankscope compare"
         self.sub_title = self.describe()
-        self.query_one("#summary").border_title = "B against A (A is the reference)"
-        self.query_one("#steps").border_title = "step durations (span of each step)"
+        self.query_one("#summary").border_title = "model A against measured B: (A - B) / B"
+        self.query_one("#steps").border_title = ("step durations (time each step adds)" if c.pairs is None else
+                                                 "collective k of every rank (time it adds)")
         err, div = c.step_error, c.divergent
         first = c.first_divergence
-        phase = [c.a.program.phase_of(s) for s in range(c.n_steps)]
+        p = c.a.program
+        phase = [p.phase_of(int(p.step[c.first_op(s)])) for s in range(c.n_steps)]
         self.query_one("#steps", VirtualTable).rows = Rows(c.n_steps, lambda i: (
             str(i), f"{phase[i][0].name} {phase[i][1]}" if phase[i] else "",
             format_seconds(c.step_a[i]), format_seconds(c.step_b[i]), percent(err[i]),
@@ -97,7 +102,8 @@ class CompareScreen(CursorScreen):
         t = Text()
         t.append(f"A: {_describe(c.a, c.names[0])}, makespan {format_seconds(ma)}\n")
         t.append(f"B: {_describe(c.b, c.names[1])}, makespan {format_seconds(mb)}\n")
-        t.append(f"{c.a.program.describe()}, {c.n_steps} steps; model A against measured B: makespan "
+        what = f"{c.n_steps} steps" if c.pairs is None else f"{c.n_steps} collectives per rank, joined on the {c.joined}"
+        t.append(f"{c.a.program.describe()}, {what}; model A against measured B: makespan "
                  f"{percent(float(error(np.array([ma]), np.array([mb]))[0]))}; ")
         first = c.first_divergence
         if first is None:
@@ -136,7 +142,10 @@ class CompareScreen(CursorScreen):
         if not 0 <= op < p.n_ops:
             raise RankscopeError(f"no op {op}: these traces have ops 0..{p.n_ops - 1}" if p.n_ops
                                  else f"no op {op}: these traces have no ops")
-        self.step = int(p.step[op])
+        step = self.cmp.step_of(op)
+        if step is None:
+            raise RankscopeError(f"op {op} is not a collective joined between the two traces")
+        self.step = step
 
     def action_divergence(self) -> None:
         if self.cmp.first_divergence is not None:
