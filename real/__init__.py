@@ -21,7 +21,11 @@ Modules of the collective path, one concept each:
   sweep      ``rankscope real sweep``: native and P2P collectives over sizes
   calibrate  ``rankscope calibrate``: ping-pong per pair -> alpha, bandwidth -> topology TOML
   faults     ``--inject-fault`` for the failure tests
-  cli        the ``real`` and ``calibrate`` verbs (imports no torch until a verb runs)
+  cli        the ``real``, ``calibrate`` and ``validate`` verbs (imports no torch until a verb runs)
+  validate   ``rankscope validate``: calibrate, simulate, run, compare
+  train, train_cli, train_compare, profile_convert   ``rankscope real train``
 
-Nothing in this package is imported by :mod:`simulator`; only the verbs' handlers import torch.
+Only the ``rankscope`` entry point (simulator/cli.py, when it builds its parser) imports this
+package, for :func:`cli.register`; no other simulator module does, and only the verbs' handlers
+import torch.
 """
