@@ -113,9 +113,13 @@ def test_hierarchical_beats_the_flat_ring_when_nics_are_the_bottleneck():
     # with NICs as fast as NVLink both move 2S(N-1)/N per rank: only the latency (62 steps
     # against 20) still separates them
     fast = parse_topology("nodes:4x8", nic_bw=370.8e9, nic_lat=0.85e-6)
-    ratio = simulate(build("all-reduce", "ring", 32, s), fast).makespan / \
-        simulate(build("all-reduce", "hier", 32, s, nodes=4), fast).makespan
-    assert 1.0 < ratio < 1.2
+    flat = simulate(build("all-reduce", "ring", 32, s), fast).makespan
+    hier = simulate(build("all-reduce", "hier", 32, s, nodes=4), fast).makespan
+    hop = sum(fast.link_lat[k] for k in fast.route(0, 1))  # one step's latency, inside or across nodes
+    assert hop == pytest.approx(sum(fast.link_lat[k] for k in fast.route(7, 8)), rel=1e-12)
+    # the same bandwidth term; the flat ring pays 2(32-1) = 62 step latencies, the hierarchical one
+    # (8-1) + 2(4-1) + (8-1) = 20 (reduce-scatter in nodes, all-reduce across, all-gather in nodes)
+    assert flat - hier == pytest.approx(42 * hop, rel=1e-9)
 
 
 def test_compute_overlaps_communication_and_queues_on_its_lane():
