@@ -34,6 +34,7 @@ from typing import Any
 
 from .collectives import MeasuredCollective, collective_kind, dtype_bytes, numel
 from .errors import ImportFormatError
+from .files import input_files
 from .measured import RankRecord, build_trace
 
 _RANK = re.compile(r"rank[_\-.]?(\d+)", re.I)
@@ -41,19 +42,8 @@ _TRAILING = re.compile(r"(\d+)(\.[A-Za-z]+)*$")
 
 
 def fr_files(items: list[str]) -> list[str]:
-    out: list[str] = []
-    for it in items:
-        if os.path.isdir(it):
-            found = sorted(os.path.join(it, f) for f in os.listdir(it)
-                           if not f.startswith(".") and os.path.isfile(os.path.join(it, f)))
-            if not found:
-                raise ImportFormatError(f"{it}: no flight-recorder dumps in this folder")
-            out += found
-        elif os.path.exists(it):
-            out.append(it)
-        else:
-            raise ImportFormatError(f"{it}: no such file or folder")
-    return out
+    """Dumps from files and folders (a folder: every file in it that is not hidden)."""
+    return input_files(items, lambda f: not f.startswith("."), "flight-recorder dumps")
 
 
 def read_dump(path: str) -> dict[str, Any]:

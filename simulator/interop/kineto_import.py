@@ -35,6 +35,7 @@ from typing import Any
 
 from .collectives import MeasuredCollective, collective_kind, dtype_bytes, numel
 from .errors import ImportFormatError
+from .files import input_files
 from .kineto_memory import allocations
 from .measured import RankRecord, Span, build_trace
 
@@ -45,21 +46,8 @@ SUFFIXES = (".json", ".json.gz")
 def kineto_files(items: list[str]) -> list[str]:
     """Files from a list of files and folders (a folder: its ``*.json`` and ``*.json.gz``, but not
     the ``*.stats.json`` side files that ``rankscope real train`` writes next to them)."""
-    out: list[str] = []
-    for it in items:
-        if os.path.isdir(it):
-            found = sorted(os.path.join(it, f) for f in os.listdir(it)
-                           if f.endswith(SUFFIXES) and not f.endswith(".stats.json"))
-            if not found:
-                raise ImportFormatError(f"{it}: no *.json or *.json.gz profiler traces in this folder")
-            out += found
-        elif os.path.exists(it):
-            out.append(it)
-        else:
-            raise ImportFormatError(f"{it}: no such file or folder")
-    if not out:
-        raise ImportFormatError("no profiler trace files given")
-    return out
+    return input_files(items, lambda f: f.endswith(SUFFIXES) and not f.endswith(".stats.json"),
+                       "*.json or *.json.gz profiler traces")
 
 
 def load_json(path: str) -> Any:
