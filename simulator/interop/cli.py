@@ -155,22 +155,11 @@ def _export(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m simulator.interop.cli export|import ...``: these verbs alone, with the errors
-    handled as ``rankscope`` handles them (one line, exit 2)."""
-    from ..cli import _Parser
-    from ..errors import RankscopeError
+    """``python -m simulator.interop.cli export|import ...``: the ``rankscope`` entry point, which
+    handles errors as every verb does (one line, exit 2)."""
+    from ..cli import main as rankscope_main
 
-    p = _Parser(prog="rankscope")
-    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser, required=True)
-    register(sub)
-    try:
-        a = p.parse_args(sys.argv[1:] if argv is None else argv)
-        return a.func(a)
-    except RankscopeError as e:
-        print(f"rankscope: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
+    return rankscope_main(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
