@@ -191,6 +191,19 @@ def loaded_topology(f: RingStepFit, alpha: float, meta: dict[str, Any]) -> Topol
                                "links": links, "meta": meta})
 
 
+def calibrate_loaded(n: int, out_dir: str, timeout: float) -> tuple[Topology, dict[str, Any], dict[str, Any]]:
+    """Ring-step bw and γ and the executor's per-step α on ``n`` ranks (see [Note: the model and
+    its calibration]), written to ``out_dir/calibrated-{n}.toml``: the topology as loaded back, the
+    figures for the report, and what the simulated traces note as their calibration."""
+    f = ring_step_calibration(n, timeout=timeout)
+    alpha, runs = step_overhead(n, timeout=timeout)
+    meta = {"calibrated_by": "rankscope validate (ring-step bw and gamma, executor per-step alpha)",
+            "gamma_s_per_byte": f.gamma, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    topo = write_topology(os.path.join(out_dir, f"calibrated-{n}.toml"), loaded_topology(f, alpha, meta))
+    return topo, {"alpha": alpha, "overhead_runs": runs, "ring_step_alpha": f.alpha, "bw": f.bw, "gamma": f.gamma,
+                  "fit_sizes": list(f.sizes), "fit_residuals": list(f.residuals)}, meta
+
+
 def matmul_flops_per_s(width: int = 1024, batch: int = 32, reps: int = 20) -> float:
     """FLOP/s of the MLP's matmuls (forward and both backward shapes) on one thread, as each
     rank runs them (real/train.py sets one thread per rank)."""
@@ -230,24 +243,16 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
 
     if in_torchrun():
         raise UsageError("validate launches its own local ranks; run it without torchrun")
-    total = len(ranks) * (3 + repeats + len(sizes)) + (2 if fsdp else 0)
+    total = len(ranks) * (2 + repeats + len(sizes)) + (2 if fsdp else 0)
     with Progress(total, "validate", force=bool(progress)) as bar:
         for n in ranks:
             bar.step(f"N={n}: ping-pong calibration")
             fits, _ = calibrate(n, CALIBRATION_SIZES, rounds=5, timeout=timeout)
             meta = {"calibrated_by": "rankscope validate (pairwise ping-pong)", "at": time.strftime("%Y-%m-%d %H:%M:%S")}
             pair_topo = write_topology(os.path.join(out_dir, f"pingpong-{n}.toml"), topology(fits, n, f"pingpong:{n}", meta))
-            bar.step(f"N={n}: ring-step calibration")
-            f = ring_step_calibration(n, timeout=timeout)
-            bar.step(f"N={n}: per-step overhead")
-            alpha, overhead_runs = step_overhead(n, timeout=timeout)
-            meta = {"calibrated_by": "rankscope validate (ring-step bw and gamma, executor per-step alpha)",
-                    "gamma_s_per_byte": f.gamma, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
-            topo = write_topology(os.path.join(out_dir, f"calibrated-{n}.toml"), loaded_topology(f, alpha, meta))
-            calib[str(n)] = {"alpha": alpha, "overhead_runs": overhead_runs, "ring_step_alpha": f.alpha,
-                             "bw": f.bw, "gamma": f.gamma,
-                             "fit_sizes": list(f.sizes), "fit_residuals": list(f.residuals),
-                             "pingpong": [{"src": p.src, "dst": p.dst, "alpha": p.alpha, "bw": p.bw} for p in fits]}
+            bar.step(f"N={n}: ring-step calibration and per-step overhead")
+            topo, calib[str(n)], meta = calibrate_loaded(n, out_dir, timeout)
+            calib[str(n)]["pingpong"] = [{"src": p.src, "dst": p.dst, "alpha": p.alpha, "bw": p.bw} for p in fits]
             elem = Encoding(n).elem_bytes
             progs = [aligned_program("all-reduce", "ring", n, s, elem) for s in sizes]
             outs = [os.path.join(out_dir, f"real-ring-allreduce-n{n}-{format_bytes(s)}-{k}.trace")
@@ -260,7 +265,7 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
             for i, (s, prog) in enumerate(zip(sizes, progs)):
                 bar.step(f"N={n}: {format_bytes(s)}")
                 measured = [summaries[k * len(sizes) + i]["seconds"] for k in range(repeats)]
-                sim = simulate(prog, topo, gamma=f.gamma)
+                sim = simulate(prog, topo, gamma=calib[str(n)]["gamma"])
                 sim_path = os.path.join(out_dir, f"sim-ring-allreduce-n{n}-{format_bytes(s)}.trace")
                 write_trace(sim_path, sim.to_trace(prog, topo, {"calibration": meta}))
                 naive = simulate(prog, pair_topo)
@@ -328,13 +333,8 @@ def _fsdp(out_dir: str, calib: dict[str, Any], timeout: float, bar: Progress) ->
     real_path = os.path.join(out_dir, "real-fsdp-mlp4x1024-n2.trace")
     write_trace(real_path, measured_trace)
     if str(n) not in calib:  # --ranks without 2: calibrate 2 ranks for the step
-        f = ring_step_calibration(n, timeout=timeout)
-        alpha, runs = step_overhead(n, timeout=timeout)
-        meta = {"calibrated_by": "rankscope validate (for the FSDP step)", "gamma_s_per_byte": f.gamma}
-        write_topology(os.path.join(out_dir, f"calibrated-{n}.toml"), loaded_topology(f, alpha, meta))
-        calib[str(n)] = {"alpha": alpha, "overhead_runs": runs, "ring_step_alpha": f.alpha, "bw": f.bw,
-                         "gamma": f.gamma, "fit_sizes": list(f.sizes), "fit_residuals": list(f.residuals),
-                         "pingpong": []}
+        calib[str(n)] = calibrate_loaded(n, out_dir, timeout)[1]
+        calib[str(n)]["pingpong"] = []
     topo = parse_topology(os.path.join(out_dir, f"calibrated-{n}.toml"), n)  # this run's
     gamma = calib[str(n)]["gamma"]
     dev = Device("calibrated-cpu", flops, flops, 1.0)
