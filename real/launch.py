@@ -279,29 +279,26 @@ def _join(job: Callable[[RankContext], Any], backend: str, timeout: float,
     return out
 
 
-def start_ranks(mp: Any, method: str, procs: list[Any], nranks: int, timeout: float,
+def start_ranks(mp: Any, procs: list[Any], nranks: int, timeout: float,
                 args_of: Callable[[int, Any], tuple], target: Callable[..., None]) -> Any:
-    """Start ``target(*args_of(rank, port))`` in ``nranks`` processes (appended to ``procs`` as they
-    start) and return the server TCPStore they connect to. Forked ranks are all started before the
-    store exists and get ``port`` as the read end of a pipe that delivers the port number (see
-    [Note: launch modes]); ``target`` resolves it with :func:`store_port`."""
-    if method != "fork":
-        base = _server_store(timeout)
-        for r in range(nranks):
-            p = mp.Process(target=target, args=args_of(r, base.port), name=f"rankscope-rank{r}", daemon=True)
-            p.start()
-            procs.append(p)
-        return base
-    pipes = [mp.Pipe(duplex=False) for _ in range(nranks)]
+    """Start ``target(*args_of(rank, port))`` in ``nranks`` processes of the multiprocessing
+    context ``mp`` (appended to ``procs`` as they start) and return the server TCPStore they
+    connect to. Forked ranks are all started before the store exists and get ``port`` as the read
+    end of a pipe that delivers the port number (see [Note: launch modes]); ``target`` resolves
+    it with :func:`store_port`."""
+    pipes = [mp.Pipe(duplex=False) for _ in range(nranks)] if mp.get_start_method() == "fork" else None
+    base = None if pipes else _server_store(timeout)
     for r in range(nranks):
-        p = mp.Process(target=target, args=args_of(r, pipes[r][0]), name=f"rankscope-rank{r}", daemon=True)
+        port = pipes[r][0] if pipes else base.port
+        p = mp.Process(target=target, args=args_of(r, port), name=f"rankscope-rank{r}", daemon=True)
         p.start()
         procs.append(p)
-    base = _server_store(timeout)
-    for rd, w in pipes:
-        w.send(base.port)
-        w.close()
-        rd.close()
+    if pipes:
+        base = _server_store(timeout)
+        for rd, w in pipes:
+            w.send(base.port)
+            w.close()
+            rd.close()
     return base
 
 
@@ -321,7 +318,7 @@ def _launch_local(job: Callable[[RankContext], Any], nranks: int, backend: str, 
     procs: list[Any] = []
     base = pub = None
     try:
-        base = start_ranks(mp, method, procs, nranks, timeout,
+        base = start_ranks(mp, procs, nranks, timeout,
                            lambda r, port: (r, nranks, port, backend, timeout, job), _child_main)
         pub = dist.PrefixStore(PREFIX, base)
         exits, killed = _watch(procs, timeout)

@@ -320,7 +320,7 @@ def launch(cfg: TrainRunConfig, outdir: str) -> float:
     procs: list = []
     store = None
     try:
-        store = start_ranks(mp.get_context(method), method, procs, cfg.nranks, cfg.timeout,
+        store = start_ranks(mp.get_context(method), procs, cfg.nranks, cfg.timeout,
                             lambda r, port: (cfg, r, port, outdir), _child)
         deadline = time.monotonic() + cfg.timeout
         failed_at = None
