@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rankscope demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: $(STAMP)

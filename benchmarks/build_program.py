@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def one(n: int, size: int) -> dict:
-    from simulator.collectives import build
+    from rankscope.simulator.collectives import build
 
     t0 = time.perf_counter()
     prog = build("all-reduce", "ring", n, size)
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--size", default="256MiB")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    from simulator.units import parse_size
+    from rankscope.simulator.units import parse_size
 
     size = parse_size(a.size)
     if a.one:

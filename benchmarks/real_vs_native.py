@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from real.sweep import Group, Impl, run_sweep  # noqa: E402
-from simulator.collectives import build  # noqa: E402
-from simulator.units import parse_size  # noqa: E402
+from rankscope.real.sweep import Group, Impl, run_sweep  # noqa: E402
+from rankscope.simulator.collectives import build  # noqa: E402
+from rankscope.simulator.units import parse_size  # noqa: E402
 
 
 def clock_read_seconds(n: int = 200_000) -> float:

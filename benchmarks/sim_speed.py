@@ -29,9 +29,9 @@ BW, LAT = 25e9, 5e-6
 
 
 def run_rankscope(n: int, size: int, topo_kind: str, trace_io: bool) -> dict:
-    from simulator.collectives import build
-    from simulator.engine import simulate
-    from simulator.topology import parse_topology
+    from rankscope.simulator.collectives import build
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.topology import parse_topology
 
     t0 = time.perf_counter()
     prog = build("all-reduce", "ring", n, size)
@@ -41,7 +41,7 @@ def run_rankscope(n: int, size: int, topo_kind: str, trace_io: bool) -> dict:
     out = {"seconds": t1 - t0, "makespan": res.makespan, "ops": prog.n_ops, "method": res.info["method"],
            "link_rows": res.info["link_rows"]}
     if trace_io:
-        from simulator.trace import read_trace, write_trace
+        from rankscope.simulator.trace import read_trace, write_trace
 
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "ring.trace")
@@ -58,7 +58,7 @@ def run_rankscope(n: int, size: int, topo_kind: str, trace_io: bool) -> dict:
 def run_simpy(n: int, size: int, topo_kind: str) -> dict:
     import simpy
 
-    from simulator.program import split
+    from rankscope.simulator.program import split
 
     alpha = LAT * (2 if topo_kind == "switch" else 1)
     sizes = [int(x) for x in (split(size, n)[1:] - split(size, n)[:-1])]
@@ -109,7 +109,7 @@ def main() -> None:
         res["peak_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
         print(json.dumps(res))
         return
-    from simulator.units import parse_size
+    from rankscope.simulator.units import parse_size
 
     size = parse_size(a.size)
     print(f"ring all-reduce, {a.size}, {BW / 1e9:g} GB/s and {LAT * 1e6:g} us per link; wall time of "

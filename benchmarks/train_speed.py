@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.engine import simulate  # noqa: E402
-from simulator.models import parse_device, parse_model  # noqa: E402
-from simulator.topology import parse_topology  # noqa: E402
-from simulator.train_report import train_report  # noqa: E402
-from simulator.training import TrainConfig, compile_step  # noqa: E402
+from rankscope.simulator.engine import simulate  # noqa: E402
+from rankscope.simulator.models import parse_device, parse_model  # noqa: E402
+from rankscope.simulator.topology import parse_topology  # noqa: E402
+from rankscope.simulator.train_report import train_report  # noqa: E402
+from rankscope.simulator.training import TrainConfig, compile_step  # noqa: E402
 
 
 def main() -> None:

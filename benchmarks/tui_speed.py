@@ -31,15 +31,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.collectives import build  # noqa: E402
-from simulator.engine import simulate  # noqa: E402
-from simulator.topology import parse_topology  # noqa: E402
-from simulator.trace import read_trace, write_trace  # noqa: E402
-from simulator.units import parse_size  # noqa: E402
 from textual.app import App  # noqa: E402
 
-from tui.app import replay_app  # noqa: E402
-from tui.replay import Replay  # noqa: E402
+from rankscope.simulator.collectives import build  # noqa: E402
+from rankscope.simulator.engine import simulate  # noqa: E402
+from rankscope.simulator.topology import parse_topology  # noqa: E402
+from rankscope.simulator.trace import read_trace, write_trace  # noqa: E402
+from rankscope.simulator.units import parse_size  # noqa: E402
+from rankscope.tui.app import replay_app  # noqa: E402
+from rankscope.tui.replay import Replay  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:

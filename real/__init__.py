@@ -21,11 +21,10 @@ Modules of the collective path, one concept each:
   sweep      ``rankscope real sweep``: native and P2P collectives over sizes
   calibrate  ``rankscope calibrate``: ping-pong per pair -> alpha, bandwidth -> topology TOML
   faults     ``--inject-fault`` for the failure tests
-  cli        the ``real``, ``calibrate`` and ``validate`` verbs (imports no torch until a verb runs)
   validate   ``rankscope validate``: calibrate, simulate, run, compare
-  train, train_cli, train_compare, profile_convert   ``rankscope real train``
+  train, train_compare, profile_convert   ``rankscope real train``
 
-Only the ``rankscope`` entry point (simulator/cli.py, when it builds its parser) imports this
-package, for :func:`cli.register`; no other simulator module does, and only the verbs' handlers
-import torch.
+The command line (:mod:`rankscope.cli.real`, :mod:`rankscope.cli.train`) sits above this
+package and imports it only in its handlers; the simulator never imports it. Only functions that
+run ranks import torch.
 """

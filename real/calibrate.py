@@ -32,9 +32,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.errors import RankscopeError, UsageError
-from simulator.topology import Topology, parse_topology
-from simulator.trace import write_text_atomic
+from rankscope.simulator.errors import RankscopeError, UsageError
+from rankscope.simulator.topology import Topology, parse_topology
+from rankscope.simulator.trace import write_text_atomic
 
 from .launch import RankContext, launch
 from .runner import RankFailed

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.collectives import ALIASES, build
-from simulator.errors import ProgramError
-from simulator.program import Buffer, Init, Program, split
+from rankscope.simulator.collectives import ALIASES, build
+from rankscope.simulator.errors import ProgramError
+from rankscope.simulator.program import Buffer, Init, Program, split
 
 RANKS_PER_WORD = 62
 _WORD_LIMIT = 1 << RANKS_PER_WORD

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.program import Program
+from rankscope.simulator.program import Program
 
 from .clock import HostClock, make_clock
 from .encoding import Encoding

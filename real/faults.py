@@ -15,7 +15,7 @@ import signal
 import time
 from dataclasses import dataclass
 
-from simulator.errors import UsageError
+from rankscope.simulator.errors import UsageError
 
 ENV = "RANKSCOPE_INJECT_FAULT"
 

@@ -56,7 +56,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from simulator.errors import UsageError
+from rankscope.simulator.errors import UsageError
 
 PREFIX = "rankscope"
 _COMM = re.compile(r"gloo|nccl|connection (closed|reset)|read error|write error|broken pipe|"

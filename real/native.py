@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.errors import UsageError
-from simulator.program import Buffer, CollKind, Init, OpKind, Program
+from rankscope.simulator.errors import UsageError
+from rankscope.simulator.program import Buffer, CollKind, Init, OpKind, Program
 
 COLLECTIVES = ("all-reduce", "reduce-scatter", "all-gather", "broadcast")
 _KIND = {"all-reduce": CollKind.ALL_REDUCE, "reduce-scatter": CollKind.REDUCE_SCATTER,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.errors import UsageError
-from simulator.program import OpKind, Program
+from rankscope.simulator.errors import UsageError
+from rankscope.simulator.program import OpKind, Program
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import json
 import os
 from typing import Any
 
-from simulator.interop.errors import ImportFormatError
-from simulator.interop.kineto_import import import_kineto
-from simulator.trace import Trace
+from rankscope.simulator.interop.errors import ImportFormatError
+from rankscope.simulator.interop.kineto_import import import_kineto
+from rankscope.simulator.trace import Trace
 
 from .train_compare import compare
 

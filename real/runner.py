@@ -27,11 +27,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.costs import algbw, busbw
-from simulator.engine import LANE_COMM, LANES
-from simulator.errors import RankscopeError
-from simulator.program import Program
-from simulator.trace import Trace, write_trace
+from rankscope.simulator.costs import algbw, busbw
+from rankscope.simulator.engine import LANE_COMM, LANES
+from rankscope.simulator.errors import RankscopeError
+from rankscope.simulator.program import Program
+from rankscope.simulator.trace import Trace, write_trace
 
 from .clock import ClockSync, estimate_offsets
 from .encoding import Encoding
@@ -57,8 +57,9 @@ def clock_name(backend: str) -> str:
 def compose_trace(prog: Program, rows: np.ndarray, offsets: Sequence[float], meta: dict[str, Any],
                   complete: bool = True) -> Trace:
     """A trace from every rank's records ``rows`` (N, 2, n_ops; host ns, NaN unknown): start from
-    the sender's row 0, end from the receiver's row 1 (a collective macro op's own rank for both), both moved onto rank 0's clock by ``offsets``
-    and counted in seconds from the earliest start. An op missing either stamp did not run."""
+    the sender's row 0, end from the receiver's row 1 (a collective macro op's own rank for both),
+    both moved onto rank 0's clock by ``offsets`` and counted in seconds from the earliest start.
+    An op missing either stamp did not run."""
     m = prog.n_ops
     adj = rows - np.asarray(offsets, dtype=np.float64)[:, None, None]
     ids = np.arange(m)
@@ -142,7 +143,8 @@ class RunJob:
         natives = {c.get("native", "skipped") for c in checks}
         bad = first(mismatches)
         meta = {"executor": ctx.backend, "clock": clock_name(ctx.backend), "clock_offsets_ns": sync.offsets,
-                "clock_offsets_measured_ns": sync.measured, "clock_rtt_ns": sync.rtt, "hosts": [ctx.fetch("host", r, wait=ctx.timeout) for r in range(ctx.world)],
+                "clock_offsets_measured_ns": sync.measured, "clock_rtt_ns": sync.rtt,
+                "hosts": [ctx.fetch("host", r, wait=ctx.timeout) for r in range(ctx.world)],
                 "real": {"encoding": f"int64 x {enc.words} words per element (rank r adds 2^r)",
                          "requested_nbytes": prog.meta.get("requested_nbytes"),
                          "check_steps": self.check_steps,

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.costs import algbw, busbw
-from simulator.program import Buffer, Init
-from simulator.progress import Progress
-from simulator.trace import write_trace
+from rankscope.simulator.costs import algbw, busbw
+from rankscope.simulator.program import Buffer, Init
+from rankscope.simulator.progress import Progress
+from rankscope.simulator.trace import write_trace
 
 from .clock import ClockSync, estimate_offsets
 from .encoding import Encoding, aligned_program, aligned_size, alignment_unit

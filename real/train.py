@@ -60,8 +60,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from simulator.errors import RankscopeError, UsageError
-from simulator.models import Model, parse_model
+from rankscope.simulator.errors import RankscopeError, UsageError
+from rankscope.simulator.models import Model, parse_model
 
 STRATEGIES = ("ddp", "fsdp")
 

@@ -30,15 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine import simulate
-from simulator.memory import memory_timeline
-from simulator.models import Model, parse_device
-from simulator.program import CollKind, OpKind, Program
-from simulator.topology import parse_topology
-from simulator.trace import Trace
-from simulator.training import TrainConfig, compile_step
-
-from simulator.interop.measured import step_of
+from rankscope.simulator.engine import simulate
+from rankscope.simulator.interop.measured import step_of
+from rankscope.simulator.memory import memory_timeline
+from rankscope.simulator.models import Model, parse_device
+from rankscope.simulator.program import CollKind, OpKind, Program
+from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.trace import Trace
+from rankscope.simulator.training import TrainConfig, compile_step
 
 MEMORY_TOLERANCE = 0.10
 

@@ -65,12 +65,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from simulator.engine import simulate
-from simulator.errors import RankscopeError, UsageError
-from simulator.progress import Progress
-from simulator.topology import Topology
-from simulator.trace import write_text_atomic, write_trace
-from simulator.units import format_bytes, format_seconds
+from rankscope.simulator.engine import simulate
+from rankscope.simulator.errors import RankscopeError, UsageError
+from rankscope.simulator.progress import Progress
+from rankscope.simulator.topology import Topology
+from rankscope.simulator.trace import write_text_atomic, write_trace
+from rankscope.simulator.units import format_bytes, format_seconds
 
 from .calibrate import calibrate, fit, topology, write_topology
 from .encoding import Encoding, aligned_program
@@ -294,7 +294,7 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
               if hasattr(os, "sched_getaffinity") else os.cpu_count()}
     plot = os.path.join(out_dir, "validate.png")
     try:
-        from simulator.plot import plot_sweep
+        from rankscope.simulator.plot import plot_sweep
 
         plot_sweep(rows, plot, "ring all-reduce on this machine: measured vs simulated (ring-step calibrated)")
         report["plot"] = plot
@@ -310,12 +310,13 @@ def _fsdp(out_dir: str, calib: dict[str, Any], timeout: float, bar: Progress) ->
     import shutil
     import tempfile
 
-    from simulator.models import Device
-    from simulator.topology import parse_topology
-    from simulator.training import compile_step
+    from rankscope.simulator.models import Device
+    from rankscope.simulator.topology import parse_topology
+    from rankscope.simulator.training import compile_step
 
     from .profile_convert import convert_run
-    from .train import TrainRunConfig, launch as train_launch
+    from .train import TrainRunConfig
+    from .train import launch as train_launch
     from .train_compare import train_config
 
     n = 2
@@ -343,7 +344,7 @@ def _fsdp(out_dir: str, calib: dict[str, Any], timeout: float, bar: Progress) ->
     sim_path = os.path.join(out_dir, "sim-fsdp-mlp4x1024-n2.trace")
     sim_trace = sim.to_trace(prog, topo, {"calibration": {"matmul_flops_per_s": flops}})
     write_trace(sim_path, sim_trace)
-    from simulator.compare import compare
+    from rankscope.simulator.compare import compare
 
     classes = compare(sim_trace, measured_trace, names=("simulated", "measured")).by_class()
     m = float(max(secs)) if secs else float("nan")

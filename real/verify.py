@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.program import Program
-from simulator.provenance import layout
+from rankscope.simulator.program import Program
+from rankscope.simulator.provenance import layout
 
 from .encoding import PROBLEMS, Encoding, ranks_of
 

@@ -32,9 +32,8 @@ test forces the event loop and compares). Deterministic: no randomness, ties bro
 
 from __future__ import annotations
 
-import math
-
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 

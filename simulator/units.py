@@ -1,4 +1,5 @@
-"""Byte sizes in and out: ``64MiB``, ``1GB``, ``4096``, ``1.5e6``.
+"""Byte sizes in and out (``64MiB``, ``1GB``, ``4096``, ``1.5e6``), and the other formats every
+layer prints: seconds, counts, sets of ranks (``{0-3,5}``).
 
 Decimal units (kB, MB, GB, TB) are powers of 1000, as nccl-tests reports them; binary units
 (KiB, MiB, GiB, TiB) are powers of 1024. A bare number is bytes; ``B`` may follow any unit.
@@ -7,6 +8,7 @@ Decimal units (kB, MB, GB, TB) are powers of 1000, as nccl-tests reports them; b
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 from .errors import UsageError
 
@@ -76,3 +78,20 @@ def format_count(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return str(int(n))
+
+
+def format_ranks(ranks: Sequence[int], nranks: int) -> str:
+    """``{0-3,5}``; ``all`` when every rank contributed, ``-`` when none did."""
+    if len(ranks) == 0:
+        return "-"
+    if len(ranks) == nranks and nranks > 1:
+        return "all"
+    runs, start, prev = [], ranks[0], ranks[0]
+    for r in list(ranks[1:]) + [None]:
+        if r is not None and r == prev + 1:
+            prev = r
+            continue
+        runs.append(f"{start}" if start == prev else f"{start}-{prev}" if prev > start + 1 else f"{start},{prev}")
+        if r is not None:
+            start = prev = r
+    return "{" + ",".join(runs) + "}"

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from simulator.cli import format_ranks, main
-from simulator.units import parse_size
+from rankscope.cli import main
+from rankscope.simulator.units import format_ranks, parse_size
 
 
 def test_sizes_parse():
@@ -68,9 +68,9 @@ def test_bad_input_is_one_line_and_exit_2(argv, msg, capsys):
 
 
 def test_console_entry_point_runs_in_a_subprocess():
-    out = subprocess.run([sys.executable, "-m", "simulator.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "rankscope", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "sim" in out.stdout and "demo" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "simulator.cli", "sim", "all-reduce", "-n", "-3"],
+    bad = subprocess.run([sys.executable, "-m", "rankscope", "sim", "all-reduce", "-n", "-3"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
@@ -109,7 +109,7 @@ def test_sim_out_then_info(tmp_path, capsys):
 
 
 def test_every_layer_has_its_verbs_and_building_the_parser_stays_light():
-    code = ("import sys\nfrom simulator.cli import make_parser\nh = make_parser().format_help()\n"
+    code = ("import sys\nfrom rankscope.cli import make_parser\nh = make_parser().format_help()\n"
             "print(all(v in h for v in ('replay', 'real', 'calibrate', 'export', 'import', 'demo')), "
             "'torch' in sys.modules, 'textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -117,11 +117,11 @@ def test_every_layer_has_its_verbs_and_building_the_parser_stays_light():
 
 
 def test_bare_rankscope_and_demo_open_the_tui_and_text_prints(monkeypatch, capsys):
-    import tui.app
+    import rankscope.tui.app as app
 
     opened = []
-    monkeypatch.setattr(tui.app, "demo_main", lambda: opened.append("demo") or 0)
-    monkeypatch.setattr(tui.app, "replay_main", lambda files, salvage=False: opened.append((files, salvage)) or 0)
+    monkeypatch.setattr(app, "demo_main", lambda: opened.append("demo") or 0)
+    monkeypatch.setattr(app, "replay_main", lambda files, salvage=False: opened.append((files, salvage)) or 0)
     assert main([]) == 0 and main(["demo"]) == 0
     assert main(["replay", "a.trace", "b.trace", "--salvage"]) == 0
     assert opened == ["demo", "demo", (["a.trace", "b.trace"], True)]

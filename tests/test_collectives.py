@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.collectives import ALGORITHMS, build
-from simulator.errors import UsageError
-from simulator.program import split
-from simulator.provenance import check_promise
-from simulator.traffic import traffic
+from rankscope.simulator.collectives import ALGORITHMS, build
+from rankscope.simulator.errors import UsageError
+from rankscope.simulator.program import split
+from rankscope.simulator.provenance import check_promise
+from rankscope.simulator.traffic import traffic
 
 ranks = st.integers(1, 64)
 sizes = st.one_of(st.integers(1, 200), st.integers(1, 10**9))

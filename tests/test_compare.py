@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from simulator.cli import main
-from simulator.collectives import build
-from simulator.compare import CompareError, compare
-from simulator.trace import Trace, write_trace
+from rankscope.cli import main
+from rankscope.simulator.collectives import build
+from rankscope.simulator.compare import CompareError, compare
+from rankscope.simulator.trace import Trace, write_trace
 
 
 def _trace(prog, dur, executor, gap=0.0):
@@ -74,13 +74,13 @@ def test_cli_compare_text_json_and_plot(tmp_path, capsys):
 
 def test_a_measured_run_of_several_steps_joins_its_last_step():
     """A simulated step against a measured run of 3 steps: the last repetition is joined, exactly."""
-    from simulator.engine import simulate
-    from simulator.interop.collectives import MeasuredCollective
-    from simulator.interop.measured import RankRecord, build_trace
-    from simulator.models import parse_device, parse_model
-    from simulator.program import CollKind, OpKind
-    from simulator.topology import parse_topology
-    from simulator.training import TrainConfig, compile_step
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.interop.collectives import MeasuredCollective
+    from rankscope.simulator.interop.measured import RankRecord, build_trace
+    from rankscope.simulator.models import parse_device, parse_model
+    from rankscope.simulator.program import CollKind, OpKind
+    from rankscope.simulator.topology import parse_topology
+    from rankscope.simulator.training import TrainConfig, compile_step
 
     prog = compile_step(parse_model("mlp:2x256"), 2, TrainConfig(strategy="zero3"), parse_device("h100"))
     topo = parse_topology("switch:2")

@@ -7,15 +7,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator import costs
-from simulator.collectives import build
-from simulator.costs import (
-    algbw, binomial_tree_broadcast, busbw, closed_form, halving_doubling_all_reduce,
-    hierarchical_all_reduce, parameter_server_all_reduce, pipelined_ring_broadcast,
-    ring_all_gather, ring_all_reduce, ring_reduce_scatter,
+from rankscope.simulator import costs
+from rankscope.simulator.collectives import build
+from rankscope.simulator.costs import (
+    algbw,
+    binomial_tree_broadcast,
+    busbw,
+    closed_form,
+    halving_doubling_all_reduce,
+    hierarchical_all_reduce,
+    parameter_server_all_reduce,
+    pipelined_ring_broadcast,
+    ring_all_gather,
+    ring_all_reduce,
+    ring_reduce_scatter,
 )
-from simulator.errors import UsageError
-from simulator.program import OpKind
+from rankscope.simulator.errors import UsageError
+from rankscope.simulator.program import OpKind
 
 ranks = st.integers(1, 64)
 sizes = st.one_of(st.integers(0, 300), st.integers(0, 10**10))

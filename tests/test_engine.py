@@ -5,13 +5,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator import costs
-from simulator.builder import ProgramBuilder
-from simulator.collectives import build
-from simulator.engine import max_min_rates, simulate
-from simulator.errors import UsageError
-from simulator.program import Buffer, Init, OpKind
-from simulator.topology import parse_topology
+from rankscope.simulator import costs
+from rankscope.simulator.builder import ProgramBuilder
+from rankscope.simulator.collectives import build
+from rankscope.simulator.engine import max_min_rates, simulate
+from rankscope.simulator.errors import UsageError
+from rankscope.simulator.program import Buffer, Init, OpKind
+from rankscope.simulator.topology import parse_topology
 
 BW, LAT = 25e9, 5e-6
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.provenance import check_promise, layout
-from simulator.trace import program_equal, read_trace
+from rankscope.simulator.provenance import check_promise, layout
+from rankscope.simulator.trace import program_equal, read_trace
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 spec = importlib.util.spec_from_file_location("make_examples", TRACES / "make_examples.py")
@@ -29,7 +29,7 @@ def test_shipped_trace_is_current(name):
 
 @pytest.mark.parametrize("name", sorted(examples.MEASURED))
 def test_shipped_measured_trace_joins_its_simulated_twin(name):
-    from simulator.compare import compare
+    from rankscope.simulator.compare import compare
 
     measured = read_trace(TRACES / name)
     twin = read_trace(TRACES / name.replace("_gloo", ""))

@@ -7,20 +7,20 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from simulator.collectives import build
-from simulator.engine import simulate
-from simulator.interop.chakra_export import chakra_documents
-from simulator.interop.chrome_export import chrome_events
-from simulator.interop.cli import main
-from simulator.interop.kineto_export import kineto_documents, write_kineto
-from simulator.interop.kineto_import import import_kineto
-from simulator.interop.overlap import comm_comp_overlap
-from simulator.memory import exposed_comm, memory_timeline
-from simulator.models import parse_device, parse_model
-from simulator.program import CollKind, OpKind
-from simulator.topology import parse_topology
-from simulator.trace import read_trace, write_trace
-from simulator.training import TrainConfig, compile_step
+from rankscope.cli import main
+from rankscope.simulator.collectives import build
+from rankscope.simulator.engine import simulate
+from rankscope.simulator.interop.chakra_export import chakra_documents
+from rankscope.simulator.interop.chrome_export import chrome_events
+from rankscope.simulator.interop.kineto_export import kineto_documents, write_kineto
+from rankscope.simulator.interop.kineto_import import import_kineto
+from rankscope.simulator.interop.overlap import comm_comp_overlap
+from rankscope.simulator.memory import exposed_comm, memory_timeline
+from rankscope.simulator.models import parse_device, parse_model
+from rankscope.simulator.program import CollKind, OpKind
+from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.trace import read_trace, write_trace
+from rankscope.simulator.training import TrainConfig, compile_step
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -120,7 +120,7 @@ def test_overlap_equals_one_minus_exposed_over_comm_time():
     exposed = exposed_comm(p, tr.start, tr.end)
     for r in range(p.nranks):
         c = (p.kind == OpKind.COLLECTIVE) & (p.rank == r)
-        from simulator.interop.overlap import merge
+        from rankscope.simulator.interop.overlap import merge
 
         s, e = merge(tr.start[c], tr.end[c])
         assert ov[r] == pytest.approx(1 - exposed[r] / (e - s).sum())

@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from simulator.interop.cli import main
-from simulator.interop.errors import ImportFormatError, SequenceMismatchError
-from simulator.interop.flight_recorder import import_flight_recorder
-from simulator.interop.kineto_import import import_kineto
-from simulator.interop.safe_pickle import plain_loads
-from simulator.memory import memory_timeline
-from simulator.program import CollKind, OpKind
-from simulator.trace import read_trace
+from rankscope.cli import main
+from rankscope.simulator.interop.errors import ImportFormatError, SequenceMismatchError
+from rankscope.simulator.interop.flight_recorder import import_flight_recorder
+from rankscope.simulator.interop.kineto_import import import_kineto
+from rankscope.simulator.interop.safe_pickle import plain_loads
+from rankscope.simulator.memory import memory_timeline
+from rankscope.simulator.program import CollKind, OpKind
+from rankscope.simulator.trace import read_trace
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 UNIT = (128 * 128 + 128) * 4   # one mlp:2x128 unit in fp32

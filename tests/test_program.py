@@ -4,11 +4,11 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from simulator.builder import ProgramBuilder
-from simulator.collectives import build
-from simulator.errors import ProgramError, ProvenanceError
-from simulator.program import Buffer, Init, OpKind, Program, csr_from_lists, split
-from simulator.provenance import layout
+from rankscope.simulator.builder import ProgramBuilder
+from rankscope.simulator.collectives import build
+from rankscope.simulator.errors import ProgramError, ProvenanceError
+from rankscope.simulator.program import Buffer, Init, OpKind, Program, csr_from_lists, split
+from rankscope.simulator.provenance import layout
 
 
 def _prog(ops, deps, nbytes=100, chunks=((0, 0, 50), (0, 50, 50)), nranks=2):

@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from real.encoding import CARRY, MIXED, OK, OVERFLOW, Encoding, aligned_program, check_aligned, ranks_of
-from real.plan import rank_waves, wave_of
-from real.verify import Checker, describe
-from simulator.builder import ProgramBuilder
-from simulator.collectives import ALGORITHMS, build
-from simulator.errors import ProgramError
-from simulator.program import Buffer, Init, OpKind
-from simulator.provenance import layout
+from rankscope.real.encoding import CARRY, MIXED, OK, OVERFLOW, Encoding, aligned_program, check_aligned, ranks_of
+from rankscope.real.plan import rank_waves, wave_of
+from rankscope.real.verify import Checker, describe
+from rankscope.simulator.builder import ProgramBuilder
+from rankscope.simulator.collectives import ALGORITHMS, build
+from rankscope.simulator.errors import ProgramError
+from rankscope.simulator.program import Buffer, Init, OpKind
+from rankscope.simulator.provenance import layout
 
 
 def _apply(prog, enc, bufs, ops):

@@ -10,9 +10,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from real.faults import ENV  # noqa: E402
-from simulator.trace import read_trace  # noqa: E402
-from test_real_helpers import children, run_cli  # noqa: E402
+from real_helpers import children, run_cli  # noqa: E402
+
+from rankscope.real.faults import ENV  # noqa: E402
+from rankscope.simulator.trace import read_trace  # noqa: E402
 
 
 @pytest.mark.parametrize("fault, reason", [
@@ -66,7 +67,7 @@ def test_a_hung_rank_is_named_and_killed(capsys):
 def test_forked_ranks_start_before_the_store_exists(monkeypatch):
     """Forking while the store's server thread accepted the first ranks' connections deadlocked a
     later rank now and then (real/launch.py, [Note: launch modes]); the order is the fix."""
-    import real.launch as launch
+    import rankscope.real.launch as launch
 
     alive_at_store = []
     real_store = launch._server_store

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="CUDA is not available: the NCCL backend needs GPUs")
 
-from real.encoding import Encoding, aligned_program  # noqa: E402
-from real.runner import run_programs  # noqa: E402
-from simulator.trace import read_trace  # noqa: E402
+from rankscope.real.encoding import Encoding, aligned_program  # noqa: E402
+from rankscope.real.runner import run_programs  # noqa: E402
+from rankscope.simulator.trace import read_trace  # noqa: E402
 
 
 def test_nccl_runs_every_builder_like_gloo(tmp_path):

@@ -16,14 +16,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from real.encoding import Encoding, aligned_program  # noqa: E402
-from real.runner import run_programs  # noqa: E402
-from simulator.collectives import ALGORITHMS  # noqa: E402
-from simulator.engine import LANE_COMM  # noqa: E402
-from simulator.errors import UsageError  # noqa: E402
-from simulator.trace import read_trace  # noqa: E402
+from real_helpers import children, run_cli  # noqa: E402
 
-from test_real_helpers import children, run_cli  # noqa: E402
+from rankscope.real.encoding import Encoding, aligned_program  # noqa: E402
+from rankscope.real.runner import run_programs  # noqa: E402
+from rankscope.simulator.collectives import ALGORITHMS  # noqa: E402
+from rankscope.simulator.engine import LANE_COMM  # noqa: E402
+from rankscope.simulator.errors import UsageError  # noqa: E402
+from rankscope.simulator.trace import read_trace  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,7 +73,7 @@ def test_traces_load_with_one_event_per_op(suite):
 
 def test_a_double_count_fails_with_rank_chunk_and_step(monkeypatch):
     """Rank 2 adds op 1's chunk twice (the forked ranks inherit the patch): the run reports it."""
-    import real.executor as ex
+    import rankscope.real.executor as ex
 
     land = ex._land
 
@@ -121,8 +121,9 @@ def test_bad_input_is_a_usage_error_before_any_launch(argv, message):
 
 
 def test_real_cli_imports_no_torch():
-    code = ("import sys, argparse; import real.cli, real.encoding, real.plan, real.verify, real.faults; "
-            "p = argparse.ArgumentParser(); real.cli.register(p.add_subparsers()); "
+    code = ("import sys, argparse; import rankscope.cli.real as cli; "
+            "import rankscope.real.encoding, rankscope.real.plan, rankscope.real.verify, rankscope.real.faults; "
+            "p = argparse.ArgumentParser(); cli.register(p.add_subparsers()); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
@@ -131,8 +132,8 @@ class _BatchedJob:
     """The NCCL path's wave posting (one batch_isend_irecv per wave), exercised on gloo."""
 
     def __call__(self, ctx):
-        from real.executor import Executor
-        from real.verify import Checker
+        from rankscope.real.executor import Executor
+        from rankscope.real.verify import Checker
 
         out = []
         for coll, algo in (("all-reduce", "ring"), ("all-reduce", "hd"), ("broadcast", "tree")):
@@ -148,7 +149,7 @@ class _BatchedJob:
 
 
 def test_batched_waves_give_the_same_provenance():
-    from real.launch import launch
+    from rankscope.real.launch import launch
 
     res = launch(_BatchedJob(), nranks=3, timeout=20)
     assert res.ok, res.failure_message()
@@ -158,9 +159,9 @@ def test_batched_waves_give_the_same_provenance():
 def test_the_simulated_and_the_measured_trace_of_one_command_line_join_on_op_id(tmp_path, capsys):
     """`rankscope sim ... --out` and `rankscope real ... --out` with the same arguments: compare and
     replay join them op by op (the measured program notes the requested size in its meta)."""
-    from simulator.cli import main
-    from simulator.compare import compare
-    from tui.compare import compare as tui_compare
+    from rankscope.cli import main
+    from rankscope.simulator.compare import compare
+    from rankscope.tui.compare import compare as tui_compare
 
     sim, real = str(tmp_path / "sim.trace"), str(tmp_path / "real.trace")
     assert main(["sim", "all-reduce", "-n", "2", "--size", "64KiB", "--out", sim]) == 0

@@ -12,11 +12,12 @@ import pytest
 
 pytest.importorskip("torch")
 
-from real.calibrate import fit  # noqa: E402
-from simulator.program import OpKind  # noqa: E402
-from simulator.topology import parse_topology  # noqa: E402
-from simulator.trace import read_trace  # noqa: E402
-from test_real_helpers import children, run_cli  # noqa: E402
+from real_helpers import children, run_cli  # noqa: E402
+
+from rankscope.real.calibrate import fit  # noqa: E402
+from rankscope.simulator.program import OpKind  # noqa: E402
+from rankscope.simulator.topology import parse_topology  # noqa: E402
+from rankscope.simulator.trace import read_trace  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -71,7 +72,7 @@ def test_calibrate_writes_a_topology_the_simulator_loads(tmp_path, capsys):
 _SCRIPT = f"""
 import sys
 sys.path.insert(0, {TESTS!r})
-from test_real_helpers import run_cli
+from real_helpers import run_cli
 sys.exit(run_cli(sys.argv[1:]))
 """
 

@@ -18,18 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("torch") is None:  # checked without importing it: collection stays light
     pytest.skip("real runs need torch", allow_module_level=True)
 
-from real import train as real_train  # noqa: E402
-from real.train import TrainRunConfig, TrainRunError, launch  # noqa: E402
-from real.train_cli import train_main  # noqa: E402
-from simulator.interop.kineto_export import write_kineto  # noqa: E402
-from simulator.interop.kineto_import import import_kineto  # noqa: E402
-from simulator.program import OpKind  # noqa: E402
-from simulator.trace import read_trace  # noqa: E402
+from rankscope.cli import main  # noqa: E402
+from rankscope.real import train as real_train  # noqa: E402
+from rankscope.real.train import TrainRunConfig, TrainRunError, launch  # noqa: E402
+from rankscope.simulator.interop.kineto_export import write_kineto  # noqa: E402
+from rankscope.simulator.interop.kineto_import import import_kineto  # noqa: E402
+from rankscope.simulator.program import OpKind  # noqa: E402
+from rankscope.simulator.trace import read_trace  # noqa: E402
 
 
 def _run(tmp_path, capsys, strategy):
     out = tmp_path / f"{strategy}.trace"
-    code = train_main(["--strategy", strategy, "--ranks", "2", "--steps", "3", "--out", str(out), "--json",
+    code = main(["real", "train", "--strategy", strategy, "--ranks", "2", "--steps", "3", "--out", str(out), "--json",
                        "--profile-dir", str(tmp_path / "prof")])
     text = capsys.readouterr().out
     doc = json.loads(text)
@@ -45,7 +45,7 @@ def ddp_run(tmp_path_factory):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = train_main(["--strategy", "ddp", "--ranks", "2", "--steps", "3", "--out", str(out), "--json"])
+        code = main(["real", "train", "--strategy", "ddp", "--ranks", "2", "--steps", "3", "--out", str(out), "--json"])
     return code, json.loads(buf.getvalue()), read_trace(out)
 
 
@@ -129,15 +129,15 @@ def test_a_rank_that_hangs_hits_the_timeout(tmp_path, monkeypatch):
 
 
 def test_bad_arguments_are_one_line(capsys):
-    assert train_main(["--model", "gpt2"]) == 2
+    assert main(["real", "train", "--model", "gpt2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["rankscope: error: real runs build mlp:LxW models only, got 'gpt2'"]
-    assert train_main(["--strategy", "zero2"]) == 2
+    assert main(["real", "train", "--strategy", "zero2"]) == 2
     assert "invalid choice" in capsys.readouterr().err
 
 
 def test_the_model_is_the_simulators():
-    from simulator.models import parse_model
+    from rankscope.simulator.models import parse_model
 
     m = parse_model("mlp:3x64")
     net = real_train.build_model(m)
@@ -146,8 +146,8 @@ def test_the_model_is_the_simulators():
 
 
 def test_cli_modules_import_without_torch():
-    code = ("import sys\nimport real.train_cli, real.train, real.profile_convert, real.train_compare\n"
-            "import simulator.interop.cli\nprint('torch' in sys.modules)")
+    code = ("import sys\nimport rankscope.cli.train, rankscope.cli.interop, rankscope.real.train\n"
+            "import rankscope.real.profile_convert, rankscope.real.train_compare\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -158,7 +158,7 @@ def test_under_torchrun_each_process_is_one_rank_and_rank0_converts(tmp_path):
         pytest.skip("no torchrun next to this python")
     out = tmp_path / "tr.trace"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "real.train_cli",
+    run = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "rankscope", "real", "train",
                           "--model", "mlp:2x128", "--strategy", "fsdp", "--ranks", "2", "--steps", "2",
                           "--device", "cpu", "--out", str(out), "--json"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)

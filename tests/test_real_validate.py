@@ -10,12 +10,12 @@ import pytest
 if importlib.util.find_spec("torch") is None:
     pytest.skip("real runs need torch", allow_module_level=True)
 
-from real.validate import RingStepFit, format_report, loaded_topology, relative_fit  # noqa: E402
-from simulator.cli import main  # noqa: E402
-from simulator.collectives import build  # noqa: E402
-from simulator.costs import ring_all_reduce  # noqa: E402
-from simulator.engine import simulate  # noqa: E402
-from simulator.topology import parse_topology  # noqa: E402
+from rankscope.cli import main  # noqa: E402
+from rankscope.real.validate import RingStepFit, format_report, loaded_topology, relative_fit  # noqa: E402
+from rankscope.simulator.collectives import build  # noqa: E402
+from rankscope.simulator.costs import ring_all_reduce  # noqa: E402
+from rankscope.simulator.engine import simulate  # noqa: E402
+from rankscope.simulator.topology import parse_topology  # noqa: E402
 
 
 def test_relative_fit_recovers_alpha_and_bw_exactly():

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import simulator.topology as topology
-from simulator.errors import TopologyError
-from simulator.topology import Topology, parse_topology
+import rankscope.simulator.topology as topology
+from rankscope.simulator.errors import TopologyError
+from rankscope.simulator.topology import Topology, parse_topology
 
 PRESETS = ["ring:8", "ring:2", "switch:8", "dgx-a100", "dgx-h100", "nodes:2x4", "nodes:3x2"]
 

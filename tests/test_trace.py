@@ -13,13 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulator.trace as T
-from simulator.builder import ProgramBuilder
-from simulator.collectives import build
-from simulator.errors import RankscopeError, TraceFormatError
-from simulator.program import Buffer, Init, OpKind, Phase
-from simulator.trace import (LINK, Trace, TraceWriter, program_equal, read_trace,
-                             trace_summary, write_trace)
+import rankscope.simulator.trace as T
+from rankscope.simulator.builder import ProgramBuilder
+from rankscope.simulator.collectives import build
+from rankscope.simulator.errors import RankscopeError, TraceFormatError
+from rankscope.simulator.program import Buffer, Init, OpKind, Phase
+from rankscope.simulator.trace import LINK, Trace, TraceWriter, program_equal, read_trace, trace_summary, write_trace
 
 META = {"executor": "sim", "clock": "simulated", "topology": {"preset": "ring:8"},
         "lanes": ["send", "recv", "compute"], "note": ("tuples", "become", "lists")}

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from simulator.cli import main
-from simulator.engine import simulate
-from simulator.memory import exposed_comm, memory_timeline
-from simulator.models import parse_device, parse_model
-from simulator.program import CollKind, OpKind
-from simulator.topology import parse_topology
-from simulator.traffic import traffic
-from simulator.training import TrainConfig, compile_step
+from rankscope.cli import main
+from rankscope.simulator.engine import simulate
+from rankscope.simulator.memory import exposed_comm, memory_timeline
+from rankscope.simulator.models import parse_device, parse_model
+from rankscope.simulator.program import CollKind, OpKind
+from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.traffic import traffic
+from rankscope.simulator.training import TrainConfig, compile_step
 
 H100 = parse_device("h100")
 
@@ -140,7 +140,7 @@ def test_cli_train(capsys):
 def test_cli_train_json_and_trace(tmp_path, capsys):
     import json
 
-    from simulator.trace import read_trace
+    from rankscope.simulator.trace import read_trace
 
     out = tmp_path / "step.trace"
     assert main(["sim", "train", "--model", "mlp:4x1024", "--ranks", "4", "--out", str(out), "--json"]) == 0

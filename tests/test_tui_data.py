@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.builder import ProgramBuilder
-from simulator.collectives import build
-from simulator.engine import simulate
-from simulator.program import Buffer, Init, OpKind, Phase, split
-from simulator.topology import parse_topology
-from simulator.trace import Trace
+from rankscope.simulator.builder import ProgramBuilder
+from rankscope.simulator.collectives import build
+from rankscope.simulator.engine import simulate
+from rankscope.simulator.program import Buffer, Init, OpKind, Phase, split
+from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.trace import Trace
 
 MiB = 1 << 20
 

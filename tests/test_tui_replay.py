@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from simulator.cli import format_ranks
-from simulator.collectives import build
-from simulator.costs import algbw, busbw
-from simulator.engine import simulate
-from simulator.errors import RankscopeError, UsageError
-from simulator.provenance import layout
-from simulator.topology import parse_topology
-from simulator.trace import Trace
 from test_tui_data import MiB, measured_copy, ring4_trace, training_trace
-from tui import deps, training
-from tui.compare import compare
-from tui.replay import Replay
+
+from rankscope.simulator.collectives import build
+from rankscope.simulator.costs import algbw, busbw
+from rankscope.simulator.engine import simulate
+from rankscope.simulator.errors import RankscopeError, UsageError
+from rankscope.simulator.provenance import layout
+from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.trace import Trace
+from rankscope.simulator.units import format_ranks
+from rankscope.tui import deps, training
+from rankscope.tui.compare import compare
+from rankscope.tui.replay import Replay
 
 RING4 = ring4_trace()
 _ring8 = build("all-reduce", "ring", 8, 4096)
@@ -216,7 +216,7 @@ def test_compare_finds_the_first_divergence():
 
 
 def test_the_tui_and_rankscope_compare_agree():
-    from simulator.compare import compare as cli_compare
+    from rankscope.simulator.compare import compare as cli_compare
 
     measured = measured_copy(RING4, slow_step=3, factor=1.5)
     tui_c = compare(measured, RING4, ("measured", "sim"))  # the simulated one is the model, either way

@@ -3,7 +3,8 @@ deliberate change with ``pytest tests/test_tui_snapshots.py --snapshot-update`` 
 SVGs (tests/__snapshots__/test_tui_snapshots/) before committing them."""
 
 from test_tui_data import measured_copy, ring4_trace, training_trace
-from tui.app import replay_app
+
+from rankscope.tui.app import replay_app
 
 SIZE = (120, 40)
 

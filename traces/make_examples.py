@@ -15,12 +15,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from simulator.collectives import build  # noqa: E402
-from simulator.engine import simulate  # noqa: E402
-from simulator.models import parse_device, parse_model  # noqa: E402
-from simulator.topology import parse_topology  # noqa: E402
-from simulator.trace import write_trace  # noqa: E402
-from simulator.training import TrainConfig, compile_step  # noqa: E402
+from rankscope.simulator.collectives import build  # noqa: E402
+from rankscope.simulator.engine import simulate  # noqa: E402
+from rankscope.simulator.models import parse_device, parse_model  # noqa: E402
+from rankscope.simulator.topology import parse_topology  # noqa: E402
+from rankscope.simulator.trace import write_trace  # noqa: E402
+from rankscope.simulator.training import TrainConfig, compile_step  # noqa: E402
 
 SIZE = 64 << 20
 EXAMPLES = {
@@ -46,8 +46,8 @@ def make(name: str):
 
 
 def make_measured(name: str, path: Path) -> None:
-    from real.encoding import Encoding, aligned_program
-    from real.runner import run_programs
+    from rankscope.real.encoding import Encoding, aligned_program
+    from rankscope.real.runner import run_programs
 
     coll, algo, n = MEASURED[name]
     prog = aligned_program(coll, algo, n, SIZE, Encoding(n).elem_bytes)

@@ -7,7 +7,7 @@
 - :func:`demo_main` simulates the ring all-reduce on 8 ranks, 64 MiB, on ``switch:8`` and opens
   it: the built-in default.
 
-``python -m tui.app FILE [FILE2] [--salvage]`` does what ``rankscope replay`` does; with no file
+``python -m rankscope.tui.app FILE [FILE2] [--salvage]`` does what ``rankscope replay`` does; with no file
 it runs the demo.
 """
 
@@ -21,9 +21,9 @@ from typing import Iterable
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from simulator.errors import RankscopeError
-from simulator.trace import Trace, read_trace
-from simulator.units import format_bytes
+from rankscope.simulator.errors import RankscopeError
+from rankscope.simulator.trace import Trace, read_trace
+from rankscope.simulator.units import format_bytes
 
 from .compare import compare
 from .replay import Replay
@@ -90,9 +90,9 @@ def replay_main(paths: list[str], *, salvage: bool = False) -> int:
 
 def demo_trace() -> Trace:
     """The demo: ring all-reduce on 8 ranks, 64 MiB, simulated on ``switch:8``."""
-    from simulator.collectives import build
-    from simulator.engine import simulate
-    from simulator.topology import parse_topology
+    from rankscope.simulator.collectives import build
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.topology import parse_topology
 
     prog = build("all-reduce", "ring", 8, 64 << 20)
     topo = parse_topology("switch:8")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.compare import CompareError, collective_join, sequence_durations, step_durations
-from simulator.errors import UsageError
-from simulator.trace import Trace, program_equal
+from rankscope.simulator.compare import CompareError, collective_join, sequence_durations, step_durations
+from rankscope.simulator.errors import UsageError
+from rankscope.simulator.trace import Trace, program_equal
 
 DEFAULT_THRESHOLD = 0.10
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.program import CollKind, OpKind, Program
-from simulator.units import format_bytes
+from rankscope.simulator.program import CollKind, OpKind, Program
+from rankscope.simulator.units import format_bytes
 
 from .replay import Replay
 

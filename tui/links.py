@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.errors import RankscopeError
-from simulator.topology import Topology
-from simulator.trace import Trace
+from rankscope.simulator.errors import RankscopeError
+from rankscope.simulator.topology import Topology
+from rankscope.simulator.trace import Trace
 
 
 @dataclass(frozen=True)

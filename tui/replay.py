@@ -36,12 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.collectives import ALIASES
-from simulator.costs import BUSBW_FACTOR
-from simulator.errors import RankscopeError
-from simulator.program import OpKind, Program, ring_bytes_sent
-from simulator.provenance import Layout, layout
-from simulator.trace import Trace
+from rankscope.simulator.collectives import ALIASES
+from rankscope.simulator.costs import BUSBW_FACTOR
+from rankscope.simulator.errors import RankscopeError
+from rankscope.simulator.program import OpKind, Program, ring_bytes_sent
+from rankscope.simulator.provenance import Layout, layout
+from rankscope.simulator.trace import Trace
 
 from .links import LinkIndex, LinkUsage
 

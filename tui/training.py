@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.program import CollKind, OpKind, Program
-from simulator.provenance import layout
-from simulator.trace import Trace
-
+from rankscope.simulator.program import CollKind, OpKind, Program
+from rankscope.simulator.provenance import layout
+from rankscope.simulator.trace import Trace
 
 CATEGORIES = ("param_shard", "param_unsharded", "grad", "optim", "activation")
 LANES = ("compute", "comm")

@@ -57,7 +57,7 @@ class _Threads:
             lanes: list[list[float]] = []   # per overflow level, the stack of open slice ends
             for e in evs:
                 start, end = e["ts"], e["ts"] + e["dur"]
-                for k, stack in enumerate(lanes):
+                for k, stack in enumerate(lanes):  # noqa: B007 (k is the level the slice lands on)
                     while stack and stack[-1] <= start:
                         stack.pop()
                     if not stack or end <= stack[-1]:

@@ -163,7 +163,7 @@ class _HeldByCollective:
             if nxt is not None and nxt[2] < setup_end and nbytes in nxt[4]:
                 return nxt[3], True, nxt[5]
             return None
-        for ctid, a, b, done, sizes, kind in self.calls:
+        for ctid, a, _b, done, sizes, kind in self.calls:
             if ctid == tid and t < a <= scope[1] and nbytes in sizes:
                 return done, False, kind
         return None

@@ -16,10 +16,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Static
 
-from simulator.errors import RankscopeError
-from simulator.program import CollKind, OpKind, Program
-from simulator.trace import Trace
-from simulator.units import format_seconds
+from rankscope.simulator.errors import RankscopeError
+from rankscope.simulator.program import CollKind, OpKind, Program
+from rankscope.simulator.trace import Trace
+from rankscope.simulator.units import format_seconds
 
 from ..compare import Comparison, error
 from ..widgets.table import Column, Rows, VirtualTable

@@ -19,7 +19,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 
-from simulator.errors import RankscopeError
+from rankscope.simulator.errors import RankscopeError
 
 from .modals import HelpScreen, PromptScreen
 

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, Footer, Header
 
-from simulator.errors import RankscopeError
+from rankscope.simulator.errors import RankscopeError
 
 from .. import training
 from ..replay import Replay

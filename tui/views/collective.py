@@ -13,9 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from simulator.cli import format_ranks
-from simulator.program import OpKind
-from simulator.units import format_bytes, format_seconds
+from rankscope.simulator.program import OpKind
+from rankscope.simulator.units import format_bytes, format_ranks, format_seconds
 
 from ..replay import Replay
 from ..widgets.grid import GridState, ProvenanceGrid

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from simulator.cli import format_ranks
-from simulator.units import format_bytes, format_seconds
+from rankscope.simulator.units import format_bytes, format_ranks, format_seconds
 
 from ..deps import critical_path, describe_op, why_idle
 from ..replay import Replay

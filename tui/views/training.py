@@ -13,8 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from simulator.program import OpKind
-from simulator.units import format_bytes, format_seconds
+from rankscope.simulator.program import OpKind
+from rankscope.simulator.units import format_bytes, format_seconds
 
 from ..replay import Replay
 from ..training import Lanes, Memory, coll_label, is_comm, label

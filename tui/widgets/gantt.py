@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from simulator.units import format_seconds
+from rankscope.simulator.units import format_seconds
 
 from ..training import LANES, Lanes
 

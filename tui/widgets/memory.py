@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from simulator.units import format_bytes, format_seconds
+from rankscope.simulator.units import format_bytes, format_seconds
 
 from ..training import Memory
 

@@ -6,8 +6,8 @@
                    [--algos ring,hd] [--iters 5] [--json|--csv] [--out-dir DIR]
     rankscope calibrate [--ranks N] [--sizes S ...] [--out topo.toml] [--json]
 
-Contract with simulator/cli.py: :func:`register` adds both verbs to the subparsers object ``sub``
-(made with ``parser_class=_Parser``); each leaf parser sets ``func=handler``, ``handler(args)``
+:func:`register` adds the verbs to the subparsers object ``sub`` (made with
+``parser_class=Parser``); each leaf parser sets ``func=handler``, ``handler(args)``
 returns the exit code: 0 success, 1 a run that failed (a rank died, a result or provenance
 mismatch; one line on stderr), and bad input raises a RankscopeError (one line, exit 2).
 COLLECTIVE is a sub-verb so that ``real sweep`` can have options of its own; the collectives'
@@ -22,31 +22,18 @@ import os
 import sys
 from typing import Any
 
-from simulator.collectives import ALGORITHMS, ALIASES
-from simulator.errors import UsageError, check_output
-from simulator.cli import _int_at_least, _size
-from simulator.units import format_bytes, format_seconds, parse_size
+from rankscope.simulator.collectives import ALGORITHMS, ALIASES
+from rankscope.simulator.errors import UsageError, check_output
+from rankscope.simulator.units import format_bytes, format_seconds, parse_size
+
+from .args import byte_size, byte_sizes, int_at_least, seconds
 
 DEFAULT_LOCAL_RANKS = 4
 
 
-def _sizes(text: str) -> list[int]:
-    return [_size(t) for t in text.split(",") if t]
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
-    return v
-
-
 def _common(p: argparse.ArgumentParser, ranks_help: str) -> None:
-    p.add_argument("--ranks", "-n", type=_int_at_least(1), help=ranks_help)
-    p.add_argument("--timeout", type=_seconds, default=60.0,
+    p.add_argument("--ranks", "-n", type=int_at_least(1), help=ranks_help)
+    p.add_argument("--timeout", type=seconds, default=60.0,
                    help="seconds any rank may wait; after a failure, the others must exit within it (default 60)")
     p.add_argument("--backend", choices=("gloo", "nccl"),
                    help="default: gloo locally; nccl under torchrun when CUDA is available")
@@ -67,60 +54,59 @@ def register(sub: Any) -> None:
         p = verbs.add_parser(coll, aliases=aliases, help=f"run {coll} ({', '.join(algos)}) as P2P transfers")
         p.add_argument("--algo", default="ring", help=f"one of {', '.join(algos)} (default ring)")
         _common(p, ranks_help)
-        p.add_argument("--size", "-s", type=_size, default=parse_size("1MiB"),
+        p.add_argument("--size", "-s", type=byte_size, default=parse_size("1MiB"),
                        help="buffer size (default 1MiB); rounded up to whole elements per chunk")
         p.add_argument("--out", "-o", help="write the measured trace here (Arrow IPC, trace format v1)")
         p.add_argument("--check-steps", action="store_true",
                        help="compare measured with simulated provenance after every step, not only the last")
-        p.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces (default 4)")
-        p.add_argument("--root", type=_int_at_least(0), default=0, help="broadcast root (default 0)")
-        p.add_argument("--nodes", type=_int_at_least(1), help="M for the hierarchical all-reduce (N = M x G)")
+        p.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces (default 4)")
+        p.add_argument("--root", type=int_at_least(0), default=0, help="broadcast root (default 0)")
+        p.add_argument("--nodes", type=int_at_least(1), help="M for the hierarchical all-reduce (N = M x G)")
         p.add_argument("--inject-fault", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_real, collective=coll)
     s = verbs.add_parser("sweep", help="time native collectives and rankscope's P2P programs over sizes")
     s.add_argument("--collective", default="all-reduce",
                    help=f"one of {', '.join(ALGORITHMS)}, or all (default all-reduce)")
     _common(s, ranks_help)
-    s.add_argument("--sizes", type=_sizes, nargs="+", default=None,
+    s.add_argument("--sizes", type=byte_sizes, nargs="+", default=None,
                    help="sizes, e.g. 64KiB 1MiB 16MiB or 64KiB,1MiB (default 4KiB 64KiB 1MiB 16MiB)")
     s.add_argument("--algos", help="comma-separated P2P algorithms (default: every one but hier)")
-    s.add_argument("--iters", type=_int_at_least(1), default=5, help="timed rounds per size (default 5)")
-    s.add_argument("--warmup", type=_int_at_least(0), default=1, help="untimed runs first (default 1)")
+    s.add_argument("--iters", type=int_at_least(1), default=5, help="timed rounds per size (default 5)")
+    s.add_argument("--warmup", type=int_at_least(0), default=1, help="untimed runs first (default 1)")
     s.add_argument("--out-dir", help="write one trace per (collective, implementation, size) here")
     s.add_argument("--csv", action="store_true", help="print CSV")
-    s.add_argument("--pieces", type=_int_at_least(1), default=4, help="pipelined broadcast pieces")
-    s.add_argument("--nodes", type=_int_at_least(1), help="M for --algos hier")
+    s.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces")
+    s.add_argument("--nodes", type=int_at_least(1), help="M for --algos hier")
     s.set_defaults(func=cmd_sweep)
-    # `rankscope real train ...` is routed to real/train_cli.py before parsing (it has its own
-    # parser, so that `--help` there is its own); this entry makes it show in `rankscope real --help`.
-    verbs.add_parser("train", help="real DDP or FSDP2 steps under the profiler, checked against the simulator "
-                     "(see `rankscope real train --help`)")
+    from .train import register_train
+
+    register_train(verbs)
     c = sub.add_parser("calibrate", help="measure per-pair latency and bandwidth by ping-pong; write a "
                        "topology TOML the simulator loads")
     _common(c, ranks_help)
-    c.add_argument("--sizes", type=_sizes, nargs="+", default=None,
+    c.add_argument("--sizes", type=byte_sizes, nargs="+", default=None,
                    help="ping-pong sizes (default 4KiB 64KiB 1MiB 4MiB)")
-    c.add_argument("--rounds", type=_int_at_least(1), default=10, help="timed round trips per size (default 10)")
+    c.add_argument("--rounds", type=int_at_least(1), default=10, help="timed round trips per size (default 10)")
     c.add_argument("--out", "-o", default="calibrated.toml", help="topology file (default calibrated.toml)")
     c.set_defaults(func=cmd_calibrate)
     v = sub.add_parser("validate", help="calibrate, simulate on the calibrated topology, run for real, compare "
                        "(ring all-reduce N=2,4 64KiB-64MiB, one FSDP step)")
-    v.add_argument("--ranks", "-n", type=_int_at_least(2), nargs="+", default=[2, 4],
+    v.add_argument("--ranks", "-n", type=int_at_least(2), nargs="+", default=[2, 4],
                    help="rank counts (default 2 4)")
-    v.add_argument("--sizes", type=_sizes, nargs="+", default=None,
+    v.add_argument("--sizes", type=byte_sizes, nargs="+", default=None,
                    help="all-reduce sizes (default 64KiB 256KiB 1MiB 4MiB 16MiB 64MiB)")
-    v.add_argument("--repeats", type=_int_at_least(1), default=5,
+    v.add_argument("--repeats", type=int_at_least(1), default=5,
                    help="real runs per size; the median counts (default 5)")
     v.add_argument("--no-fsdp", action="store_true", help="skip the FSDP step of mlp:4x1024")
     v.add_argument("--out-dir", "-o", default="validate-out",
                    help="traces, calibrated topologies, validate.json and validate.png (default validate-out)")
-    v.add_argument("--timeout", type=_seconds, default=120.0, help="seconds any rank may wait (default 120)")
+    v.add_argument("--timeout", type=seconds, default=120.0, help="seconds any rank may wait (default 120)")
     v.add_argument("--json", action="store_true", help="print JSON instead of text")
     v.set_defaults(func=cmd_validate)
 
 
 def _nranks(args: argparse.Namespace) -> int:
-    from .launch import in_torchrun
+    from rankscope.real.launch import in_torchrun
 
     if in_torchrun():
         return args.ranks or int(os.environ["WORLD_SIZE"])
@@ -134,7 +120,7 @@ def _failed(e: Exception) -> int:
         print(f"rankscope: partial trace (marked incomplete) written to {trace}", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
-    from .launch import in_torchrun
+    from rankscope.real.launch import in_torchrun
 
     if in_torchrun():  # a broken process group can hang interpreter shutdown: leave now
         os._exit(1)
@@ -142,9 +128,9 @@ def _failed(e: Exception) -> int:
 
 
 def cmd_real(args: argparse.Namespace) -> int:
-    from .encoding import Encoding, aligned_program
-    from .faults import parse_fault
-    from .runner import RankFailed, run_programs
+    from rankscope.real.encoding import Encoding, aligned_program
+    from rankscope.real.faults import parse_fault
+    from rankscope.real.runner import RankFailed, run_programs
 
     check_output(args.out)
     n = _nranks(args)
@@ -189,8 +175,8 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .runner import RankFailed
-    from .sweep import DEFAULT_ALGOS, Group, Impl, format_table, run_sweep
+    from rankscope.real.runner import RankFailed
+    from rankscope.real.sweep import DEFAULT_ALGOS, Group, Impl, format_table, run_sweep
 
     check_output(args.out_dir, folder=True)
     coll = ALIASES.get(args.collective, args.collective)
@@ -232,8 +218,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .runner import RankFailed
-    from .validate import DEFAULT_SIZES, format_report, validate
+    from rankscope.real.runner import RankFailed
+    from rankscope.real.validate import DEFAULT_SIZES, format_report, validate
 
     check_output(args.out_dir, folder=True)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
@@ -247,8 +233,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import DEFAULT_SIZES, calibrate, detours, topology, write_topology
-    from .runner import RankFailed
+    from rankscope.real.calibrate import DEFAULT_SIZES, calibrate, detours, topology, write_topology
+    from rankscope.real.runner import RankFailed
 
     check_output(args.out)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)

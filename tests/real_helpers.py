@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 
-from real.cli import register
-from simulator.cli import _Parser
+from rankscope.cli.args import Parser
+from rankscope.cli.real import register
 
 
 def run_cli(argv: list[str]) -> int:
     """Parse ``argv`` with the ``real``/``calibrate`` verbs and run the handler (in this process:
     ranks fork from here). Bad input raises, as the rankscope CLI expects of handlers."""
-    p = _Parser(prog="rankscope")
-    register(p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser))
+    p = Parser(prog="rankscope")
+    register(p.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser))
     args = p.parse_args(argv)
     return args.func(args)
 

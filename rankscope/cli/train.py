@@ -1,9 +1,10 @@
 """``rankscope real train``: a real DDP or FSDP2 run, profiled, converted, checked against the simulator.
 
-:func:`train_main` parses its own arguments (the ``rankscope`` entry point routes ``real train ...``
-here) and returns the exit code: 0 when the measured collectives equal the simulated ones, 1 when
-they differ (the report says where), 2 for bad input or a failed run (one line on stderr, as
-every rankscope verb). torch is imported only once a run starts, so ``--help`` is instant.
+A sub-verb of ``real`` (:func:`register_train`). Exit code: 0 when the measured collectives equal
+the simulated ones, 1 when they differ (the report says where), 2 for bad input or a failed run
+(one line on stderr, as every rankscope verb). torch is imported only once a run starts, so
+``--help`` is instant. Under torchrun every rank runs the same command:
+``torchrun --nproc-per-node=N -m rankscope real train ...``.
 """
 
 from __future__ import annotations
@@ -16,24 +17,27 @@ import sys
 import tempfile
 from typing import Any
 
-from simulator.cli import _int_at_least, _Parser
-from simulator.errors import RankscopeError, check_output
-from simulator.units import format_dec_bytes, format_seconds
+from rankscope.simulator.errors import RankscopeError, check_output
+from rankscope.simulator.units import format_dec_bytes, format_seconds
+
+from .args import int_at_least, seconds
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="rankscope real train",
-                description="Run real data-parallel training steps (DDP, or FSDP2 with fully_shard per "
-                "layer) on N local gloo ranks (NCCL under torchrun on GPUs) with torch.profiler, convert "
-                "the run into a rankscope trace and check it against the simulator.")
+def register_train(verbs) -> None:
+    """Add ``train`` to the subparsers ``verbs`` of ``real``."""
+    p = verbs.add_parser(
+        "train", help="real DDP or FSDP2 steps under the profiler, checked against the simulator",
+        description="Run real data-parallel training steps (DDP, or FSDP2 with fully_shard per layer) on N "
+        "local gloo ranks (NCCL under torchrun on GPUs) with torch.profiler, convert the run into a "
+        "rankscope trace and check it against the simulator.")
     p.add_argument("--model", default="mlp:4x1024", help="mlp:LxW (default mlp:4x1024)")
     p.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp", help="default ddp")
-    p.add_argument("--ranks", "-n", type=_int_at_least(1), default=2, help="local processes (default 2)")
-    p.add_argument("--steps", type=_int_at_least(1), default=3,
+    p.add_argument("--ranks", "-n", type=int_at_least(1), default=2, help="local processes (default 2)")
+    p.add_argument("--steps", type=int_at_least(1), default=3,
                    help="training steps (default 3: the last is a steady-state step for DDP too)")
-    p.add_argument("--micro-batch", type=_int_at_least(1), help="samples per rank (default: the simulator's, 32)")
+    p.add_argument("--micro-batch", type=int_at_least(1), help="samples per rank (default: the simulator's, 32)")
     p.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket_cap_mb (default 25)")
-    p.add_argument("--timeout", type=float, default=120.0,
+    p.add_argument("--timeout", type=seconds, default=120.0,
                    help="seconds for the whole run and for any collective (default 120)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when there (under torchrun), else CPU")
@@ -43,29 +47,13 @@ def make_parser() -> argparse.ArgumentParser:
                    "dumps in this folder (default: a temporary folder, removed)")
     p.add_argument("--out", "-o", help="write the trace to this file (Arrow IPC, trace format v1)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    return p
+    p.set_defaults(func=cmd_train)
 
 
-def train_main(argv: list[str]) -> int:
-    """Run ``rankscope real train`` with ``argv`` (the arguments after ``train``)."""
-    try:
-        return _run(make_parser().parse_args(argv))
-    except RankscopeError as e:
-        print(f"rankscope: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # an output that could not be written after all
-        print(f"rankscope: error: {e.strerror or e}" + (f": {e.filename!r}" if e.filename else ""),
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-def _run(a: argparse.Namespace) -> int:
-    from simulator.trace import write_trace
-
-    from .profile_convert import convert_run
-    from .train import TrainRunConfig, launch, run_torchrun_rank, torchrun_env
+def cmd_train(a: argparse.Namespace) -> int:
+    from rankscope.real.profile_convert import convert_run
+    from rankscope.real.train import TrainRunConfig, launch, run_torchrun_rank, torchrun_env
+    from rankscope.simulator.trace import write_trace
 
     check_output(a.out)
     check_output(a.profile_dir, folder=True)
@@ -112,8 +100,8 @@ def _run(a: argparse.Namespace) -> int:
 
 
 def torchrun_env_set() -> bool:
-    """Whether this process was started by torchrun (see real.train.torchrun_env)."""
-    from .train import torchrun_env
+    """Whether this process was started by torchrun (see rankscope.real.train.torchrun_env)."""
+    from rankscope.real.train import torchrun_env
 
     return torchrun_env() is not None
 
@@ -169,7 +157,3 @@ def _print(run: dict[str, Any], comp: dict[str, Any], wall: float | None, out: s
         print(f"profiler traces kept in {folder}")
     if out:
         print(f"trace written to {out}")
-
-
-if __name__ == "__main__":  # torchrun --nproc-per-node=N -m real.train_cli --ranks N ...
-    sys.exit(train_main(sys.argv[1:]))

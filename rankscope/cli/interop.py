@@ -6,7 +6,7 @@
 - ``rankscope import kineto FILES|DIR [-o OUT]`` and ``rankscope import flight-recorder FILES|DIR
   [-o OUT]``: one rankscope trace from per-rank files; default OUT ``DIR.trace`` for one folder,
   else ``kineto.trace`` / ``flight-recorder.trace``. Both print a summary (``--json`` for JSON).
-Bad input raises :class:`~simulator.errors.RankscopeError` subclasses: one line, exit code 2.
+Bad input raises :class:`~rankscope.simulator.errors.RankscopeError` subclasses: one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from ..program import OpKind
-from ..units import format_bytes, format_seconds
+from rankscope.simulator.program import OpKind
+from rankscope.simulator.units import format_bytes, format_seconds
+
+from .args import Parser
 
 FORMATS = ("chrome", "kineto", "chakra")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``export`` and ``import`` to ``sub`` (subparsers made with parser_class=_Parser)."""
-    from ..cli import _Parser
-
+    """Add ``export`` and ``import`` to ``sub`` (subparsers made with parser_class=Parser)."""
     e = sub.add_parser("export", help="write a trace for another tool: chrome (Perfetto), kineto (HTA), chakra")
     e.add_argument("file", help="a rankscope trace")
     e.add_argument("--format", "-f", choices=FORMATS, default="chrome", help="default chrome")
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--salvage", action="store_true", help="export the readable prefix of a truncated trace")
     e.set_defaults(func=cmd_export)
     i = sub.add_parser("import", help="make a rankscope trace from PyTorch profiler traces or flight-recorder dumps")
-    isub = i.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser, required=True)
+    isub = i.add_subparsers(dest="source", metavar="SOURCE", parser_class=Parser, required=True)
     k = isub.add_parser("kineto", help="per-rank PyTorch profiler (Kineto) JSON: files or a folder")
     k.add_argument("paths", nargs="+", help="rank files (*.json, *.json.gz) or folders of them")
     f = isub.add_parser("flight-recorder", help="per-rank flight-recorder dumps (JSON or pickle): files or a folder")
@@ -55,13 +55,13 @@ def _default_out(paths: list[str], fallback: str) -> str:
 
 
 def cmd_import_kineto(a: argparse.Namespace) -> int:
-    from .kineto_import import import_kineto
+    from rankscope.simulator.interop.kineto_import import import_kineto
 
     return _finish_import(import_kineto(a.paths), a.out or _default_out(a.paths, "kineto.trace"), a.json)
 
 
 def cmd_import_fr(a: argparse.Namespace) -> int:
-    from .flight_recorder import import_flight_recorder
+    from rankscope.simulator.interop.flight_recorder import import_flight_recorder
 
     return _finish_import(import_flight_recorder(a.paths), a.out or _default_out(a.paths, "flight-recorder.trace"),
                           a.json)
@@ -69,7 +69,7 @@ def cmd_import_fr(a: argparse.Namespace) -> int:
 
 def import_summary(trace) -> dict[str, Any]:
     """Per rank: collectives (and bytes), compute spans, peak memory; and the whole trace's span."""
-    from ..memory import memory_timeline
+    from rankscope.simulator.memory import memory_timeline
 
     p = trace.program
     mt = memory_timeline(p, trace.start, trace.end)
@@ -91,8 +91,8 @@ def import_summary(trace) -> dict[str, Any]:
 
 
 def _finish_import(trace, out: str, as_json: bool) -> int:
-    from ..trace import write_trace
-    from .errors import ImportFormatError
+    from rankscope.simulator.interop.errors import ImportFormatError
+    from rankscope.simulator.trace import write_trace
 
     try:
         write_trace(out, trace)
@@ -119,48 +119,35 @@ def cmd_export(a: argparse.Namespace) -> int:
     try:
         return _export(a)
     except OSError as e:
-        from .errors import ExportError
+        from rankscope.simulator.interop.errors import ExportError
 
         raise ExportError(f"cannot write the {a.format} export: {e.strerror or e} ({e.filename or ''})") from None
 
 
 def _export(a: argparse.Namespace) -> int:
-    from ..trace import read_trace
-
-    from ..errors import check_output
+    from rankscope.simulator.errors import check_output
+    from rankscope.simulator.trace import read_trace
 
     stem = a.file[:-len(".trace")] if a.file.endswith(".trace") else a.file
     default = {"chrome": f"{stem}.chrome.json", "kineto": f"{stem}.kineto", "chakra": f"{stem}.chakra"}
     check_output(a.out or default[a.format], folder=a.format != "chrome")
     trace = read_trace(a.file, salvage=a.salvage)
     if a.format == "chrome":
-        from .chrome_export import write_chrome
+        from rankscope.simulator.interop.chrome_export import write_chrome
 
         out = a.out or f"{stem}.chrome.json"
         write_chrome(trace, out)
         print(f"Chrome trace written to {out} (open it in ui.perfetto.dev or chrome://tracing)")
     elif a.format == "kineto":
-        from .kineto_export import write_kineto
+        from rankscope.simulator.interop.kineto_export import write_kineto
 
         out = a.out or f"{stem}.kineto"
         paths = write_kineto(trace, out)
         print(f"{len(paths)} Kineto traces written to {out}/ (HolisticTraceAnalysis: TraceAnalysis(trace_dir={out!r}))")
     else:
-        from .chakra_export import write_chakra
+        from rankscope.simulator.interop.chakra_export import write_chakra
 
         out = a.out or f"{stem}.chakra"
         paths = write_chakra(trace, out)
         print(f"{len(paths)} Chakra-style JSON traces written to {out}/")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m simulator.interop.cli export|import ...``: the ``rankscope`` entry point, which
-    handles errors as every verb does (one line, exit 2)."""
-    from ..cli import main as rankscope_main
-
-    return rankscope_main(sys.argv[1:] if argv is None else argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,283 @@
+"""The simulator's verbs: ``sim`` (a collective, or ``sim train``: a training step), ``sweep``,
+``info`` and ``compare``. Importing this module imports neither torch nor textual."""
+
+from __future__ import annotations
+
+import argparse
+
+from rankscope.simulator.collectives import ALGORITHMS, build
+from rankscope.simulator.errors import UsageError, check_output
+from rankscope.simulator.program import Program
+from rankscope.simulator.sim_report import print_sim, sim_json
+from rankscope.simulator.units import format_bytes, format_count, format_dec_bytes, format_seconds, parse_size
+
+from .args import add_topology_args, byte_size, dump_json, int_at_least, resolve_ranks, topology_from_args
+
+
+def _add_collective_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
+    p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier for all-reduce; "
+                   "ring or tree for broadcast")
+    p.add_argument("--ranks", "-n", type=int_at_least(1),
+                   help="number of ranks N (default: the --topology's, else 4)")
+    p.add_argument("--size", "-s", type=byte_size, default=parse_size("64MiB"),
+                   help="buffer size S: 4096, 1.5e6, 64MiB, 1GB (default 64MiB)")
+    p.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces (default 4)")
+    p.add_argument("--root", type=int_at_least(0), default=0, help="broadcast root (default 0)")
+    p.add_argument("--nodes", type=int_at_least(1), help="M for the hierarchical all-reduce (N = M x G)")
+
+
+def program_from_args(a: argparse.Namespace) -> Program:
+    return build(a.collective, a.algo, a.ranks, a.size, pieces=a.pieces, root=a.root, nodes=a.nodes)
+
+
+def _gb(x: float) -> str:
+    return format_dec_bytes(x)
+
+
+def _train_config(a: argparse.Namespace, strategy: str):
+    from rankscope.simulator.training import TrainConfig
+
+    return TrainConfig(strategy=strategy, precision=a.precision, bucket_bytes=int(a.bucket_mb * 2**20),
+                       fsdp_version=a.fsdp_version, reshard_after_forward=not a.no_reshard_after_forward,
+                       forward_prefetch=a.forward_prefetch, backward_prefetch=not a.no_backward_prefetch)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.models import parse_device, parse_model
+    from rankscope.simulator.train_report import train_report
+    from rankscope.simulator.training import STRATEGIES, compile_step
+
+    if a.out and a.compare_strategies:
+        raise UsageError("--out writes one trace: give --strategy S instead of --compare-strategies")
+    check_output(a.out)
+    model = parse_model(a.model, a.micro_batch)
+    device = parse_device(a.device, a.mfu)
+    topo = topology_from_args(a, a.ranks)
+    strategies = STRATEGIES if a.compare_strategies else (a.strategy,)
+    reports = []
+    for strat in strategies:
+        prog = compile_step(model, a.ranks, _train_config(a, strat), device)
+        sim = simulate(prog, topo, gamma=a.gamma)
+        if a.out and not a.compare_strategies:
+            from rankscope.simulator.trace import write_trace
+
+            write_trace(a.out, sim.to_trace(prog, topo))
+        reports.append(train_report(prog, sim))
+    if a.json:
+        dump_json({"model": model.name, "params": model.params, "nranks": a.ranks, "topology": topo.name,
+               "reports": reports if a.compare_strategies else reports[0]})
+        return 0
+    print(f"{model.name}: {format_count(model.params)} parameters, micro-batch {model.micro_batch}, {a.precision}, "
+          f"{a.ranks} ranks on {topo.name}, device {device.name} at {device.efficiency:.0%} of peak")
+    if a.compare_strategies:
+        print(f"\n{'strategy':<9}{'model state':>12}{'peak':>9}{'step':>10}{'exposed comm':>13}"
+              f"{'sent/rank':>11}  peak at")
+        for rep in reports:
+            r0 = rep["rows"][0]
+            print(f"{rep['program']['strategy']:<9}{_gb(r0['model_state']):>12}{_gb(r0['peak']):>9}"
+                  f"{format_seconds(r0['step_time']):>10}{format_seconds(r0['exposed_comm']):>13}"
+                  f"{_gb(r0['bytes_sent']):>11}  {r0['peak_at']}")
+        return 0
+    rep = reports[0]
+    pm = rep["program"]
+    print(f"strategy {pm['strategy']}" + (f" (FSDP{pm['fsdp_version']}, reshard_after_forward="
+          f"{pm['reshard_after_forward']}, forward_prefetch={pm['forward_prefetch']}, backward_prefetch="
+          f"{pm['backward_prefetch']})" if pm["strategy"] == "zero3" else "") +
+          f"; padding {pm['padding_bytes']} B; {rep['collectives_per_rank']} collectives per rank; "
+          f"step {format_seconds(rep['step_time'])}")
+    print(f"\n{'rank':>5}{'params':>9}{'grads':>9}{'optim':>9}{'state':>9}{'acts':>9}{'unshard':>9}"
+          f"{'peak':>9}{'exposed':>10}{'sent':>9}  peak at")
+    rows = rep["rows"]
+    shown = rows if len(rows) <= 16 else rows[:8] + rows[-1:]
+    for r in shown:
+        if len(rows) > 16 and r is rows[-1]:
+            print(f"{'...':>5}")
+        print(f"{r['rank']:>5}{_gb(r['param']):>9}{_gb(r['grad']):>9}{_gb(r['optim']):>9}"
+              f"{_gb(r['model_state']):>9}{_gb(r['activation']):>9}"
+              f"{_gb(r['param_unsharded'] + r['grad_unsharded']):>9}{_gb(r['peak']):>9}"
+              f"{format_seconds(r['exposed_comm']):>10}{_gb(r['bytes_sent']):>9}  {r['peak_at']}")
+    if a.out:
+        print(f"trace written to {a.out}")
+    return 0
+
+
+def cmd_sim(a: argparse.Namespace) -> int:
+    from rankscope.simulator.engine import simulate
+
+    resolve_ranks(a, 4)
+    if a.collective == "train":
+        return cmd_train(a)
+    check_output(a.out)
+    prog = program_from_args(a)
+    topo = topology_from_args(a, prog.nranks)
+    sim = simulate(prog, topo, gamma=a.gamma)
+    if a.out:
+        from rankscope.simulator.trace import write_trace
+
+        write_trace(a.out, sim.to_trace(prog, topo))
+    if a.json:
+        dump_json(sim_json(prog, a.limit, sim, topo))
+    else:
+        print_sim(prog, a.limit, sim, topo)
+        if a.out:
+            print(f"trace written to {a.out}")
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from rankscope.simulator.trace import read_trace, trace_summary
+
+    tr = read_trace(a.file, salvage=a.salvage)
+    doc = trace_summary(tr)
+    doc["file"] = a.file
+    topo = tr.meta.get("topology")
+    doc["topology"] = topo.get("name") if isinstance(topo, dict) else topo
+    if a.json:
+        dump_json(doc)
+        return 0
+    what = f"{doc['collective'] or 'program'}" + (f" ({doc['algo']})" if doc["algo"] else "")
+    print(f"{a.file}: {what} on {doc['nranks']} ranks, {doc['n_ops']} ops, executor {doc['executor']}, "
+          f"clock {doc['clock']}, topology {doc['topology']}")
+    print(f"  complete: {'yes' if doc['complete'] else 'NO (partial trace)'}; ops that never ran: "
+          f"{doc['ops_never_ran']}; link rows: {doc['n_link_rows']}")
+    print(f"  makespan {format_seconds(doc['makespan'])}; bytes moved {doc['bytes_moved']} "
+          f"({format_bytes(doc['bytes_moved'])})")
+    n = doc["nranks"]
+    if n <= 64:
+        print("  rank        sent    received")
+        for r in range(n):
+            print(f"  {r:<4} {doc['bytes_sent'][r]:>11} {doc['bytes_received'][r]:>11}")
+    return 0
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from rankscope.simulator.sweep import default_sizes, run_sweep
+
+    resolve_ranks(a, 8)
+    coll = a.collective
+    algos = [x for x in a.algos.split(",") if x] if a.algos else (
+        ["ring", "hd", "ps"] if coll in ("all-reduce", "allreduce") else
+        ["ring", "tree"] if coll == "broadcast" else ["ring"])
+    sizes = default_sizes(a.min, a.max)
+    if not sizes:
+        raise UsageError(f"no sizes between --min {a.min} and --max {a.max}")
+    topo = topology_from_args(a, a.ranks)
+    rows = run_sweep(coll, algos, a.ranks, sizes, topo, gamma=a.gamma, pieces=a.pieces, nodes=a.nodes,
+                     progress=False if (a.json or a.csv) else None)
+    if a.json:
+        dump_json({"collective": coll, "nranks": a.ranks, "topology": topo.name, "gamma": a.gamma,
+               "rows": [r.__dict__ for r in rows]})
+        return 0
+    if a.csv:
+        print("size,algo,seconds,algbw_GBps,busbw_GBps,method")
+        for r in rows:
+            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method}")
+        return 0
+    print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}, gamma {a.gamma} s/B "
+          f"(simulated; GB/s = 1e9 B/s as nccl-tests)")
+    print("#" + " " * 13 + "".join(f"{algo:^27}" for algo in algos))
+    print(f"#{'size (B)':>12}" + "".join(f"{'time (us)':>11}{'algbw':>8}{'busbw':>8}" for _ in algos))
+    by = {(r.size, r.algo): r for r in rows}
+    for size in sizes:
+        cells = "".join(f"{by[size, x].seconds * 1e6:>11.2f}{by[size, x].algbw / 1e9:>8.2f}"
+                        f"{by[size, x].busbw / 1e9:>8.2f}" for x in algos)
+        print(f" {size:>12}{cells}")
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from rankscope.simulator.compare import compare
+    from rankscope.simulator.trace import read_trace
+
+    if a.threshold <= 0:
+        raise UsageError(f"--threshold must be > 0 (percent), got {a.threshold}")
+    if a.plot:
+        from rankscope.simulator.plot import check_plot_path
+
+        check_plot_path(a.plot)
+    cmp = compare(read_trace(a.a), read_trace(a.b), names=(a.a, a.b), threshold=a.threshold / 100)
+    if a.plot:
+        from rankscope.simulator.plot import plot_steps
+
+        plot_steps(cmp, a.plot)
+    s = cmp.summary()
+    if a.json:
+        dump_json({"summary": s, "by_class": cmp.by_class(), "by_step": cmp.by_step()})
+        return 0
+
+    def pct(x: float | None, sign: str = "+") -> str:
+        return "-" if x is None or x != x else f"{x:{sign}.1%}"
+    print(f"model {s['model']}  vs  measured {s['measured']}  (joined on {s['joined_on']}, {s['ops']} ops)")
+    print(f"\n{'class':<16}{'ops':>7}{'model':>11}{'measured':>11}{'error':>9}")
+    for c in cmp.by_class():
+        print(f"{c['class']:<16}{c['ops']:>7}{format_seconds(c['model']):>11}{format_seconds(c['measured']):>11}"
+              f"{pct(c['error']):>9}")
+    steps = cmp.by_step()
+    print(f"\n{'step':>6}{'model':>11}{'measured':>11}{'error':>9}")
+    for st in steps if len(steps) <= 64 else steps[:32]:
+        print(f"{st['step']:>6}{format_seconds(st['model']):>11}{format_seconds(st['measured']):>11}"
+              f"{pct(st['error']):>9}")
+    if len(steps) > 64:
+        print(f"   ... {len(steps) - 32} more steps (--json prints all)")
+    med, p90 = s["median_abs_error"], s["p90_abs_error"]
+    print(f"\nper-op |error|: median {pct(med, '')}, p90 {pct(p90, '')}; total {format_seconds(s['total_model'])} "
+          f"vs {format_seconds(s['total_measured'])} ({pct(s['total_error'])})")
+    fd = s["first_divergence_step"]
+    print(f"first divergence beyond {s['threshold']:.0%}: " + ("none" if fd is None else f"step {fd}"))
+    if a.plot:
+        print(f"plot written to {a.plot}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``sim``, ``info``, ``sweep`` and ``compare`` to the subparsers ``sub``."""
+    s = sub.add_parser("sim", help="simulate a collective: steps, provenance grid, bytes moved")
+    _add_collective_args(s)
+    add_topology_args(s)
+    t = s.add_argument_group("training step (sim train)")
+    t.add_argument("--model", default="mlp:4x1024", help="mlp:LxW, params:P[xUNITS], gpt2, gpt2-medium, "
+                   "llama2-7b, llama2-13b, llama2-70b (default mlp:4x1024)")
+    t.add_argument("--strategy", default="zero3", help="ddp, zero1, zero2, zero3 (= fsdp); default zero3")
+    t.add_argument("--compare-strategies", action="store_true", help="one row per strategy")
+    t.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    t.add_argument("--micro-batch", type=int_at_least(1), help="samples per rank (default 32 for mlp, else 1)")
+    t.add_argument("--device", default="h100", help="a100, h100, cpu (default h100)")
+    t.add_argument("--mfu", type=float, help="fraction of peak FLOP/s reached (default 0.5)")
+    t.add_argument("--fsdp-version", type=int, choices=(1, 2), default=2)
+    t.add_argument("--no-reshard-after-forward", action="store_true")
+    t.add_argument("--forward-prefetch", action="store_true")
+    t.add_argument("--no-backward-prefetch", action="store_true")
+    t.add_argument("--bucket-mb", type=float, default=25.0, help="DDP/ZeRO bucket size in MiB (default 25)")
+    s.add_argument("--out", "-o", help="write the simulated trace to this file (Arrow IPC, trace format v1)")
+    s.add_argument("--limit", type=int_at_least(0), default=4096,
+                   help="print at most this many ops (default 4096; 0 = all)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.set_defaults(func=cmd_sim)
+    i = sub.add_parser("info", help="summarise a trace file")
+    i.add_argument("file")
+    i.add_argument("--salvage", action="store_true", help="load the readable prefix of a truncated trace")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+    i.set_defaults(func=cmd_info)
+    w = sub.add_parser("sweep", help="nccl-tests-style table of simulated time, algbw, busbw over sizes")
+    w.add_argument("collective", nargs="?", default="all-reduce", help="default all-reduce")
+    w.add_argument("--algos", help="comma-separated (default: every algorithm of the collective but hier)")
+    w.add_argument("--ranks", "-n", type=int_at_least(1),
+                   help="number of ranks (default: the --topology's, else 8)")
+    w.add_argument("--min", type=byte_size, default=8, help="smallest size (default 8B)")
+    w.add_argument("--max", type=byte_size, default=1 << 30, help="largest size (default 1GiB); sizes double")
+    w.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces")
+    w.add_argument("--nodes", type=int_at_least(1), help="M for --algos hier")
+    add_topology_args(w)
+    fmt = w.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    w.set_defaults(func=cmd_sweep)
+    c = sub.add_parser("compare", help="simulated against measured: per op class and step, error in %%")
+    c.add_argument("a", help="a trace (the model if it is simulated)")
+    c.add_argument("b", help="a trace of the same program")
+    c.add_argument("--threshold", type=float, default=10.0, help="divergence threshold in %% (default 10)")
+    c.add_argument("--plot", help="write per-step bars to this PNG (needs matplotlib)")
+    c.add_argument("--json", action="store_true", help="print JSON instead of text")
+    c.set_defaults(func=cmd_compare)
