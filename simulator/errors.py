@@ -44,8 +44,8 @@ def output_kind(path: str) -> str:
         st = os.stat(path)
     except FileNotFoundError:
         return "new"
-    except OSError as e:
-        raise UsageError(f"cannot write {path!r}: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        raise UsageError(f"cannot write {path!r}: {getattr(e, 'strerror', None) or e}") from None
     m = st.st_mode
     return ("file" if stat.S_ISREG(m) else "dir" if stat.S_ISDIR(m) else "fifo" if stat.S_ISFIFO(m)
             else "chr" if stat.S_ISCHR(m) else "blk" if stat.S_ISBLK(m) else "socket")

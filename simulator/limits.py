@@ -9,7 +9,7 @@ Two budgets, each raised by an environment variable:
 
 - ``RANKSCOPE_MAX_OPS``: ops a program may have (default: the memory budget over
   :data:`BYTES_PER_OP`, the measured peak of building and simulating a ring all-reduce,
-  about 200 bytes per op: program columns, engine state, trace columns);
+  about 64 bytes per op at 33.5M ops (README, Benchmarks: 2.1 GB peak), doubled for slack);
 - ``RANKSCOPE_MEMORY``: bytes rankscope may use for one file or program (default half of the
   machine's physical memory; a size like ``64GiB``).
 """
@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 from .errors import UsageError
+from .units import MAX_BYTES, parse_size
 
-BYTES_PER_OP = 200
+BYTES_PER_OP = 128
 BUDGET_HINT = "raise it with RANKSCOPE_MEMORY=<bytes>, e.g. RANKSCOPE_MEMORY=64GiB"
 OPS_HINT = "raise it with RANKSCOPE_MAX_OPS=<n>"
 MAX_RANKS = 1 << 22   # 4M ranks: per-rank arrays stay tens of MB (traces hold at most this many)
-MAX_BYTES = 1 << 50   # 1 PiB: the largest buffer or message size a command line or a file may give
+DEFAULT_MAX_CLI_RANKS = 1 << 13   # ranks a command line may ask for (RANKSCOPE_MAX_RANKS raises it)
+MAX_PIECES = 1 << 16  # pieces of a pipelined broadcast
+__all__ = ["MAX_BYTES", "MAX_RANKS", "MAX_PIECES", "memory_budget", "max_ops", "max_ranks", "check_ops",
+           "check_ranks", "collective_ops", "model_units", "train_ops"]
 
 
 def _physical_memory() -> int:
@@ -39,8 +44,6 @@ def memory_budget() -> int:
     """Bytes one file or program may take: ``RANKSCOPE_MEMORY`` or half the physical memory."""
     text = os.environ.get("RANKSCOPE_MEMORY")
     if text:
-        from .units import parse_size
-
         try:
             v = parse_size(text)
         except UsageError as e:
@@ -53,16 +56,7 @@ def memory_budget() -> int:
 
 def max_ops() -> int:
     """Ops one program may have: ``RANKSCOPE_MAX_OPS`` or the memory budget / BYTES_PER_OP."""
-    text = os.environ.get("RANKSCOPE_MAX_OPS")
-    if text:
-        try:
-            v = int(text)
-        except ValueError:
-            raise UsageError(f"RANKSCOPE_MAX_OPS must be an integer, got {text!r}") from None
-        if v < 1:
-            raise UsageError(f"RANKSCOPE_MAX_OPS must be >= 1, got {v}")
-        return v
-    return memory_budget() // BYTES_PER_OP
+    return _env_int("RANKSCOPE_MAX_OPS", memory_budget() // BYTES_PER_OP)
 
 
 def check_ops(estimate: float, what: str) -> None:
@@ -73,9 +67,30 @@ def check_ops(estimate: float, what: str) -> None:
                          f"({OPS_HINT}, or RANKSCOPE_MEMORY)")
 
 
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        v = int(text)
+    except ValueError:
+        raise UsageError(f"{name} must be an integer, got {text!r}") from None
+    if v < 1:
+        raise UsageError(f"{name} must be >= 1, got {v}")
+    return v
+
+
+def max_ranks() -> int:
+    """Ranks one command may ask for: ``RANKSCOPE_MAX_RANKS`` or 8,192 (a topology of N ranks is
+    built link by link in Python and routed pair by pair: 4,096 ranks already take seconds)."""
+    return min(_env_int("RANKSCOPE_MAX_RANKS", DEFAULT_MAX_CLI_RANKS), MAX_RANKS)
+
+
 def check_ranks(n: int, what: str = "--ranks") -> None:
-    if n > MAX_RANKS:
-        raise UsageError(f"{what} {n} is over the limit of {MAX_RANKS} ranks")
+    limit = max_ranks()
+    if n > limit:
+        raise UsageError(f"{what}: {n} ranks is over the limit of {limit} (raise it with RANKSCOPE_MAX_RANKS=<n>, "
+                         f"at most {MAX_RANKS})")
 
 
 def _log2(n: int) -> int:
@@ -111,3 +126,44 @@ def collective_ops(collective: str, algo: str, nranks: int, *, pieces: int = 4,
         g = max(1, n // nodes)
         return float(2 * (g - 1) * g * nodes + 2 * (nodes - 1) * nodes * g + 2 * n)
     return float(2 * n * (n - 1))
+
+
+_MLP = re.compile(r"^\s*mlp:(\d+)x(\d+)\s*$", re.I)
+_PARAMS = re.compile(r"^\s*params:([^x]*)(?:x(\d+))?\s*$", re.I)
+MAX_PARAMS = 1e15     # parameters of a model: 14,000 Llama-2-70Bs
+MAX_UNITS = 100_000   # layers (units) of a model: Llama-2-70B has 83
+
+
+def model_units(spec: str) -> int | None:
+    """The unit count a model spec asks for, read from its text before anything is built
+    (``mlp:LxW`` has L, ``params:PxU`` has U); None for presets and specs without one."""
+    p = _PARAMS.match(spec)
+    if p is not None:
+        try:
+            params = float(p.group(1))
+        except ValueError:
+            return None  # parse_model says what is wrong
+        if not params <= MAX_PARAMS:
+            raise UsageError(f"model {spec!r} asks for {params:g} parameters, over the limit of {MAX_PARAMS:g}")
+        if p.group(2) is None:
+            return None
+        units = int(p.group(2)) if len(p.group(2)) < 12 else MAX_UNITS + 1
+    else:
+        m = _MLP.match(spec)
+        if m is None:
+            return None
+        units = int(m.group(1)) if len(m.group(1)) < 12 else MAX_UNITS + 1
+    if units > MAX_UNITS:
+        raise UsageError(f"model {spec!r} asks for {units} layers, over the limit of {MAX_UNITS}")
+    m = _MLP.match(spec)
+    if m and (len(m.group(2)) > 9 or int(m.group(2)) > 1 << 24):
+        raise UsageError(f"model {spec!r}: the width is over the limit of {1 << 24}")
+    return units
+
+
+def train_ops(units: int, nranks: int) -> float:
+    """An upper bound on a training step's ops: each rank runs per unit a forward and a backward
+    compute, its allocs and frees, and at most three collectives (ZeRO-3: all-gather forward and
+    backward, reduce-scatter), 14 ops, plus the optimizer's and the step's fixed ops (64);
+    tests/test_hardening_limits.py checks it against :func:`~.training.compile_step`."""
+    return float(nranks) * (14 * units + 64)

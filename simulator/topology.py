@@ -62,6 +62,9 @@ _BW_UNITS = {"B/s": 0, "kB/s": 3, "MB/s": 6, "GB/s": 9, "TB/s": 12,
              "b/s": 0, "kb/s": 3, "Mb/s": 6, "Gb/s": 9, "Tb/s": 12}
 _LAT_UNITS = {"s": 0, "ms": -3, "us": -6, "µs": -6, "ns": -9}
 _QTY = re.compile(r"^\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ/]+)\s*$")
+BW_RANGE = (1.0, 1e18)  # bytes/s a link may have: 1 B/s to 1 EB/s
+LAT_MAX = 3600.0  # seconds of latency a link may have (femtosecond ticks stay exact integers)
+MAX_TOML_BYTES = 256 << 20  # a topology file larger than this is refused before parsing
 _PRESET = re.compile(r"^(?:(ring|switch)(?::(\d+))?|dgx-(a100|h100)|nodes:(\d+)x(\d+))$")
 
 
@@ -367,10 +370,17 @@ def _quantity(value, what: str, bandwidth: bool) -> float:
             raise TopologyError(f"cannot read {what} {value!r}: use a number or a string like {example!r} "
                                 f"(units: {', '.join(units)})") from None
         x = x / 8 if m.group(2).endswith("b/s") else x  # "Gb/s" counts bits
-    x = float(x)
+    try:
+        x = float(x)
+    except OverflowError:
+        x = math.inf
     if not (math.isfinite(x) and (x > 0 if bandwidth else x >= 0)):
         kind = "bandwidth > 0 bytes/s" if bandwidth else "latency >= 0 s"
         raise TopologyError(f"{what} {value!r} must be a finite {kind}, e.g. {example!r}")
+    lo, hi = BW_RANGE if bandwidth else (0.0, LAT_MAX)
+    if not lo <= x <= hi:
+        unit = "bytes/s" if bandwidth else "s"
+        raise TopologyError(f"{what} {value!r} is out of range: {lo:g} to {hi:g} {unit}")
     return x
 
 
@@ -503,9 +513,13 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
     if not path.is_file():
         raise TopologyError(f"topology file {str(path)!r} does not exist; check the path")
     try:
+        if path.stat().st_size > MAX_TOML_BYTES:
+            raise TopologyError(f"topology file {str(path)!r} is over {MAX_TOML_BYTES >> 20} MiB; not a topology")
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise TopologyError(f"topology file {str(path)!r} is not valid TOML: {e}; fix the syntax there") from None
+    except RecursionError:
+        raise TopologyError(f"topology file {str(path)!r} nests arrays or tables too deeply") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TopologyError(f"cannot read topology file {str(path)!r}: {e}") from None
     where = str(path)
@@ -535,8 +549,16 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
         if both:
             links.append((t["dst"], t["src"], t["bw"], t["lat"], f"{label} (reverse)"))
     n = _count(doc["ranks"], f"{where}: ranks")
+    from . import limits
+
+    if n > limits.max_ranks():
+        raise TopologyError(f"{where}: ranks = {n} is over the limit of {limits.max_ranks()} "
+                            "(raise it with RANKSCOPE_MAX_RANKS=<n>)")
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str):
+        raise TopologyError(f"{where}: name = {name!r} must be a string")
     try:
-        return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where},
+        return _checked(name, n, nranks, links, {"preset": "toml", "path": where},
                         doc.get("ring"))
     except TopologyError as e:  # say which file, once
         raise e if str(e).startswith(where) else TopologyError(f"{where}: {e}") from None

@@ -26,11 +26,11 @@ from __future__ import annotations
 from .tracefile.atomic import check_output, write_atomic, write_text_atomic
 from .tracefile.meta import TraceMeta, complete_meta, trace_meta
 from .tracefile.model import Trace, program_equal
-from .tracefile.reader import read_trace
+from .tracefile.reader import check_trace, read_trace
 from .tracefile.schema import BATCH_ROWS, COMPRESSION, END_KEY, LINK, MAGIC, META_KEY, SCHEMA, VERSION, jsonable, machine
 from .tracefile.summary import trace_summary
 from .tracefile.writer import TraceWriter, write_trace
 
 __all__ = ["BATCH_ROWS", "COMPRESSION", "END_KEY", "LINK", "MAGIC", "META_KEY", "SCHEMA", "VERSION", "Trace",
-           "TraceMeta", "TraceWriter", "check_output", "complete_meta", "jsonable", "machine", "program_equal",
+           "TraceMeta", "TraceWriter", "check_output", "check_trace", "complete_meta", "jsonable", "machine", "program_equal",
            "read_trace", "trace_meta", "trace_summary", "write_atomic", "write_text_atomic", "write_trace"]

@@ -19,11 +19,16 @@ _UNITS = {
     "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
     "ti": 1024**4, "tib": 1024**4,
 }
+MAX_BYTES = 1 << 50
+"""1 PiB: the largest size a command line or a file may give (a buffer, a chunk, a message); a
+thousand of them still sum exactly in float64 and int64, so no byte count wraps."""
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
 def parse_size(text: str | int) -> int:
-    """Bytes in ``text``; a whole number of bytes >= 0 or :class:`UsageError`."""
+    """Bytes in ``text``; a whole number of bytes in 0..:data:`MAX_BYTES` or :class:`UsageError`."""
+    if isinstance(text, bool):
+        raise UsageError(f"size must be a number of bytes, got {text!r}")
     if isinstance(text, int):
         value = text
     else:
@@ -32,11 +37,15 @@ def parse_size(text: str | int) -> int:
         if m is None or unit not in _UNITS:
             raise UsageError(f"cannot parse size {text!r}: use bytes like 4096, 1.5e6, 64KiB, 1GB")
         exact = float(m.group(1)) * _UNITS[unit]
+        if not exact <= MAX_BYTES:  # also inf (1e400)
+            raise UsageError(f"size {text!r} is over the limit of {MAX_BYTES} bytes (1 PiB)")
         value = int(round(exact))
         if abs(exact - value) > 1e-6 * max(1.0, exact):
             raise UsageError(f"size {text!r} is not a whole number of bytes ({exact})")
     if value < 0:
         raise UsageError(f"size must be >= 0 bytes, got {value}")
+    if value > MAX_BYTES:
+        raise UsageError(f"size {value} is over the limit of {MAX_BYTES} bytes (1 PiB)")
     return value
 
 

@@ -54,17 +54,27 @@ def _default_out(paths: list[str], fallback: str) -> str:
     return fallback
 
 
+def _import_out(a: argparse.Namespace, fallback: str) -> str:
+    """``--out`` (an empty one is an error, not the default), checked before any work."""
+    from rankscope.simulator.errors import check_output
+
+    out = a.out if a.out is not None else _default_out(a.paths, fallback)
+    check_output(out)
+    return out
+
+
 def cmd_import_kineto(a: argparse.Namespace) -> int:
     from rankscope.simulator.interop.kineto_import import import_kineto
 
-    return _finish_import(import_kineto(a.paths), a.out or _default_out(a.paths, "kineto.trace"), a.json)
+    out = _import_out(a, "kineto.trace")
+    return _finish_import(import_kineto(a.paths), out, a.json)
 
 
 def cmd_import_fr(a: argparse.Namespace) -> int:
     from rankscope.simulator.interop.flight_recorder import import_flight_recorder
 
-    return _finish_import(import_flight_recorder(a.paths), a.out or _default_out(a.paths, "flight-recorder.trace"),
-                          a.json)
+    out = _import_out(a, "flight-recorder.trace")
+    return _finish_import(import_flight_recorder(a.paths), out, a.json)
 
 
 def import_summary(trace) -> dict[str, Any]:
@@ -73,7 +83,7 @@ def import_summary(trace) -> dict[str, Any]:
 
     p = trace.program
     mt = memory_timeline(p, trace.start, trace.end)
-    others = trace.meta.get("other_collectives", [])
+    others = trace.meta.get("other_collectives") or []
     rows = []
     for r in trace.meta.get("ranks", {}):
         r = int(r)
@@ -91,9 +101,14 @@ def import_summary(trace) -> dict[str, Any]:
 
 
 def _finish_import(trace, out: str, as_json: bool) -> int:
+    from rankscope.simulator.errors import TraceFormatError
     from rankscope.simulator.interop.errors import ImportFormatError
-    from rankscope.simulator.trace import write_trace
+    from rankscope.simulator.trace import check_trace, write_trace
 
+    try:
+        check_trace(trace)
+    except TraceFormatError as e:
+        raise ImportFormatError(f"the imported trace would not read back: {e}") from None
     try:
         write_trace(out, trace)
     except OSError as e:
@@ -104,7 +119,7 @@ def _finish_import(trace, out: str, as_json: bool) -> int:
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
         return 0
-    src = trace.meta.get("source", {}).get("format")
+    src = (trace.meta.get("source") or {}).get("format")
     print(f"imported {src} traces of {len(doc['ranks'])} ranks ({doc['executor']}): {doc['n_ops']} ops, "
           f"{doc['collectives_per_rank']} collectives per rank, {format_seconds(doc['makespan'])}")
     print(f"  {'rank':>4} {'collectives':>11} {'bytes':>10} {'compute':>8} {'steps':>6} {'peak memory':>12}")
@@ -130,24 +145,22 @@ def _export(a: argparse.Namespace) -> int:
 
     stem = a.file[:-len(".trace")] if a.file.endswith(".trace") else a.file
     default = {"chrome": f"{stem}.chrome.json", "kineto": f"{stem}.kineto", "chakra": f"{stem}.chakra"}
-    check_output(a.out or default[a.format], folder=a.format != "chrome")
+    out = a.out if a.out is not None else default[a.format]  # an empty --out is an error, not the default
+    check_output(out, folder=a.format != "chrome")
     trace = read_trace(a.file, salvage=a.salvage)
     if a.format == "chrome":
         from rankscope.simulator.interop.chrome_export import write_chrome
 
-        out = a.out or f"{stem}.chrome.json"
         write_chrome(trace, out)
         print(f"Chrome trace written to {out} (open it in ui.perfetto.dev or chrome://tracing)")
     elif a.format == "kineto":
         from rankscope.simulator.interop.kineto_export import write_kineto
 
-        out = a.out or f"{stem}.kineto"
         paths = write_kineto(trace, out)
         print(f"{len(paths)} Kineto traces written to {out}/ (HolisticTraceAnalysis: TraceAnalysis(trace_dir={out!r}))")
     else:
         from rankscope.simulator.interop.chakra_export import write_chakra
 
-        out = a.out or f"{stem}.chakra"
         paths = write_chakra(trace, out)
         print(f"{len(paths)} Chakra-style JSON traces written to {out}/")
     return 0

@@ -52,8 +52,18 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.out and a.compare_strategies:
         raise UsageError("--out writes one trace: give --strategy S instead of --compare-strategies")
     check_output(a.out)
+    from rankscope.simulator import limits
+
+    if not 0 < a.bucket_mb <= 1 << 20:  # also NaN
+        raise UsageError(f"--bucket-mb must be > 0 and <= {1 << 20} MiB, got {a.bucket_mb}")
+    if a.mfu is not None and not 0 < a.mfu <= 1:
+        raise UsageError(f"--mfu must be in (0, 1], got {a.mfu}")
+    units = limits.model_units(a.model)
+    if units is not None:
+        limits.check_ops(limits.train_ops(units, a.ranks), f"a training step of {a.model} on {a.ranks} ranks")
     model = parse_model(a.model, a.micro_batch)
     device = parse_device(a.device, a.mfu)
+    limits.check_ops(limits.train_ops(len(model.units), a.ranks), f"a training step of {a.model} on {a.ranks} ranks")
     topo = topology_from_args(a, a.ranks)
     strategies = STRATEGIES if a.compare_strategies else (a.strategy,)
     reports = []
@@ -110,6 +120,7 @@ def cmd_sim(a: argparse.Namespace) -> int:
     if a.collective == "train":
         return cmd_train(a)
     check_output(a.out)
+    _check_collective_size(a, a.algo)
     prog = program_from_args(a)
     topo = topology_from_args(a, prog.nranks)
     sim = simulate(prog, topo, gamma=a.gamma)
@@ -124,6 +135,16 @@ def cmd_sim(a: argparse.Namespace) -> int:
         if a.out:
             print(f"trace written to {a.out}")
     return 0
+
+
+def _check_collective_size(a: argparse.Namespace, algo: str) -> None:
+    """Refuse, before building, a program that would not fit (rankscope.simulator.limits)."""
+    from rankscope.simulator import limits
+
+    if a.pieces > limits.MAX_PIECES:
+        raise UsageError(f"--pieces {a.pieces} is over the limit of {limits.MAX_PIECES}")
+    ops = limits.collective_ops(a.collective, algo, a.ranks, pieces=a.pieces, nodes=a.nodes)
+    limits.check_ops(ops, f"{a.collective} ({algo}) on {a.ranks} ranks")
 
 
 def cmd_info(a: argparse.Namespace) -> int:
@@ -160,6 +181,10 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     algos = [x for x in a.algos.split(",") if x] if a.algos else (
         ["ring", "hd", "ps"] if coll in ("all-reduce", "allreduce") else
         ["ring", "tree"] if coll == "broadcast" else ["ring"])
+    if a.min < 1:
+        raise UsageError(f"--min must be >= 1 byte (sizes double from it), got {a.min}")
+    for algo in algos:
+        _check_collective_size(a, algo)
     sizes = default_sizes(a.min, a.max)
     if not sizes:
         raise UsageError(f"no sizes between --min {a.min} and --max {a.max}")
@@ -191,20 +216,24 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from rankscope.simulator.compare import compare
     from rankscope.simulator.trace import read_trace
 
-    if a.threshold <= 0:
+    if not 0 < a.threshold < float("inf"):  # also NaN
         raise UsageError(f"--threshold must be > 0 (percent), got {a.threshold}")
     if a.plot:
         from rankscope.simulator.plot import check_plot_path
 
         check_plot_path(a.plot)
-    cmp = compare(read_trace(a.a), read_trace(a.b), names=(a.a, a.b), threshold=a.threshold / 100)
+    ta, tb = read_trace(a.a), read_trace(a.b)
+    cmp = compare(ta, tb, names=(a.a, a.b), threshold=a.threshold / 100)
+    slow = [name for name, t in ((a.a, ta), (a.b, tb)) if t.info.check_steps]
+    notes = [f"{name} was measured with --check-steps (provenance checked after every step): its step times "
+             "include that check and are not the collective's" for name in slow]
     if a.plot:
         from rankscope.simulator.plot import plot_steps
 
         plot_steps(cmp, a.plot)
     s = cmp.summary()
     if a.json:
-        dump_json({"summary": s, "by_class": cmp.by_class(), "by_step": cmp.by_step()})
+        dump_json({"summary": s, "by_class": cmp.by_class(), "by_step": cmp.by_step(), "notes": notes})
         return 0
 
     def pct(x: float | None, sign: str = "+") -> str:
@@ -226,6 +255,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
           f"vs {format_seconds(s['total_measured'])} ({pct(s['total_error'])})")
     fd = s["first_divergence_step"]
     print(f"first divergence beyond {s['threshold']:.0%}: " + ("none" if fd is None else f"step {fd}"))
+    for note in notes:
+        print(f"note: {note}")
     if a.plot:
         print(f"plot written to {a.plot}")
     return 0

@@ -16,6 +16,7 @@ replays compute and communication. Node ids are op ids.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -45,13 +46,15 @@ def chakra_documents(trace: Trace) -> dict[int, dict[str, Any]]:
     for op in np.flatnonzero(keep):
         k, r, a = OpKind(int(p.kind[op])), int(p.rank[op]), int(p.arg[op])
         dur = float(trace.end[op] - trace.start[op]) if trace.ran[op] else 0.0
+        dur = dur if math.isfinite(dur) else 0.0  # started and never ended (a hang): no duration
         deps = [int(d) for d in p.deps(int(op)) if keep[d] and int(p.rank[d]) == r]
         node = {"id": int(op), "name": op_label(p, int(op)), "ctrl_deps": [], "data_deps": deps,
                 "start_time_micros": int(round(float(trace.start[op]) * 1e6)) if trace.ran[op] else 0,
                 "duration_micros": int(round(dur * 1e6)), "attrs": [_attr("is_cpu_op", False)]}
         if k == OpKind.COMPUTE:
             node["type"] = COMP_NODE
-            node["attrs"].append(_attr("num_ops", int(p.compute_flops[a])))
+            flops = float(p.compute_flops[a])
+            node["attrs"].append(_attr("num_ops", int(flops) if math.isfinite(flops) else 0))
         elif k == OpKind.COLLECTIVE:
             node["type"] = COMM_COLL_NODE
             node["attrs"] += [_attr("comm_type", COMM_TYPE[CollKind(int(p.coll_kind[a]))]),

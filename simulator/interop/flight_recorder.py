@@ -47,12 +47,17 @@ def fr_files(items: list[str]) -> list[str]:
 
 
 def read_dump(path: str) -> dict[str, Any]:
-    """One dump, JSON or (restricted) pickle."""
+    """One dump, JSON or (restricted) pickle; no larger than the memory budget allows."""
+    from .. import limits
     from .safe_pickle import plain_loads
 
     try:
+        budget = limits.memory_budget() // 8  # a dump's objects take several times its bytes
+        if os.path.getsize(path) > budget:
+            raise ImportFormatError(f"{path}: over {budget} bytes, too large for a flight-recorder dump "
+                                    f"({limits.BUDGET_HINT})")
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(budget + 1)
     except OSError as e:
         raise ImportFormatError(f"{path}: cannot read the file ({e})") from None
     if not data:
@@ -62,23 +67,41 @@ def read_dump(path: str) -> dict[str, Any]:
     else:
         try:
             doc = json.loads(data.decode("utf-8"))
+        except RecursionError:
+            raise ImportFormatError(f"{path}: JSON nested too deeply") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ImportFormatError(f"{path}: neither JSON nor a pickle ({e})") from None
     if not isinstance(doc, dict):
         raise ImportFormatError(f"{path}: a flight-recorder dump is a dict, this is a {type(doc).__name__}")
     if not isinstance(doc.get("entries"), list):
         raise ImportFormatError(f"{path}: no 'entries' list; not a flight-recorder dump")
+    for key in ("pg_status", "pg_config"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise ImportFormatError(f"{path}: {key!r} must be a dict, this is a {type(doc[key]).__name__}")
+    st = doc.get("pg_status") or {}
+    bad = next((k for k, v in st.items() if not isinstance(v, dict)), None)
+    if bad is not None:
+        raise ImportFormatError(f"{path}: pg_status[{bad!r}] must be a dict")
     return doc
 
 
 def _rank_of(path: str, doc: dict[str, Any]) -> int:
-    if isinstance(doc.get("rank"), int):
-        return int(doc["rank"])
-    name = os.path.basename(path)
-    m = _RANK.search(name) or _TRAILING.search(name)
-    if not m:
-        raise ImportFormatError(f"{path}: the dump has no 'rank' and the file name ends in no rank number")
-    return int(m.group(1))
+    from .. import limits
+
+    r = doc.get("rank")
+    if isinstance(r, int) and not isinstance(r, bool):
+        rank, how = int(r), "its 'rank'"
+    else:
+        name = os.path.basename(path)
+        m = _RANK.search(name) or _TRAILING.search(name)
+        if not m:
+            raise ImportFormatError(f"{path}: the dump has no 'rank' and the file name ends in no rank number")
+        if len(m.group(1)) > 9:
+            raise ImportFormatError(f"{path}: the rank number in the file name ({m.group(1)[:12]}...) is out of range")
+        rank, how = int(m.group(1)), "the number in its name"
+    if not 0 <= rank < limits.max_ranks():
+        raise ImportFormatError(f"{path}: rank {rank} ({how}) is out of range 0..{limits.max_ranks() - 1}")
+    return rank
 
 
 _ENTRY_KEYS = ("profiling_name", "time_created_ns", "input_sizes", "output_sizes", "state")
@@ -131,7 +154,14 @@ def _collective(e: Any, where: str, status: dict[str, Any], t0_ns: int, cfg: dic
         elems = numel(sizes) if sizes else 0
     except TypeError:
         raise ImportFormatError(f"{where}: sizes {sizes!r} are not shapes") from None
+    if elems and (not isinstance(dts, (list, tuple)) or not dts):
+        raise ImportFormatError(f"{where} has sizes {sizes!r} but no "
+                                f"{'output' if kind == 'all-gather' else 'input'}_dtypes")
     nbytes = elems * dtype_bytes(dts[0], where) if elems else 0
+    from ..units import MAX_BYTES
+
+    if not 0 <= nbytes <= MAX_BYTES:
+        raise ImportFormatError(f"{where}: {nbytes} bytes is out of range 0..{MAX_BYTES}")
     st = status.get(str(e.get("pg_id", group)), {})
     last_started = _int(st.get("last_started_collective"), -1)
     last_done = _int(st.get("last_completed_collective"), -1)
@@ -151,6 +181,11 @@ def _collective(e: Any, where: str, status: dict[str, Any], t0_ns: int, cfg: dic
         end, timed = start, False
     else:
         end = math.nan
+    for what, t in (("created", created), ("start", start), ("end", end)):
+        if math.isinf(t) or abs(t) > 1e12:
+            raise ImportFormatError(f"{where}: its {what} time {t!r} s is not a finite time")
+    if end < start:
+        raise ImportFormatError(f"{where}: it ends ({end!r} s) before it starts ({start!r} s)")
     ranks = _parse_ranks(cfg, group)
     if is_p2p:
         group = f"{group}:p2p:{rank}"

@@ -29,18 +29,44 @@ class PlainUnpickler(pickle.Unpickler):
         raise RefusedPickle("it asks for a persistent object")
 
 
-def _check(obj: Any, depth: int = 0) -> None:
-    if depth > 100:
-        raise RefusedPickle("it nests deeper than 100 levels")
-    if not isinstance(obj, PLAIN):
-        raise RefusedPickle(f"it holds a {type(obj).__name__}")
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check(k, depth + 1)
-            _check(v, depth + 1)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for v in obj:
-            _check(v, depth + 1)
+MAX_OBJECTS = 20_000_000
+"""Objects the dump may hold counted as a tree (what a walk over it visits): a flight recorder's
+default 2,000 entries take about 50 each."""
+MAX_DEPTH = 100
+
+
+def _check(root: Any) -> int:
+    """The tree size of ``root`` (each container counted as often as it is reachable), visiting
+    each distinct container once; RefusedPickle on a class that is not plain data, a cycle, more
+    than :data:`MAX_DEPTH` levels or more than :data:`MAX_OBJECTS` objects."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(obj: Any, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise RefusedPickle(f"it nests deeper than {MAX_DEPTH} levels")
+        if not isinstance(obj, PLAIN):
+            raise RefusedPickle(f"it holds a {type(obj).__name__}")
+        if not isinstance(obj, (dict, list, tuple, set, frozenset)):
+            return 1
+        key = id(obj)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise RefusedPickle("it holds a container that contains itself (a cycle)")
+        active.add(key)
+        items = (x for kv in obj.items() for x in kv) if isinstance(obj, dict) else iter(obj)
+        total = 1
+        for v in items:
+            total += size(v, depth + 1)
+            if total > MAX_OBJECTS:
+                raise RefusedPickle(f"it expands to more than {MAX_OBJECTS:,} objects (one container reused "
+                                    "many times)")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root, 0)
 
 
 def plain_loads(data: bytes, where: str) -> Any:

@@ -113,7 +113,7 @@ def check_tables(h: dict, nranks: int, m: int) -> dict[str, Any]:
         _obj(b, w)
         if not isinstance(b.get("name"), str) or not isinstance(b.get("category"), str):
             raise TraceFormatError(f"{w}: name and category must be strings")
-        if b.get("init") not in _INIT:
+        if not isinstance(b.get("init"), str) or b["init"] not in _INIT:
             raise TraceFormatError(f"{w}: init {short(b.get('init'))} is not one of {sorted(_INIT)}")
         if not isinstance(b.get("alive"), bool):
             raise TraceFormatError(f"{w}: alive must be true or false, got {short(b.get('alive'))}")
@@ -172,6 +172,15 @@ def check_times(start: np.ndarray, end: np.ndarray) -> None:
         raise TraceFormatError(f"corrupt times: op {i} runs from {start[i]!r} to {end[i]!r}")
 
 
+def check_peers(kind: np.ndarray, peer: np.ndarray) -> None:
+    """Only transfers have a peer (the Program contract: -1 otherwise); views index the chunk
+    table by ``arg`` for every op with a peer."""
+    bad = (kind > 1) & (peer != -1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TraceFormatError(f"corrupt peer column: op {i} is no transfer but has peer {int(peer[i])}")
+
+
 def check_steps(step: np.ndarray, m: int) -> None:
     if step.size and (step.min() < -1 or step.max() > m):
         i = int(np.flatnonzero((step < -1) | (step > m))[0])
@@ -216,12 +225,24 @@ def check_known_meta(meta: dict, nranks: int) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (math.isfinite(v) and abs(v) > MAX_SECONDS) \
                     or math.isinf(v):
                 raise TraceFormatError(f"{w}.{k} = {short(v)} must be a finite time or NaN")
-        for k in ("name", "dtype"):
+        for k in ("name", "dtype", "impl"):
             if k in c and not isinstance(c[k], str):
                 raise TraceFormatError(f"{w}.{k} must be a string")
         gr = c.get("group_ranks")
         if gr is not None:
-            int_array(gr, f"{w}.group_ranks", 0, nranks - 1, np.int64)
+            int_array(gr, f"{w}.group_ranks", 0, MAX_RANKS, np.int64)  # the group's ranks, imported or not
+    colls = meta.get("collectives")
+    if colls is not None:
+        if not isinstance(colls, list):
+            raise TraceFormatError(f"trace meta collectives must be a list, got {type(colls).__name__}")
+        for i, c in enumerate(colls):
+            w = f"trace meta collectives[{i}]"
+            _obj(c, w)
+            for k in ("name", "impl", "dtype"):
+                if k in c and not isinstance(c[k], str):
+                    raise TraceFormatError(f"{w}.{k} must be a string, got {short(c[k])}")
+            if c.get("group_ranks") is not None:
+                int_array(c["group_ranks"], f"{w}.group_ranks", 0, MAX_RANKS, np.int64)
     steps = meta.get("steps")
     if steps is not None:
         _obj(steps, "trace meta steps")
@@ -240,6 +261,29 @@ def check_known_meta(meta: dict, nranks: int) -> None:
                                        "with an object")
             if not isinstance(v.get("memory", {}), dict):
                 raise TraceFormatError(f"trace meta ranks[{r!r}].memory must be an object")
+    for k, lo, hi in (("epoch_ns", -(1 << 63), (1 << 63) - 1), ("t0", -MAX_SECONDS, MAX_SECONDS)):
+        v = meta.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi):
+            raise TraceFormatError(f"trace meta {k} = {short(v)} must be a number in {lo:g}..{hi:g}")
     src = meta.get("source")
     if src is not None and not isinstance(src, dict):
         raise TraceFormatError("trace meta source must be an object")
+
+
+def check_layout(nranks: int, buffers: list, chunk_buf: np.ndarray, chunk_off: np.ndarray,
+                 chunk_len: np.ndarray, budget: int) -> None:
+    """The provenance layout a replay builds (rankscope.simulator.provenance: per buffer, N ranks x
+    segments x ceil(N/64) words of 8 bytes) must fit the memory budget: a header of 10^4 buffers on
+    2 x 10^4 ranks costs a few hundred kB of JSON and would ask for a terabyte."""
+    words = -(-nranks // 64)
+    segs = len(buffers)  # one segment per buffer at least
+    if chunk_buf.size:
+        ends = np.unique(np.concatenate([chunk_buf.astype(np.int64) * 2**51 + chunk_off,
+                                         chunk_buf.astype(np.int64) * 2**51 + chunk_off + chunk_len]))
+        segs += int(ends.size)
+    segs += nranks * sum(1 for b in buffers if b[2] is Init.SHARD)
+    need = nranks * words * 8 * segs
+    if need > budget:
+        raise TraceFormatError(f"replaying it needs about {need:.3g} bytes of provenance layout ({nranks} ranks x "
+                               f"{segs} segments), over the memory budget of {budget:.3g} "
+                               "(raise it with RANKSCOPE_MEMORY=<bytes>)")

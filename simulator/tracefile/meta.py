@@ -42,7 +42,8 @@ class TraceMeta:
     rankscope: str = "unknown"         # the version that wrote it
     error: str | None = None           # why a run stopped (from the end batch)
     salvaged: bool = False
-    check_steps: bool = False          # a real run that compared provenance after every step (slow)
+    check_steps: bool = False          # a real run with --check-steps (meta["real"]["check_steps"]):
+    #                                    provenance compared after every step, ~30x slower steps
 
     @property
     def collective(self) -> str | None:
@@ -126,6 +127,14 @@ def trace_meta(meta: Mapping[str, Any], program_meta: Mapping[str, Any] | None =
     mach = meta.get("machine", {})
     if not isinstance(mach, dict):
         raise TraceFormatError(f"trace meta 'machine' must be an object, got {type(mach).__name__}")
+    real = meta.get("real")
+    if real is not None and not isinstance(real, dict):
+        raise TraceFormatError(f"trace meta 'real' must be an object, got {type(real).__name__}")
+    steps_checked = (real or {}).get("check_steps", meta.get("check_steps", False))
+    if steps_checked is None:  # a run that stopped before its summary
+        steps_checked = False
+    if not isinstance(steps_checked, bool):
+        raise TraceFormatError(f"trace meta check_steps must be true or false, got {_short(steps_checked)}")
     error = meta.get("error")
     if error is not None and not isinstance(error, str):
         error = str(error)
@@ -133,4 +142,4 @@ def trace_meta(meta: Mapping[str, Any], program_meta: Mapping[str, Any] | None =
                      complete=_bool(meta, "complete", True), topology=topo_dict, topology_name=topo_name,
                      lanes=tuple(lanes), program_meta=dict(program_meta or {}), machine=dict(mach),
                      rankscope=_str(meta, "rankscope", "unknown"), error=error,
-                     salvaged=_bool(meta, "salvaged", False), check_steps=_bool(meta, "check_steps", False))
+                     salvaged=_bool(meta, "salvaged", False), check_steps=steps_checked)

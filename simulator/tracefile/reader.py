@@ -37,8 +37,8 @@ def _read_bytes(path: str) -> bytes:
         st = os.stat(path)
     except FileNotFoundError:
         raise TraceFormatError(f"no trace file at {path!r}") from None
-    except OSError as e:
-        raise _fail(path, f"cannot read the file ({e.strerror or e})") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        raise _fail(path, f"cannot read the file ({getattr(e, 'strerror', None) or e})") from None
     if stat.S_ISDIR(st.st_mode):
         raise _fail(path, "is a directory, not a trace file")
     budget = limits.memory_budget()
@@ -205,6 +205,7 @@ def _program(h: dict[str, Any], r: _Rows, path: str, salvage: bool) -> tuple[Pro
     n = ids.size
     m, nranks = check.check_counts(h, n)
     t = check.check_tables(h, nranks, m)
+    check.check_layout(nranks, t["buffers"], *t["chunks"], limits.memory_budget())
     cols = {c: r.get(c) for c in ("kind", "rank", "peer", "step", "chunk", "buffer", "offset",
                                   "nbytes", "compute", "start", "end", "lane")}
     ptr, idx = r.deps()
@@ -237,6 +238,7 @@ def _program(h: dict[str, Any], r: _Rows, path: str, salvage: bool) -> tuple[Pro
             ptr, cols = ptr[:k + 1], {c: v[:k] for c, v in cols.items()}
             info["ops_kept"] = k
     check.check_steps(cols["step"], m)
+    check.check_peers(cols["kind"], cols["peer"])
     check.check_times(cols["start"], cols["end"])
     kind, chunk, buffer, compute = cols["kind"], cols["chunk"], cols["buffer"], cols["compute"]
     tr = kind <= OpKind.COPY
@@ -328,3 +330,27 @@ def read_trace(path: str | os.PathLike, *, salvage: bool = False) -> Trace:
     except TraceFormatError as e:
         msg = str(e)
         raise (e if msg.startswith(path) else _fail(path, msg)) from None
+
+
+def check_trace(trace: Trace) -> Trace:
+    """The checks :func:`read_trace` makes, on a trace built in memory (an import, before it is
+    written): so that what rankscope writes, it reads back. TraceFormatError naming the field."""
+    p = trace.program
+    if p.nranks > check.MAX_RANKS:
+        raise TraceFormatError(f"{p.nranks} ranks is over the limit of {check.MAX_RANKS}")
+    sizes = [b.nbytes for b in p.buffers] + p.coll_bytes.tolist() + p.chunk_len.tolist()
+    if sizes and max(sizes) > check.MAX_BYTES:
+        raise TraceFormatError(f"a buffer, chunk or collective of {max(sizes)} bytes is over the limit of "
+                               f"{check.MAX_BYTES}")
+    check.check_steps(p.step, p.n_ops)
+    check.check_peers(p.kind, p.peer)
+    check.check_times(trace.start, trace.end)
+    tm = trace_meta(trace.meta, p.meta, p.nranks)
+    check.check_known_meta(trace.meta, p.nranks)
+    nlanes = len(tm.lanes)
+    if trace.lane.size and (trace.lane.min() < -1 or trace.lane.max() >= (nlanes or p.n_ops + 1)):
+        raise TraceFormatError(f"a lane is out of range -1..{nlanes - 1}")
+    check.check_links(trace.link_id, trace.link_t0, trace.link_t1, trace.link_bytes,
+                      len(tm.topology["links"]) if tm.topology and "links" in tm.topology else None)
+    check.check_total_bytes(float(p.op_bytes.astype(np.float64).sum()))
+    return trace

@@ -1,0 +1,103 @@
+"""The long fuzz run (issue 14's "Done means"): >= 10,000 adversarial cases through rankscope's
+readers and command line, counting tracebacks, runs over 10 s and peak memory.
+
+    python benchmarks/fuzz.py [--cases 10000] [--seed 14] [--family trace,cli,toml,fr] [--show 5]
+
+The cases are tests/fuzzing.py's (the unit tests tests/test_fuzz_*.py run a few dozen of each with
+hypothesis). Each case runs in this process under a 10 s alarm; the address space is capped at
+RANKSCOPE_MEMORY (default 8 GiB here) so that a blow-up is a MemoryError, counted, not a dead
+machine. Peak memory is this process's peak RSS (getrusage), over the whole run. A case's shares:
+trace 40%, cli 30%, toml 15%, fr 15%; a trace case is one mutated file through each reader (info,
+info --salvage, export chrome/kineto/chakra, compare, replay, replay --salvage), each counted.
+Prints a table and the first reproducers of anything that is not "ok" or "error".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import fuzzing as F  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--family", default="trace,cli,toml,fr")
+    ap.add_argument("--show", type=int, default=5, help="reproducers to print per kind")
+    ap.add_argument("--memory", default="8GiB", help="address-space cap (RANKSCOPE_MEMORY too)")
+    a = ap.parse_args()
+    os.environ.setdefault("RANKSCOPE_MEMORY", a.memory)
+    from rankscope.simulator.units import parse_size
+
+    cap = parse_size(os.environ["RANKSCOPE_MEMORY"]) * 2
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    fams = a.family.split(",")
+    share = {"trace": 0.4, "cli": 0.3, "toml": 0.15, "fr": 0.15}
+    total = sum(share[f] for f in fams)
+    rng = random.Random(a.seed)
+    outcomes: list[F.Outcome] = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = F.base_traces(tmp / "base")
+        for fam in fams:
+            target = int(round(a.cases * share[fam] / total))
+            done = 0
+            while done < target:
+                if fam == "trace":
+                    base = files[rng.choice(list(files))]
+                    path = tmp / "case.trace"
+                    what = F.make_trace_case(rng, base, path)
+                    calls = F.readers(path, files["ring"], tmp / "out")
+                elif fam == "cli":
+                    argv, call = F.make_cli_case(rng, files, tmp / "out")
+                    what, calls = "", [(argv, call)]
+                elif fam == "toml":
+                    path = tmp / "case.toml"
+                    what = F.make_toml_case(rng, path)
+                    calls = F.toml_readers(path)
+                else:
+                    folder = tmp / "fr"
+                    what = F.make_fr_case(rng, folder)
+                    calls = F.fr_readers(folder, tmp / "fr.trace")
+                for name, call in calls:
+                    if done >= target:
+                        break
+                    o = F.run_case(fam, f"{name}: {what}" if what else name, call, limit=F.TIME_LIMIT)
+                    outcomes.append(o)
+                    done += 1
+    wall = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    counts = F.tally(outcomes)
+    print(f"# rankscope fuzz: {len(outcomes)} cases, seed {a.seed}, {wall:.0f} s, peak RSS {peak_mb:.0f} MB "
+          f"(address space capped at {cap / 2**30:.0f} GiB), limit {F.TIME_LIMIT:g} s per case")
+    print(f"{'family':<8}{'cases':>8}{'ok':>8}{'error':>8}{'traceback':>11}{'over 10 s':>11}{'memory':>8}"
+          f"{'slowest s':>11}")
+    for fam, d in counts.items():
+        slowest = max(o.seconds for o in outcomes if o.family == fam)
+        print(f"{fam:<8}{d['cases']:>8}{d['ok']:>8}{d['error']:>8}{d['traceback']:>11}{d['slow']:>11}"
+              f"{d['memory']:>8}{slowest:>11.2f}")
+    bad = [o for o in outcomes if o.kind in ("traceback", "slow", "memory")]
+    shown: dict[str, int] = {}
+    for o in bad:
+        key = o.family + o.kind + (o.detail.strip().splitlines()[-1] if o.detail.strip() else "")
+        if shown.get(key, 0) >= 1 or sum(shown.values()) >= a.show * 4:
+            continue
+        shown[key] = shown.get(key, 0) + 1
+        print(f"\n[{o.family} {o.kind} {o.seconds:.1f} s] {o.what}\n{o.detail.strip()[-1500:]}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
