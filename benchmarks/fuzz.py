@@ -48,8 +48,10 @@ def main() -> int:
     rng = random.Random(a.seed)
     outcomes: list[F.Outcome] = []
     t0 = time.perf_counter()
+    cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.chdir(tmp)  # a bad --out value is a relative file name: it lands here, not in the checkout
         files = F.base_traces(tmp / "base")
         for fam in fams:
             target = int(round(a.cases * share[fam] / total))
@@ -77,6 +79,7 @@ def main() -> int:
                     o = F.run_case(fam, f"{name}: {what}" if what else name, call, limit=F.TIME_LIMIT)
                     outcomes.append(o)
                     done += 1
+        os.chdir(cwd)
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = F.tally(outcomes)
