@@ -375,8 +375,8 @@ def options(verb_argv: list[str]) -> list[str]:
             words.pop(0)
             continue
         p = sub.choices[words.pop(0)]
-    return [a.option_strings[-1] for a in p._actions
-            if a.option_strings and a.option_strings[-1] not in ("--help", "-h")]
+    return [max(a.option_strings, key=len) for a in p._actions
+            if a.option_strings and "--help" not in a.option_strings]
 
 
 def parse_only_verbs() -> list[list[str]]:

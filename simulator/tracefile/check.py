@@ -72,7 +72,7 @@ def float_array(v: Any, what: str, lo: float, hi: float) -> np.ndarray:
     a = a.astype(np.float64)
     bad = ~np.isnan(a) & ((a < lo) | (a > hi))
     if bad.any():
-        raise TraceFormatError(f"{what} holds {a[bad][0]!r}, out of range {lo:g}..{hi:g}")
+        raise TraceFormatError(f"{what} holds {float(a[bad][0])!r}, out of range {lo:g}..{hi:g}")
     return a
 
 
@@ -164,12 +164,12 @@ def check_times(start: np.ndarray, end: np.ndarray) -> None:
         bad = np.isinf(t) | (np.abs(np.nan_to_num(t)) > MAX_SECONDS)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise TraceFormatError(f"corrupt {name} column: op {i} has {name} {t[i]!r} "
+            raise TraceFormatError(f"corrupt {name} column: op {i} has {name} {float(t[i])!r} "
                                    f"(times are finite, |t| <= {MAX_SECONDS:g} s)")
     bad = (np.isnan(start) & ~np.isnan(end)) | (end < start)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise TraceFormatError(f"corrupt times: op {i} runs from {start[i]!r} to {end[i]!r}")
+        raise TraceFormatError(f"corrupt times: op {i} runs from {float(start[i])!r} to {float(end[i])!r}")
 
 
 def check_peers(kind: np.ndarray, peer: np.ndarray) -> None:
