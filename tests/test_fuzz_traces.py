@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import random
 
+import fuzzing as F
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import fuzzing as F
 
 FAST = settings(max_examples=12, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fuzzing import laughs, read_raw, write_raw
+
 from rankscope.cli import main
 from rankscope.simulator.collectives import build
 from rankscope.simulator.engine import simulate
-from rankscope.simulator.errors import RankscopeError, TraceFormatError, UsageError
+from rankscope.simulator.errors import TraceFormatError, UsageError
 from rankscope.simulator.interop.errors import ImportFormatError
 from rankscope.simulator.interop.flight_recorder import import_flight_recorder
 from rankscope.simulator.interop.safe_pickle import plain_loads
