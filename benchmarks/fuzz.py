@@ -29,6 +29,29 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import fuzzing as F  # noqa: E402
 
 
+def salvage_figure(m: int, folder: Path) -> str:
+    """Issue 14's salvage case: ``m`` ops each waiting for the next, cut after half of them
+    (110 s for 10^6 ops before the linear prefix)."""
+    import numpy as np
+
+    from rankscope.simulator.program import Buffer, Program
+    from rankscope.simulator.trace import TraceWriter, read_trace
+
+    ptr = np.concatenate([np.arange(m), [m - 1]]).astype(np.int64)
+    prog = Program(1, np.full(m, 2, np.uint8), np.zeros(m), np.full(m, -1), np.zeros(m), np.zeros(m), ptr,
+                   np.arange(1, m, dtype=np.int64), (Buffer("b", 8),), np.zeros(0), np.zeros(0), np.zeros(0),
+                   np.ones(1), np.zeros(1), ("c",))  # valid; validate() walks it level by level, 10^6 passes
+    w = TraceWriter(folder / "chain.trace", prog)
+    w.append(np.arange(m // 2), np.zeros(m // 2), np.ones(m // 2))
+    w._sink.close()  # the crash: no end marker
+    size = os.path.getsize(folder / "chain.trace.partial")
+    t = time.perf_counter()
+    tr = read_trace(folder / "chain.trace.partial", salvage=True)
+    dt = time.perf_counter() - t
+    return (f"salvage of {m:,} chained ops cut after {m // 2:,} ({size / 1e6:.1f} MB): {dt:.2f} s, "
+            f"{tr.n_ops} ops kept")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=10_000)
@@ -36,6 +59,7 @@ def main() -> int:
     ap.add_argument("--family", default="trace,cli,toml,fr")
     ap.add_argument("--show", type=int, default=5, help="reproducers to print per kind")
     ap.add_argument("--memory", default="8GiB", help="address-space cap (RANKSCOPE_MEMORY too)")
+    ap.add_argument("--salvage-ops", type=int, default=1_000_000, help="size of the salvage timing (0: skip)")
     a = ap.parse_args()
     os.environ.setdefault("RANKSCOPE_MEMORY", a.memory)
     from rankscope.simulator.units import parse_size
@@ -53,6 +77,8 @@ def main() -> int:
         tmp = Path(tmp)
         os.chdir(tmp)  # a bad --out value is a relative file name: it lands here, not in the checkout
         files = F.base_traces(tmp / "base")
+        if a.salvage_ops:
+            print(salvage_figure(a.salvage_ops, tmp), flush=True)
         for fam in fams:
             target = int(round(a.cases * share[fam] / total))
             done = 0
