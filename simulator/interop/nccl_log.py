@@ -33,6 +33,26 @@ lines; where one changed, both forms are accepted):
 
 One communicator per log is assumed (NCCL's lines after ``comm`` do not name theirs): the
 figures of the largest ``nRanks`` are used. Lines of any other shape are skipped.
+
+[Note: channel layout]
+``rankscope import nccl-log`` writes an ordinary topology TOML (README "Topologies"): per node a
+hub ``HOST/nvswitch`` joined to each of its ranks at the node's NVLink figure; with several nodes,
+each rank joined to the NICs the log says it sends or receives by (``HOST/mlx5_0``), each NIC to
+one non-blocking ``fabric``, at the NIC's NET figure; latencies NCCL's per-hop Ring/Simple
+figures as in the ``nodes:MxG`` preset; ``ring`` = channel 0's ring. Beside the links, the
+``[nccl]`` table says what NCCL chose, as plain data (``parse_topology`` keeps it as
+``topology.meta["nccl"]``):
+
+- ``version``, ``nranks``, ``nnodes``, ``hosts``, ``rank_node`` (each rank's index in ``hosts``);
+- ``nchannels`` (the ``coll channels`` count, else the number of rings printed);
+- ``rings``: per channel the ranks in ring order; ``ring_nics``: per channel each inter-node hop
+  as ``[src, dst, send NIC, receive NIC]``; ``rank_nics``: per rank the NICs it uses;
+- ``trees``: per tree channel ``[rank, parent, [children]]`` (-1: none);
+- ``nvls``, ``nvls_channels``, ``nvls_heads``; ``graphs``: each graph search result (pattern,
+  nChannels, bw intra/inter in GB/s, path types, channel lines); ``env``: the NCCL_* variables
+  the log says were set; ``defaults``: every figure the log lacked and the default taken;
+- ``[nccl.tuning]``: per collective ``[algorithm, protocol, latency us, bandwidth GB/s]`` rows of
+  NCCL's tuning table, where rank 0 printed it (:func:`nccl_predict` reads them).
 """
 
 from __future__ import annotations
@@ -54,9 +74,10 @@ _ENV = re.compile(r"^(NCCL_[A-Z0-9_]+) set by environment to (.*?)\.?$")
 _COMM = re.compile(r"\bcomm (0x[0-9a-fA-F]+) rank (\d+) n[Rr]anks (\d+)(?: nNodes (\d+) localRanks (\d+) localRank (\d+))?")
 _NET_USING = re.compile(r"^NET/(\w+)\s*: Using (.*?)(?:;|$)")
 _NET_DEV = re.compile(r"\[(\d+)\]([\w.\-]+)")
-_SYSTEM = re.compile(r"^=== System : maxBw ([\d.]+) totalBw ([\d.]+) ===")
-_TOPO_LINK = re.compile(r"\+ (NVL|PCI|NET|SYS|C2C|NVB|LOC)\[([\d.]+)\] - (\w+)/([0-9a-fA-Fx\-]+)")
-_PATTERN = re.compile(r"^Pattern (\d+), crossNic (\d+), nChannels (\d+), (?:bw|speed) ([\d.]+)/([\d.]+)"
+_NUM = r"(\d+(?:\.\d*)?)"
+_SYSTEM = re.compile(rf"^=== System : maxBw {_NUM} totalBw {_NUM} ===")
+_TOPO_LINK = re.compile(rf"\+ (NVL|PCI|NET|SYS|C2C|NVB|LOC)\[{_NUM}\] - (\w+)/([0-9a-fA-Fx\-]+)")
+_PATTERN = re.compile(rf"^Pattern (\d+), crossNic (\d+), nChannels (\d+), (?:bw|speed) {_NUM}/{_NUM}"
                       r"(?:, type (\w+)/(\w+))?")
 _GRAPH_CH = re.compile(r"^\s*(\d+) :((?: (?:NET|GPU)/[0-9a-fA-F\-]+)+)\s*$")
 _RING = re.compile(r"^Channel (\d+)/(\d+) :((?:\s+\d+)+)\s*$")
@@ -103,8 +124,8 @@ def _tune_header(msg: str, state: dict) -> bool:
     """The tuning table's header lines, in either form; fills ``state["pairs"]`` (algo, proto)."""
     body = msg.split("|", 1)[1] if "|" in msg else ""
     cells = [c.strip() for c in body.split("|")]
-    if msg.startswith("Latency/AlgBw"):
-        state["pairs"] = [tuple(c.split("/", 1)) for c in cells if "/" in c]
+    if msg.lstrip().startswith("Latency/AlgBw"):
+        state["pairs"] = [tuple(x.strip() for x in c.split("/", 1)) for c in cells if "/" in c]
         return True
     if msg.lstrip().startswith("Algorithm"):
         state["algos"] = [c.split()[0] for c in cells if c]
@@ -112,7 +133,8 @@ def _tune_header(msg: str, state: dict) -> bool:
     if msg.lstrip().startswith("Protocol") and state.get("algos"):
         protos = [c for c in cells if c]
         per = len(protos) // max(1, len(state["algos"]))
-        state["pairs"] = [(state["algos"][i // per], protos[i]) for i in range(len(protos))] if per else []
+        state["pairs"] = [(state["algos"][i // per], protos[i])
+                          for i in range(min(len(protos), per * len(state["algos"])))] if per else []
         return True
     return msg.lstrip().startswith("Max NThreads")
 
@@ -149,6 +171,8 @@ def parse_nccl_log(text: str, name: str = "<log>") -> NcclLog:
             log.nvl_bw.setdefault(host, [])
         elif (t := _TOPO_LINK.search(msg)):
             kind, bw, target, ident = t.group(1), float(t.group(2)), t.group(3), t.group(4)
+            if not bw > 0:  # a figure of 0 says nothing: the default is taken, and said
+                continue
             if kind == "NVL":
                 log.nvl_bw.setdefault(host, []).append(bw)
             elif kind == "PCI" and target == "GPU":
@@ -206,11 +230,18 @@ def parse_nccl_log(text: str, name: str = "<log>") -> NcclLog:
 
 
 # -- the topology --------------------------------------------------------------------------------
+MAX_RANKS = 1 << 16  # the largest rank count a topology is built for
+
+
 def _nranks(log: NcclLog) -> int:
     if log.comms:
-        return max(c["nranks"] for c in log.comms.values())
-    seen = [len(r) for r in log.rings.values()] + [max(log.rank_host, default=-1) + 1]
-    n = max(seen, default=0)
+        n = max(c["nranks"] for c in log.comms.values())
+    else:
+        n = max([len(r) for r in log.rings.values()] + [max(log.rank_host, default=-1) + 1])
+    if n > MAX_RANKS or max(log.rank_host, default=0) >= max(n, 1):
+        raise ImportFormatError(f"{log.name}: the log names {n} ranks (and rank {max(log.rank_host, default=0)}): "
+                                f"more than {MAX_RANKS}, or a rank outside 0..nRanks-1; check its 'comm ... rank R "
+                                "nRanks N' lines")
     if n < 1:
         raise ImportFormatError(f"{log.name}: no NCCL INFO line says how many ranks there are (no 'comm ... rank R "
                                 "nRanks N' and no 'Channel 00/NN : 0 1 ...' line); run with NCCL_DEBUG=INFO "
@@ -251,7 +282,7 @@ def _intra_bw(log: NcclLog, host: str, defaults: list[str]) -> float:
     nvl = log.nvl_bw.get(host) or []
     if nvl:
         return max(nvl) * 1e9
-    ring = [g for g in log.graphs if g["host"] == host and g["pattern"] == 4]
+    ring = [g for g in log.graphs if g["host"] == host and g["pattern"] == 4 and g["bw_intra"] * g["nchannels"] > 0]
     if ring:
         g = ring[0]
         defaults.append(f"{host}: no NVL[...] link in the topology dump; intra-node bandwidth from the ring graph: "
@@ -366,14 +397,18 @@ def build_layout(log: NcclLog, source: str) -> tuple[dict[str, Any], list[tuple]
 
 
 def log_to_toml(path: str) -> tuple[str, dict[str, Any]]:
-    """The topology TOML (README "Topologies", plus the ``[nccl]`` table of [Note: channel layout])
-    of a log file, and the layout; the text loads with ``parse_topology``."""
+    """The topology TOML of a log file and the layout (see :func:`toml_of_log`)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError as e:
         raise ImportFormatError(f"cannot read {path!r}: {e.strerror or e}") from None
-    name = os.path.basename(path)
+    return toml_of_log(text, os.path.basename(path))
+
+
+def toml_of_log(text: str, name: str) -> tuple[str, dict[str, Any]]:
+    """The topology TOML (README "Topologies", plus the ``[nccl]`` table of [Note: channel layout])
+    of a log's text, and the layout; the text loads with ``parse_topology``."""
     log = parse_nccl_log(text, name)
     if log.lines == 0:
         raise ImportFormatError(f"{name}: no 'host:pid:tid [dev] NCCL INFO' line; run the job with NCCL_DEBUG=INFO "
@@ -412,23 +447,37 @@ def import_nccl_log(path: str, out: str) -> tuple[Any, dict[str, Any]]:
 
 
 # -- NCCL's own prediction, from the tuning table the log printed ---------------------------------
+# src/graph/tuning.cc (2.19) treeCorrectionFactor[protocol][log2(nBytes / 64)], 64 B to 256 MiB
+TREE_CORRECTION = {
+    "LL": (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0),
+    "LL128": (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0),
+    "Simple": (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9),
+}
+
+
 def nccl_predict(layout: dict[str, Any] | None, collective: str, nbytes: int, nranks: int):
     """(seconds, algorithm, protocol) NCCL's tuning table predicts for one collective, or None.
 
-    src/graph/tuning.cc ``ncclTopoGetAlgoTime``: time = latency + nBytes / (1000 x bandwidth) us,
-    the fastest (algorithm, protocol) with bandwidth > 0 (the table already has 0 for what
-    NCCL_ALGO / NCCL_PROTO disabled). nBytes is the per-rank count times the type size, as
-    NCCL's ``ncclInfo`` has it: S for all-reduce, broadcast, reduce; S / N for all-gather and
-    reduce-scatter. Left out: the tree correction factors by size and the ring plateau factor
-    for multi-node all-reduce of that function, and the pipelining of many ops.
+    src/graph/tuning.cc ``ncclTopoGetAlgoTime`` (2.19): time = latency + nBytes / (1000 x
+    bandwidth) us, the table's bandwidth (GB/s) times ``treeCorrectionFactor`` for trees, the
+    fastest (algorithm, protocol) with bandwidth > 0 (the table already holds 0 for what NCCL_ALGO /
+    NCCL_PROTO disabled). nBytes is the whole buffer S for every collective (src/include/info.h
+    ``ncclInfoSetDerived``: all-gather and reduce-scatter multiply the per-rank count by nRanks).
+    Left out: the ring plateau factor of multi-node all-reduce (it needs the GPUs' compute
+    capability, which the lines read here do not give) and the batching of many ops.
     """
+    del nranks  # nBytes is S for every collective (see above)
     func = FUNCS.get(collective)
     rows = ((layout or {}).get("tuning") or {}).get(func or "", [])
-    per = nbytes / nranks if collective in ("all-gather", "reduce-scatter") else nbytes
     best = None
     for algo, proto, lat, bw in rows:
-        if bw > 0:
-            t = (lat + per / (1000 * bw)) * 1e-6
-            if best is None or t < best[0]:
-                best = (t, algo, proto)
+        if not bw > 0:
+            continue
+        if algo == "Tree" and proto in TREE_CORRECTION:
+            k = max(0, int(nbytes) >> 6).bit_length() - 1
+            if 0 <= k < 23:
+                bw *= TREE_CORRECTION[proto][k]
+        t = (lat + nbytes / (1000 * bw)) * 1e-6
+        if best is None or t < best[0]:
+            best = (t, algo, proto)
     return best

@@ -55,6 +55,8 @@ from .errors import ImportFormatError
 from .measured import RankRecord, build_trace
 
 FORMAT = "nccl-tests"
+MAX_RANKS = 1 << 16      # the largest rank count an import takes
+MAX_OPS = 20_000_000     # ranks x sizes: one COLLECTIVE op each
 # element sizes of nccl-tests' type names (src/common.cu test_typenames)
 TYPE_BYTES = {"int8": 1, "uint8": 1, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "half": 2,
               "float": 4, "double": 8, "bfloat16": 2, "f8e4m3": 1, "f8e5m2": 1, "char": 1, "int": 4}
@@ -156,11 +158,12 @@ def _wrong(tok: str, where: str) -> int | None:
 def _row(m: re.Match, columns: list[str] | None, where: str) -> Row:
     size, count, typ, redop, root = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4), int(m.group(5))
     toks = m.group(6).split()
+    width = 4   # time, algbw, busbw, #wrong; wider in the optional modes (#bitdiff, i_min, ...)
     if columns:
-        times = [i for i, c in enumerate(columns[5:]) if c in _TIME_NAMES]
-        width = times[1] - times[0] if len(times) >= 2 else 4
-    else:
-        width = 4
+        c = columns[5:]
+        times = [i for i, name in enumerate(c) if name in _TIME_NAMES]
+        if len(times) >= 2 and c[times[0]:times[0] + 4] == [c[times[0]], "algbw", "busbw", "#wrong"]:
+            width = max(4, times[1] - times[0])
     if len(toks) < 2 * width:
         raise ImportFormatError(f"{where}: a result row needs {5 + 2 * width} columns (size, count, type, redop, "
                                 f"root, then time, algbw, busbw, #wrong out-of-place and in-place), got {5 + len(toks)}")
@@ -278,7 +281,7 @@ def _ranks_from_ratio(run: Run, kind: str | None) -> int | None:
     q = row.busbw / row.algbw / (2 if kind == "all-reduce" else 1)   # (n-1)/n
     if not 0 <= q < 1:
         return None
-    n = round(1 / (1 - q))
+    n = round(1 / (1 - q)) if q < 1 - 1 / MAX_RANKS else 0
     return n if n >= 1 and abs(_factor(kind, n) - row.busbw / row.algbw) < 0.02 else None
 
 
@@ -338,7 +341,13 @@ def import_nccl_tests(path: str, *, collective: str | None = None, ranks: int | 
             text = f.read()
     except OSError as e:
         raise ImportFormatError(f"cannot read {path!r}: {e.strerror or e}") from None
-    name = os.path.basename(path)
+    return nccl_tests_trace(text, os.path.basename(path), path, collective=collective, ranks=ranks)
+
+
+def nccl_tests_trace(text: str, name: str, path: str = "", *, collective: str | None = None,
+                     ranks: int | None = None):
+    """The table trace of nccl-tests output ``text`` (``name`` for messages, ``path`` for meta)."""
+    path = path or name
     runs = parse_nccl_tests(text, name)
     for run in runs:
         _resolve(run, name, collective, ranks)
@@ -348,6 +357,10 @@ def import_nccl_tests(path: str, *, collective: str | None = None, ranks: int | 
         raise ImportFormatError(f"{name}: the tests ran on different rank counts ({a.nranks} at line {a.first_line}, "
                                 f"{b.nranks} at line {b.first_line}); split the file, one rank count per import")
     nranks = counts.pop()
+    if nranks > MAX_RANKS or nranks * sum(len(r.rows) for r in runs) > MAX_OPS:
+        raise ImportFormatError(f"{name}: {nranks} ranks x {sum(len(r.rows) for r in runs)} sizes is more than an "
+                                f"import holds ({MAX_RANKS} ranks, {MAX_OPS} collective ops); check the file's "
+                                "'#  Rank' lines or --ranks")
     records = [RankRecord(r, name) for r in range(nranks)]
     t = 0.0
     for run in runs:
