@@ -135,6 +135,16 @@ def test_defaults_are_stated_where_the_log_lacks_figures():
     assert layout["nranks"] == 8 and "7 ranks with no line of their own" in "\n".join(layout["defaults"])
 
 
+def test_garbled_figures_are_skipped_and_zero_figures_defaulted():
+    # found by the mutation tests: '[.4.0]' raised ValueError, a truncated Protocol line IndexError,
+    # and NET[0.0] wrote a link of 0 bytes/s that the topology loader refuses
+    t = TEXT.replace("+ PCI[24.0] - GPU/0-4b000", "+ PCI[.4.0] - GPU/0-4b000").replace("NET[50.0]", "NET[0.0]")
+    t = t.replace("|          LL128 |         Simple |             LL |", "|          LL", 1)
+    text, layout = toml_of_log(t, "f")
+    assert "no NET[...] bandwidth" in "\n".join(layout["defaults"])
+    assert "bw = 0.0" not in text
+
+
 def test_cli(tmp_path, capsys):
     out = tmp_path / "c.toml"
     assert main(["import", "nccl-log", LOG, "-o", str(out)]) == 0

@@ -135,6 +135,12 @@ def test_a_bad_number_is_refused_with_its_line():
         parse_nccl_tests(t, "f")
 
 
+def test_a_garbled_column_header_falls_back_to_the_plain_layout():
+    t = text("all_reduce_1x8.txt").replace("busbw  #wrong     time", "busbw4#wrong     time", 1)
+    (run,) = parse_nccl_tests(t, "f")     # found by the mutation test: an IndexError before
+    assert run.rows[-1].in_time_us == 677.15
+
+
 def test_no_rows_and_different_rank_counts_are_refused():
     with pytest.raises(ImportFormatError, match="no nccl-tests result rows"):
         parse_nccl_tests("srun: error\n# nThread 1\n", "f")
@@ -162,6 +168,19 @@ def test_cli_import_and_errors(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "no nccl-tests result rows" in err
     code, _, err = run_cli(capsys, "import", "nccl-tests", str(tmp_path / "missing.txt"))
     assert code == 2 and "cannot read" in err
+
+
+def test_wrong_elements_are_imported_with_a_warning_and_info_reads_the_trace(tmp_path, capsys):
+    t = text("all_reduce_1x8.txt").splitlines()
+    t[29] = t[29][:-1] + "7"          # 128 MiB in-place: 7 wrong elements
+    src = tmp_path / "w.txt"
+    src.write_text("\n".join(t) + "\n")
+    out = tmp_path / "w.nccltests"
+    code, o, _ = run_cli(capsys, "import", "nccl-tests", str(src), "-o", str(out))
+    assert code == 0 and "WARNING: 7 wrong elements reported" in o
+    assert table_runs(read_trace(str(out)))[0]["rows"][-1]["in_wrong"] == 7
+    code, o, _ = run_cli(capsys, "info", str(out))
+    assert code == 0 and "8 ranks, 104 ops, executor nccl-tests" in o
 
 
 # -- compare -------------------------------------------------------------------------------------
