@@ -17,8 +17,9 @@ from rankscope.simulator.collectives import build
 from rankscope.simulator.engine import simulate
 from rankscope.simulator.errors import RankscopeError, TopologyError
 from rankscope.simulator.interop.errors import ImportFormatError
-from rankscope.simulator.interop.nccl_compare import simulate_size
-from rankscope.simulator.interop.nccl_log import import_nccl_log, nccl_predict, parse_nccl_log, toml_of_log
+from rankscope.simulator.interop.nccl_compare import nccl_predict, simulate_size
+from rankscope.simulator.interop.nccl_log import parse_nccl_log
+from rankscope.simulator.interop.nccl_topology import import_nccl_log, toml_of_log
 from rankscope.simulator.topology import parse_topology
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "nccl")

@@ -77,7 +77,7 @@ def cmd_import_nccl_tests(a: argparse.Namespace) -> int:
 
 def cmd_import_nccl_log(a: argparse.Namespace) -> int:
     from rankscope.simulator.errors import UsageError, check_output
-    from rankscope.simulator.interop.nccl_log import import_nccl_log
+    from rankscope.simulator.interop.nccl_topology import import_nccl_log
 
     out = a.out if a.out is not None else os.path.splitext(a.file)[0] + ".toml"
     if not out:

@@ -8,7 +8,7 @@ nccl-log``), simulated by :func:`simulator.engine.simulate`. That is one channel
 ``nchannels`` rings of 1/k of the buffer each, and picks tree, NVLS or ring and LL, LL128 or
 Simple by size: once NCCL's model (``simulator.nccl``) is in, this function calls it instead.
 NCCL's own prediction beside it comes from the tuning table the log printed
-(:func:`.nccl_log.nccl_predict`), where the topology has one.
+(:func:`nccl_predict`), where the topology has one.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from ..costs import busbw
 from ..engine import simulate
 from ..errors import UsageError
 from .errors import ImportFormatError
-from .nccl_log import nccl_predict
 from .nccl_tests import table_runs
 
 SIMULATED = ("all-reduce", "reduce-scatter", "all-gather", "broadcast")
+# NCCL's names of the collectives in its tuning table (src/collectives.cc ncclFuncStr)
+FUNCS = {"broadcast": "Broadcast", "reduce": "Reduce", "all-gather": "AllGather",
+         "reduce-scatter": "ReduceScatter", "all-reduce": "AllReduce"}
 
 
 def simulate_size(collective: str, nranks: int, size: int, topo) -> dict[str, Any] | None:
@@ -157,3 +159,40 @@ def plot_busbw(runs: Sequence[dict[str, Any]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+# -- NCCL's own prediction, from the tuning table the log printed ---------------------------------
+# src/graph/tuning.cc (2.19) treeCorrectionFactor[protocol][log2(nBytes / 64)], 64 B to 256 MiB
+TREE_CORRECTION = {
+    "LL": (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0),
+    "LL128": (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0),
+    "Simple": (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9),
+}
+
+
+def nccl_predict(layout: dict[str, Any] | None, collective: str, nbytes: int, nranks: int):
+    """(seconds, algorithm, protocol) NCCL's tuning table predicts for one collective, or None.
+
+    src/graph/tuning.cc ``ncclTopoGetAlgoTime`` (2.19): time = latency + nBytes / (1000 x
+    bandwidth) us, the table's bandwidth (GB/s) times ``treeCorrectionFactor`` for trees, the
+    fastest (algorithm, protocol) with bandwidth > 0 (the table already holds 0 for what NCCL_ALGO /
+    NCCL_PROTO disabled). nBytes is the whole buffer S for every collective (src/include/info.h
+    ``ncclInfoSetDerived``: all-gather and reduce-scatter multiply the per-rank count by nRanks).
+    Left out: the ring plateau factor of multi-node all-reduce (it needs the GPUs' compute
+    capability, which the lines read here do not give) and the batching of many ops.
+    """
+    del nranks  # nBytes is S for every collective (see above)
+    func = FUNCS.get(collective)
+    rows = ((layout or {}).get("tuning") or {}).get(func or "", [])
+    best = None
+    for algo, proto, lat, bw in rows:
+        if not bw > 0:
+            continue
+        if algo == "Tree" and proto in TREE_CORRECTION:
+            k = max(0, int(nbytes) >> 6).bit_length() - 1
+            if 0 <= k < 23:
+                bw *= TREE_CORRECTION[proto][k]
+        t = (lat + nbytes / (1000 * bw)) * 1e-6
+        if best is None or t < best[0]:
+            best = (t, algo, proto)
+    return best
