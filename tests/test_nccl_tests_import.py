@@ -223,6 +223,21 @@ def test_compare_against_a_sweep_json(tmp_path, capsys):
     assert rows[-1]["sim_algo"] in ("ring", "hd", "ps")
 
 
+def test_a_sweep_compares_the_tests_of_its_collective(tmp_path, capsys):
+    out = tmp_path / "run.nccltests"
+    assert main(["import", "nccl-tests", fx("mpi_2x4_three_tests.txt"), "-o", str(out)]) == 0
+    capsys.readouterr()
+    code, o, _ = run_cli(capsys, "sweep", "all-gather", "--ranks", "8", "--min", "1MiB", "--max", "256MiB", "--json")
+    (tmp_path / "ag.json").write_text(o)
+    code, o, _ = run_cli(capsys, "compare", str(out), str(tmp_path / "ag.json"))
+    assert code == 0 and "measured all_gather_perf" in o and "all_reduce_perf" not in o
+    assert "(2 other test(s) of the import left out: the sweep is of all-gather on 8 ranks)" in o
+    code, o, _ = run_cli(capsys, "sweep", "broadcast", "--ranks", "8", "--max", "1MiB", "--json")
+    (tmp_path / "bc.json").write_text(o)
+    code, _, err = run_cli(capsys, "compare", str(out), str(tmp_path / "bc.json"))
+    assert code == 2 and "the sweep is of broadcast on 8 ranks; the import holds all-reduce on 8 ranks" in err
+
+
 def test_compare_refusals(tmp_path, capsys):
     out = tmp_path / "run.nccltests"
     assert main(["import", "nccl-tests", fx("slurm_old_format.txt"), "-o", str(out)]) == 0

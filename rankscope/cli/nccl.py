@@ -124,7 +124,7 @@ def cmd_compare_table(a: argparse.Namespace) -> int:
         from rankscope.simulator.plot import check_plot_path
 
         check_plot_path(a.plot)
-    from rankscope.simulator.interop.nccl_tests import is_table_trace
+    from rankscope.simulator.interop.nccl_tests import is_table_trace, table_runs
 
     trace = read_trace(a.a)
     if not is_table_trace(trace):
@@ -140,6 +140,7 @@ def cmd_compare_table(a: argparse.Namespace) -> int:
 
         topo = parse_topology(a.topology)
     runs = compare_table(trace, topo, sweep)
+    skipped = len(table_runs(trace)) - len(runs)
     if a.plot:
         plot_busbw(runs, a.plot)
     if a.json:
@@ -171,6 +172,9 @@ def cmd_compare_table(a: argparse.Namespace) -> int:
             med, big = run["median_abs_error"], run["median_abs_error_1mib"]
             print(f"  simulated with {algo}; median |error| {med:.1%}"
                   + (f", sizes >= 1 MiB {big:.1%}" if big is not None else ""))
+    if skipped:
+        print(f"({skipped} other test(s) of the import left out: the sweep is of {sweep['collective']} on "
+              f"{sweep['nranks']} ranks)")
     if a.plot:
         print(f"plot written to {a.plot}")
     return 0

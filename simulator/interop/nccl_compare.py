@@ -84,13 +84,17 @@ def compare_table(trace, topo=None, sweep: dict[str, Any] | None = None) -> list
         raise UsageError("comparing a nccl-tests import needs --topology T (the machine it ran on), "
                          "or a 'rankscope sweep --json' output as the second file")
     layout = (topo.meta.get("nccl") if topo is not None else None) or None
+    runs = table_runs(trace)
+    if sweep is not None:  # a sweep is of one collective: the tests of that one are compared
+        match = [r for r in runs if int(r["nranks"]) == sweep["nranks"]
+                 and (not sweep["collective"] or _same(sweep["collective"]) == r["collective"])]
+        if not match:
+            raise UsageError(f"the sweep is of {sweep['collective']} on {sweep['nranks']} ranks; the import holds "
+                             + ", ".join(f"{r['collective']} on {r['nranks']} ranks" for r in runs))
+        runs = match
     out = []
-    for run in table_runs(trace):
+    for run in runs:
         coll, n = run["collective"], int(run["nranks"])
-        if sweep is not None and (sweep["nranks"] != n or (sweep["collective"] and
-                                                           _same(sweep["collective"]) != coll)):
-            raise UsageError(f"the sweep is of {sweep['collective']} on {sweep['nranks']} ranks, the measured run "
-                             f"{run['test'] or coll} of {coll} on {n} ranks")
         rows = []
         for row in run["rows"]:
             size, meas = int(row["size"]), float(row["time_us"]) * 1e-6
