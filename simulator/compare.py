@@ -171,13 +171,8 @@ class Comparison:
 
 
 def op_classes(prog: Program) -> np.ndarray:
-    names = np.array(["reduce", "copy", "compute", "alloc", "free", "collective"], dtype=object)
-    cls = names[prog.kind]
-    c = np.flatnonzero(prog.kind == OpKind.COLLECTIVE)
-    if c.size:
-        labels = np.array([k.label for k in CollKind], dtype=object)
-        cls[c] = labels[prog.coll_kind[prog.arg[c]]]
-    return cls
+    """The class each op is counted in: its :meth:`Program.op_label`."""
+    return prog.op_labels()
 
 
 def step_durations(prog: Program, start: np.ndarray, end: np.ndarray) -> np.ndarray:
