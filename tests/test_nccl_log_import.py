@@ -114,6 +114,12 @@ def test_nccl_predict_is_the_tuning_formula(cluster):
     assert nccl_predict(None, "all-reduce", 1, 8) is None and nccl_predict(layout, "all-to-all", 1, 8) is None
 
 
+def test_a_smaller_communicators_ring_does_not_replace_the_largest_ones():
+    sub = "gpu-a:61000:61000 [0] NCCL INFO Channel 00/02 :   0   1"
+    log = parse_nccl_log(TEXT + "\n" + sub + "\n", "f")
+    assert log.rings[0] == [0, 1, 2, 3, 4, 5, 6, 7]
+
+
 def test_the_older_tuning_table_form():
     old = [" Latency/AlgBw |    Tree/    LL |    Tree/ LL128 |    Tree/Simple |    Ring/    LL |    Ring/ LL128 |"
            "    Ring/Simple |",

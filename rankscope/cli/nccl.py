@@ -1,7 +1,8 @@
 """Validating against a GPU cluster: ``import nccl-tests``, ``import nccl-log`` and ``compare`` of a
 nccl-tests import. :func:`add_import_sources` adds the two import sources to ``rankscope import``
-(:mod:`.interop` calls it); :func:`add_compare_args` and :func:`cmd_compare_table` are the
-``compare FILE.nccltests --topology T`` path (:mod:`.sim`'s ``compare`` dispatches here).
+(:mod:`.interop` calls it); :func:`wants_table` and :func:`cmd_compare_table` are the
+``compare FILE.nccltests --topology T`` path (:mod:`.sim`'s ``compare`` has the ``--topology``
+option and dispatches here).
 
 - ``rankscope import nccl-tests FILE [-o OUT] [--collective C] [--ranks N] [--json]``: the table
   trace of nccl-tests output (default OUT: FILE without its extension plus ``.nccltests``).
@@ -102,12 +103,6 @@ def cmd_import_nccl_log(a: argparse.Namespace) -> int:
         print(f"  default taken: {d}")
     print(f"topology written to {out} (--topology {out})")
     return 0
-
-
-def add_compare_args(c: argparse.ArgumentParser) -> None:
-    """``compare``'s options for a nccl-tests import."""
-    c.add_argument("--topology", "-t", help="for a nccl-tests import: the topology to simulate it on "
-                   "(a preset or a .toml file, e.g. from 'rankscope import nccl-log')")
 
 
 def wants_table(a: argparse.Namespace) -> bool:

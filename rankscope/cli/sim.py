@@ -285,7 +285,6 @@ def register(sub) -> None:
     c.add_argument("--threshold", type=float, default=10.0, help="divergence threshold in %% (default 10)")
     c.add_argument("--plot", help="write per-step bars to this PNG (needs matplotlib)")
     c.add_argument("--json", action="store_true", help="print JSON instead of text")
-    from . import nccl
-
-    nccl.add_compare_args(c)
+    c.add_argument("--topology", "-t", help="for a nccl-tests import: the topology to simulate it on (a preset or "
+                   "a .toml file, e.g. from 'rankscope import nccl-log'); see rankscope/cli/nccl.py")
     c.set_defaults(func=cmd_compare)

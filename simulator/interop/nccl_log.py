@@ -165,8 +165,10 @@ def parse_nccl_log(text: str, name: str = "<log>") -> NcclLog:
         elif (g := _GRAPH_CH.match(msg)) and log.graphs and log.graphs[-1]["host"] == host:
             log.graphs[-1]["channels"].append(g.group(2).split())
         elif (r := _RING.match(msg)):
-            log.rings[int(r.group(1))] = [int(x) for x in r.group(3).split()]
-            log.ring_total = int(r.group(2))
+            ring = [int(x) for x in r.group(3).split()]
+            if len(ring) >= len(log.rings.get(int(r.group(1)), ())):  # a smaller communicator's ring after it: not ours
+                log.rings[int(r.group(1))] = ring
+                log.ring_total = int(r.group(2))
         elif msg.startswith("Trees"):
             for ch, d0, d1, d2, rank, up in _TREES.findall(msg):
                 downs = [int(x) for x in (d0, d1, d2) if int(x) >= 0]
