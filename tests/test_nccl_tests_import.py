@@ -168,6 +168,9 @@ def test_cli_import_and_errors(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "no nccl-tests result rows" in err
     code, _, err = run_cli(capsys, "import", "nccl-tests", str(tmp_path / "missing.txt"))
     assert code == 2 and "cannot read" in err
+    code, _, err = run_cli(capsys, "import", "nccl-tests", fx("all_reduce_1x8.txt"), "-o", str(out),
+                           "--collective", "frobnicate")
+    assert code == 2 and "--collective 'frobnicate' is no collective" in err
 
 
 def test_wrong_elements_are_imported_with_a_warning_and_info_reads_the_trace(tmp_path, capsys):

@@ -305,7 +305,10 @@ def _infer_kind(run: Run, nranks: int | None) -> str | None:
 def _resolve(run: Run, name: str, collective: str | None, ranks: int | None) -> None:
     where = f"{name}:{run.first_line}"
     if collective:
-        run.collective = collective_kind(collective) or collective
+        run.collective = collective_kind(collective)
+        if run.collective is None:
+            raise ImportFormatError(f"--collective {collective!r} is no collective: give all-reduce, all-gather, "
+                                    "reduce-scatter, broadcast, reduce, all-to-all ...")
     elif run.test:
         run.collective = collective_kind(run.test)
     if ranks:
