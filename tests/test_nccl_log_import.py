@@ -120,6 +120,14 @@ def test_a_smaller_communicators_ring_does_not_replace_the_largest_ones():
     assert log.rings[0] == [0, 1, 2, 3, 4, 5, 6, 7]
 
 
+def test_nvls_lines():
+    t = (TEXT.replace("NVLS multicast support is not available on dev 0", "NVLS multicast support is available on dev 0")
+         .replace(" 0 nvls channels", " 16 nvls channels"))
+    t += "gpu-a:61000:61000 [0] NCCL INFO NVLS Head  0:  0  4\ngpu-a:61000:61000 [0] NCCL INFO NVLS Head  1:  1  5\n"
+    _, layout = toml_of_log(t, "f")
+    assert layout["nvls"] is True and layout["nvls_channels"] == 16 and layout["nvls_heads"] == [[0, 4], [1, 5]]
+
+
 def test_the_older_tuning_table_form():
     old = [" Latency/AlgBw |    Tree/    LL |    Tree/ LL128 |    Tree/Simple |    Ring/    LL |    Ring/ LL128 |"
            "    Ring/Simple |",
