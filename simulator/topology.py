@@ -512,7 +512,7 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
     extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "nccl"})
     if extra:
         raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[link]] and [nccl]")
-    if not isinstance(doc.get("nccl", {}), dict):  # NCCL's channel layout (simulator/interop/nccl_log.py), kept as meta
+    if not isinstance(doc.get("nccl", {}), dict):  # NCCL's channel layout (simulator/interop/nccl_topology.py), kept as meta
         raise TopologyError(f"{where}: 'nccl' must be a table, written [nccl]")
     if "ranks" not in doc:
         raise TopologyError(f"{where}: missing key 'ranks' (the number of ranks); add e.g. ranks = 4")
