@@ -357,6 +357,8 @@ BASE_ARGV = {
     "export": ["export", "{ring}", "-o", "{out}.json"],
     "import kineto": ["import", "kineto", str(FIXTURES / "nccl_kineto"), "-o", "{out}.trace"],
     "import flight-recorder": ["import", "flight-recorder", str(FIXTURES / "nccl_fr"), "-o", "{out}.trace"],
+    "import nccl-tests": ["import", "nccl-tests", str(FIXTURES / "nccl" / "all_reduce_1x8.txt"), "-o", "{out}.t"],
+    "import nccl-log": ["import", "nccl-log", str(FIXTURES / "nccl" / "nccl_2x4.log"), "-o", "{out}.toml"],
 }
 PARSE_ONLY = ("real", "calibrate", "validate", "demo", "replay")
 
