@@ -72,6 +72,23 @@ def test_a_fifo_is_streamed_to(tmp_path, capsys):
     assert read_trace(tmp_path / "copy.trace").n_ops == 24
 
 
+def test_a_trace_writer_streams_into_a_fifo_too(tmp_path):
+    from rankscope.simulator.trace import TraceWriter
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(data=fifo.read_bytes()))
+    t.start()
+    prog = build("all-reduce", "ring", 4, 4096)
+    with TraceWriter(fifo, prog) as w:
+        w.append(np.arange(prog.n_ops), np.zeros(prog.n_ops), np.ones(prog.n_ops))
+    t.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(os.listdir(tmp_path)) == ["pipe"]
+    (tmp_path / "copy.trace").write_bytes(got["data"])
+    assert read_trace(tmp_path / "copy.trace").meta["complete"]
+
+
 def test_outputs_that_cannot_be_written_are_refused_before_the_run(tmp_path, capsys):
     assert "cannot write '/proc/x.trace'" in _err(["sim", "all-reduce", "--out", "/proc/x.trace"], capsys)
     assert "output path is empty" in _err(["sim", "all-reduce", "-o", ""], capsys)

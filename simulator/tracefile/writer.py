@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ..errors import TraceFormatError
+from ..errors import TraceFormatError, output_kind
 from ..program import OpKind, Program
 from .atomic import fsync_path, write_atomic
 from .meta import complete_meta
@@ -217,8 +217,18 @@ class TraceWriter:
         self._open().links(link_id, t0, t1, nbytes)
 
     def close(self, complete: bool = True) -> None:
-        """Finish the file and rename it to ``path``. Idempotent."""
+        """Finish the file and rename it to ``path`` (a FIFO or character device at ``path`` is
+        written to instead, never replaced: :func:`~.atomic.write_atomic`). Idempotent."""
         if self._finish(complete, None):
+            if output_kind(self.path) in ("fifo", "chr"):
+                import shutil
+
+                def fill(f: Any) -> None:
+                    with open(self.partial, "rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 20)
+                write_atomic(self.path, fill)
+                os.unlink(self.partial)
+                return
             os.replace(self.partial, self.path)
             fsync_path(os.path.dirname(os.path.abspath(self.path)))
 
