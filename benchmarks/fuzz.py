@@ -71,6 +71,7 @@ def main() -> int:
     total = sum(share[f] for f in fams)
     rng = random.Random(a.seed)
     outcomes: list[F.Outcome] = []
+    biggest: list = [0, ""]  # the largest rise of the peak RSS in one case, and that case
     t0 = time.perf_counter()
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,13 +103,18 @@ def main() -> int:
                 for name, call in calls:
                     if done >= target:
                         break
+                    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                     o = F.run_case(fam, f"{name}: {what}" if what else name, call, limit=F.TIME_LIMIT)
+                    rise = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+                    if rise > biggest[0]:
+                        biggest[:] = [rise, o.what]
                     outcomes.append(o)
                     done += 1
         os.chdir(cwd)
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = F.tally(outcomes)
+    print(f"largest rise of the peak RSS in one case: {biggest[0] / 1024:.0f} MB ({biggest[1][:160]})")
     print(f"# rankscope fuzz: {len(outcomes)} cases, seed {a.seed}, {wall:.0f} s, peak RSS {peak_mb:.0f} MB "
           f"(address space capped at {cap / 2**30:.0f} GiB), limit {F.TIME_LIMIT:g} s per case")
     print(f"{'family':<8}{'cases':>8}{'ok':>8}{'error':>8}{'traceback':>11}{'over 10 s':>11}{'memory':>8}"

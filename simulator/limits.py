@@ -28,7 +28,7 @@ BUDGET_HINT = "raise it with RANKSCOPE_MEMORY=<bytes>, e.g. RANKSCOPE_MEMORY=64G
 OPS_HINT = "raise it with RANKSCOPE_MAX_OPS=<n>"
 MAX_RANKS = 1 << 22   # 4M ranks: per-rank arrays stay tens of MB (traces hold at most this many)
 DEFAULT_MAX_CLI_RANKS = 1 << 13   # ranks a command line may ask for (RANKSCOPE_MAX_RANKS raises it)
-MAX_PIECES = 1 << 16  # pieces of a pipelined broadcast
+MAX_PIECES = 1 << 12  # pieces of a pipelined broadcast (4,096 pieces on 4 ranks: 12,288 ops)
 __all__ = ["MAX_BYTES", "MAX_RANKS", "MAX_PIECES", "memory_budget", "max_ops", "max_ranks", "check_ops",
            "check_ranks", "collective_ops", "model_units", "train_ops"]
 

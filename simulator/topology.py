@@ -456,6 +456,7 @@ def parse_topology(spec: str, nranks: int | None = None, **overrides) -> Topolog
         if n_text is None and nranks is None:
             raise TopologyError(f"{spec!r} needs a rank count: write {kind}:8 or pass nranks")
         n = _count(int(n_text), f"rank count of {spec!r}") if n_text else nranks
+        _bounded(n, spec)
         o = _overrides(spec, given, bw=DEFAULT_BW, lat=DEFAULT_LAT)
         links = _ring_links(n, o) if kind == "ring" else _star_links(range(n), "sw", o["bw"], o["lat"])
         return _checked(f"{kind}:{n}", n, nranks, links, {"preset": kind, "nranks": n, **o})
@@ -466,6 +467,7 @@ def parse_topology(spec: str, nranks: int | None = None, **overrides) -> Topolog
         return _checked(f"dgx-{gpu}", 8, nranks, _star_links(range(8), "nvswitch0", o["intra_bw"],
                                                             o["intra_lat"]), meta)
     nodes, per = _count(int(m_text), f"node count of {spec!r}"), _count(int(g_text), f"ranks per node of {spec!r}")
+    _bounded(nodes * per, spec)
     per_link, count = NVLINK["h100"]
     o = _overrides(spec, given, intra_bw=per_link * count, intra_lat=NVLINK_HOP_LAT / 2,
                    nic_bw=NIC_BW, nic_lat=NET_HOP_LAT / 4)
@@ -480,6 +482,16 @@ def parse_topology(spec: str, nranks: int | None = None, **overrides) -> Topolog
     links += [(f"nic{r}", r, *nic, f"nic down {r}") for r in range(n)]
     meta = {"preset": "nodes", "nodes": nodes, "ranks_per_node": per, **o}
     return _checked(f"nodes:{nodes}x{per}", n, nranks, links, meta)
+
+
+def _bounded(n: int, spec: str) -> None:
+    """A preset's rank count within the limit (rankscope.simulator.limits.max_ranks), checked before
+    its links are built: ``nodes:1000x1000`` would take minutes of Python first."""
+    from . import limits
+
+    if n > limits.max_ranks():
+        raise TopologyError(f"topology {spec!r}: {n} ranks is over the limit of {limits.max_ranks()} "
+                            "(raise it with RANKSCOPE_MAX_RANKS=<n>)")
 
 
 def _overrides(spec: str, given: dict, **defaults) -> dict:

@@ -252,7 +252,7 @@ def test_a_cut_chain_salvages_to_the_ops_that_wait_for_nothing_dropped(tmp_path)
     (["sweep", "--min", "0"], "--min must be >= 1 byte"),
     (["sim", "all-reduce", "--ranks", "30000", "--size", "4KiB"], "ranks is over the limit of 8192"),
     (["sim", "all-reduce", "--algo", "hd", "--ranks", "1000000"], "over the limit"),
-    (["sim", "broadcast", "--pieces", "1000000"], "--pieces 1000000 is over the limit of 65536"),
+    (["sim", "broadcast", "--pieces", "1000000"], "--pieces 1000000 is over the limit of 4096"),
     (["sim", "all-reduce", "--topology", "nodes:1000x1000"], "1000000 ranks is over the limit"),
     (["sim", "train", "--ranks", "1000000"], "over the limit"),
     (["sim", "train", "--model", "mlp:100000x10", "--ranks", "1000"], "would have about 1.4e+09 ops"),
