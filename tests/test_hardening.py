@@ -245,6 +245,8 @@ def test_a_cut_chain_salvages_to_the_ops_that_wait_for_nothing_dropped(tmp_path)
     (["sim", "all-reduce", "--size", "1e19"], "over the limit of 1125899906842624 bytes"),
     (["sim", "all-reduce", "--size", "1e400"], "over the limit"),
     (["sweep", "--max", "1e30"], "over the limit"),
+    (["real", "all-reduce", "--size", "1e19"], "over the limit"),
+    (["real", "all-reduce", "--out", "/proc/x.trace"], "cannot write '/proc/x.trace'"),
     (["sim", "all-reduce", "--lat", "1e300"], "out of range: 0 to 3600 s"),
     (["sim", "train", "--bucket-mb", "nan"], "--bucket-mb must be > 0"),
     (["real", "all-reduce", "--timeout", "inf"], "must be 1 to 604800 seconds"),
@@ -301,6 +303,8 @@ def test_toml_self_and_duplicate_links_and_huge_files(tmp_path, capsys):
     f = tmp_path / "t.toml"
     f.write_text("ranks = 2\n[[link]]\nsrc = 0\ndst = 0\nbw = 1e9\nlat = 0\n")
     assert "link from 0 to itself" in _err(["sim", "all-reduce", "-t", f], capsys)
+    f.write_text("ranks = 2\n" + "[[link]]\nsrc = 0\ndst = 1\nbw = 1e9\nlat = 0\n" * 2)
+    assert "link 0->1 is given twice" in _err(["sim", "all-reduce", "-t", f], capsys)
     f.write_text("ranks = 2\nx = " + "[" * 5000 + "]" * 5000 + "\n")
     assert "nests arrays or tables too deeply" in _err(["sim", "all-reduce", "-t", f], capsys)
     f.write_text("ranks = 1000000000\n")
