@@ -114,7 +114,10 @@ def main() -> int:
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = F.tally(outcomes)
-    print(f"largest rise of the peak RSS in one case: {biggest[0] / 1024:.0f} MB ({biggest[1][:160]})")
+    if biggest[0]:
+        print(f"largest rise of the peak RSS in one case: {biggest[0] / 1024:.0f} MB ({biggest[1][:160]})")
+    else:
+        print("no case raised the peak RSS above what the set-up (base traces, salvage timing) reached")
     print(f"# rankscope fuzz: {len(outcomes)} cases, seed {a.seed}, {wall:.0f} s, peak RSS {peak_mb:.0f} MB "
           f"(address space capped at {cap / 2**30:.0f} GiB), limit {F.TIME_LIMIT:g} s per case")
     print(f"{'family':<8}{'cases':>8}{'ok':>8}{'error':>8}{'traceback':>11}{'over 10 s':>11}{'memory':>8}"
