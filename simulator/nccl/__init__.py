@@ -1,0 +1,13 @@
+"""NCCL's view of a GPU cluster, its tuner and its schedules, pinned to NCCL 2.20.3.
+
+- :mod:`.constants`  the tuner's tables, each with its source file and symbol
+- :mod:`.search`     the channel search (``ncclTopoCompute``) in closed form on a preset
+- :mod:`.tuner`      ``ncclTopoTuneModel``, ``ncclTopoGetAlgoTime``, ``topoGetAlgoInfo``
+- :mod:`.rings`, :mod:`.tree`, :mod:`.nvls`  multi-channel ring, double binary tree, NVLS/NVLSTree
+- :mod:`.model`      choice -> program -> simulation on the protocol's view of the topology
+"""
+
+from .model import cluster_of, nccl_collective, simulate_nccl, tuning, view
+from .tuner import Choice, Tuning
+
+__all__ = ["Choice", "Tuning", "cluster_of", "nccl_collective", "simulate_nccl", "tuning", "view"]
