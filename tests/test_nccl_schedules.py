@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankscope.simulator import costs
+from rankscope.simulator.collectives.nccl_ring import multi_ring, nccl_ring, ring_orders
+from rankscope.simulator.collectives.nccl_tree import btree, dtree_parent, nccl_tree
 from rankscope.simulator.engine import simulate
 from rankscope.simulator.nccl import nccl_collective, simulate_nccl, view
 from rankscope.simulator.nccl.nvls import nvls, port_speedup
-from rankscope.simulator.nccl.rings import multi_ring, nccl_ring, ring_orders
-from rankscope.simulator.nccl.tree import btree, dtree_parent, nccl_tree
 from rankscope.simulator.program import split
 from rankscope.simulator.provenance import check_promise
 from rankscope.simulator.topology import parse_topology

@@ -232,11 +232,12 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                "rows": [r.__dict__ for r in rows]})
         return 0
     if a.csv:
-        print("size,algo,seconds,algbw_GBps,busbw_GBps,method,nccl_choice,nccl_predicted_seconds")
+        nccl = "nccl" in algos  # two more columns: NCCL's choice and its predicted seconds
+        print("size,algo,seconds,algbw_GBps,busbw_GBps,method" + (",nccl_choice,nccl_predicted_seconds" if nccl else ""))
         for r in rows:
             pred = "" if r.predicted is None else f"{r.predicted:.9g}"
-            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method},"
-                  f"{r.choice},{pred}")
+            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method}"
+                  + (f",{r.choice},{pred}" if nccl else ""))
         return 0
     if "nccl" in algos:
         return _print_nccl_sweep(coll, a, topo, rows, sizes, [x for x in algos if x != "nccl"])

@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import UsageError
-from ..nccl.rings import nccl_ring
-from ..nccl.tree import nccl_tree
 from ..program import Program
 from .broadcast import ring_broadcast, tree_broadcast
 from .halving_doubling import halving_doubling_all_reduce
 from .hierarchical import hierarchical_all_reduce
+from .nccl_ring import nccl_ring
+from .nccl_tree import nccl_tree
 from .parameter_server import parameter_server_all_reduce
 from .ring import ring_all_gather, ring_all_reduce, ring_reduce_scatter
 

@@ -20,14 +20,14 @@ synchronisation, which no op of the program stands for). Not modelled: per-chann
 from __future__ import annotations
 
 from ..cluster import NodeSpec
+from ..collectives.nccl_ring import nccl_ring
+from ..collectives.nccl_tree import nccl_tree
 from ..engine import SimResult, simulate
 from ..errors import UsageError
 from ..program import Program
 from ..topology import Topology
 from . import constants as K
 from .nvls import nvls, port_speedup
-from .rings import nccl_ring
-from .tree import nccl_tree
 from .tuner import Choice, Tuning, parse_forced
 
 MAX_PIECES = 8  # pipeline chunks per tree channel, at most (keeps programs small)

@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..builder import ProgramBuilder
+from ..collectives.nccl_tree import _depths, dtree_parent
 from ..program import Buffer, Init, OpKind, Phase, Program, split
-from .tree import _depths, dtree_parent
 
 
 def port_speedup(gpus: int) -> float:
