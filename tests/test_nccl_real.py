@@ -39,3 +39,19 @@ def test_nvls_is_refused_in_one_line():
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "cannot be expressed in point-to-point" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_real_algo_nccl_runs_nccls_choice(capsys):
+    from real_helpers import run_cli
+
+    assert run_cli(["real", "all-reduce", "--algo", "nccl", "-t", "nodes:2x2,gpu=h100,nics=2", "-n", "4",
+                    "-s", "1000", "--check-steps"]) == 0
+    out = capsys.readouterr().out
+    assert "NCCL 2.20.3 on nodes:2x2,gpu=h100,nics=2: tree/ll" in out and "running nccl-tree" in out
+    assert "measured == simulated" in out and not children()
+
+
+def test_real_algo_nccl_refuses_nvls_in_one_line():
+    r = subprocess.run([sys.executable, "-m", "rankscope", "real", "all-reduce", "--algo", "nccl", "-t",
+                        "nodes:1x8,gpu=h100", "-n", "8", "-s", "64MiB"], capture_output=True, text=True)
+    assert r.returncode == 2 and "NCCL picks nvls" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -10,7 +10,7 @@
 - :mod:`.model`      choice -> program -> simulation on the protocol's view of the topology
 """
 
-from .model import cluster_of, nccl_collective, simulate_nccl, tuning, view
+from .model import cluster_of, nccl_collective, p2p_choice, simulate_nccl, tuning, view
 from .tuner import Choice, Tuning
 
-__all__ = ["Choice", "Tuning", "cluster_of", "nccl_collective", "simulate_nccl", "tuning", "view"]
+__all__ = ["Choice", "Tuning", "cluster_of", "nccl_collective", "p2p_choice", "simulate_nccl", "tuning", "view"]

@@ -63,6 +63,20 @@ def nccl_collective(coll: str, topo: Topology, nbytes: int, *, algo: str | None 
     return schedule(ch, tune.spec), ch
 
 
+def p2p_choice(coll: str, topo: Topology, nbytes: int, algo: str | None = None,
+               proto: str | None = None) -> tuple[str, int, Choice]:
+    """For the real executor: (builder name, nodes, NCCL's choice). Ring and tree run as the
+    registry's ``nccl-ring`` / ``nccl-tree`` programs; NVLS is refused in one line."""
+    from ..collectives import ALIASES
+
+    coll = ALIASES.get(coll, coll)
+    ch = tuning(topo, algo, proto).choose(coll, nbytes)
+    if ch.algo.startswith("nvls"):
+        raise UsageError(f"NCCL picks {ch.algo} here, and NVLS reduces inside the NVSwitch: it cannot be expressed in "
+                         "point-to-point messages; add --nccl-algo ring,tree")
+    return f"nccl-{ch.algo}", cluster_of(topo).nodes, ch
+
+
 def schedule(ch: Choice, spec: NodeSpec) -> Program:
     meta = {"nccl": ch.to_dict(), "proto": ch.proto}
     if ch.algo == "ring":
