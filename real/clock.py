@@ -42,7 +42,7 @@ class HostClock:
     def stamp() -> int:
         return time.monotonic_ns()
 
-    def resolve(self, tokens: list) -> np.ndarray:
+    def resolve(self, tokens: list, sync: bool = True) -> np.ndarray:
         return np.asarray(tokens, dtype=np.float64)
 
 
@@ -68,9 +68,17 @@ class CudaEventClock:
         ev.record()
         return ev
 
-    def resolve(self, tokens: list) -> np.ndarray:
-        torch.cuda.synchronize(self.device)
-        return np.array([self.ref_ns + self.ref.elapsed_time(ev) * 1e6 for ev in tokens], dtype=np.float64)
+    def resolve(self, tokens: list, sync: bool = True) -> np.ndarray:
+        """Host ns of each event. ``sync=False`` (after an error): no ``synchronize``, which a
+        stuck NCCL kernel would never let return; an event the stream has not reached yet
+        (``query()`` False) is NaN, as is every event when the reference itself was not reached."""
+        if sync:
+            torch.cuda.synchronize(self.device)
+            return np.array([self.ref_ns + self.ref.elapsed_time(ev) * 1e6 for ev in tokens], dtype=np.float64)
+        if self.ref is None or not self.ref.query():
+            return np.full(len(tokens), np.nan)
+        return np.array([self.ref_ns + self.ref.elapsed_time(ev) * 1e6 if ev.query() else np.nan
+                         for ev in tokens], dtype=np.float64)
 
 
 def make_clock(device: torch.device):
