@@ -98,11 +98,11 @@ def run_rank(rank: int, world: int, local_rank: int, backend: str, timeout: floa
              job: Callable[[RankContext], Any], base_store: Any = None, started: float | None = None
              ) -> tuple[Any, dict | None, Any]:
     """Init the process group, run the job, publish its result or error: (result, error, store).
-    ``job.env`` (a dict, optional) is set in the environment first, where not already set (e.g.
+    ``job.env`` ((name, value) pairs, optional) is set in the environment first, where not already set (e.g.
     the flight recorder's buffer size, read when the process group is created)."""
     store = None
     try:
-        for k, v in (getattr(job, "env", None) or {}).items():
+        for k, v in dict(getattr(job, "env", None) or ()).items():
             os.environ.setdefault(k, v)
         device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
         kw: dict[str, Any] = {"rank": rank, "world_size": world, "timeout": timedelta(seconds=timeout),
