@@ -85,6 +85,7 @@ class Executor:
         """Run every wave of this rank; ``after_step(s)`` after the last wave of each step s in
         which this rank took part (the per-step provenance check)."""
         stamp = self.clock.stamp if self.timestamps else None
+        self.ctx.fresh_budget()
         self.clock.begin()
         prev_step = None
         for wave, sends, recvs in self._plan:

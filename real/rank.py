@@ -10,7 +10,9 @@ pickle; the store outlives a broken process group).
 command: until a rank's first wave of transfers has completed, its waits share one budget that
 runs from the command's start (``RankContext.started``), so a rank that hangs from the start
 is noticed ``--timeout`` s after the command started, not after start-up plus ``--timeout``.
-Each completed wait (:meth:`RankContext.progressed`) starts a fresh ``--timeout``. On CUDA no
+Each completed wait (:meth:`RankContext.progressed`) starts a fresh ``--timeout``, and so does the
+start of each later run of waits (:meth:`RankContext.fresh_budget`: a sweep's native rounds in
+between are no waiting). On CUDA no
 wait takes a timeout at all (real/executor.py): the process group's timeout, which NCCL's watchdog
 enforces, is the limit there.
 """
@@ -50,6 +52,7 @@ class RankContext:
 
     def __post_init__(self) -> None:
         self.last_progress = self.started
+        self.any_progress = False
 
     @property
     def wait_timeout(self) -> timedelta:
@@ -61,6 +64,13 @@ class RankContext:
 
     def progressed(self) -> None:
         self.last_progress = time.monotonic()
+        self.any_progress = True
+
+    def fresh_budget(self) -> None:
+        """A new run of waits starts a full ``timeout``, once the rank has made progress at all
+        (before that, the budget runs from the command's start)."""
+        if self.any_progress:
+            self.progressed()
 
     def publish(self, name: str, obj: Any) -> None:
         publish(self.store, name, self.rank, obj)

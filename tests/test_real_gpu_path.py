@@ -91,6 +91,12 @@ def test_cuda_waits_take_no_timeout_and_gloo_waits_the_budget():
     assert isinstance(left, timedelta) and 9.0 < left.total_seconds() <= 10.0
     waiter(ctx)(g)                              # a completed wait starts a fresh budget
     assert 29.0 < g.calls[1][0].total_seconds() <= 30.0
+    late = _ctx("cpu", timeout=30.0, started=time.monotonic() - 20.0)
+    late.fresh_budget()                         # no progress yet: still from the command's start
+    assert late.wait_budget().total_seconds() <= 10.0
+    ctx.last_progress -= 25.0                   # a long phase without waits (a sweep's native rounds)
+    ctx.fresh_budget()
+    assert ctx.wait_budget().total_seconds() > 29.0
 
 
 # -- 7: stamps after an error -------------------------------------------------------------------------
