@@ -28,9 +28,9 @@ not a communication error; failing that, a rank that hung (its peers timed out w
 and the launcher killed it); peers' "connection closed" and timeouts come last.
 
 On NCCL there is no "connection closed": the peers of a failed rank block inside NCCL until the
-process group's timeout, when NCCL's watchdog aborts them (SIGABRT), or until the launcher kills
-them as hung; either way their own stamps die with them, and the partial trace holds what the
-failing rank (if it raised) published.
+process group's timeout, when NCCL's watchdog aborts them (SIGABRT, counted as a reaction, not a
+cause), or until the launcher kills them as hung; either way their own stamps die with them, and
+the partial trace holds what the failing rank (if it raised) published.
 
 Under torchrun the agent, not this module, stops the job: as soon as one rank exits it sends
 SIGTERM to the others (SIGKILL 30 s later). Rank 0 ignores SIGTERM so that it can still gather
@@ -159,6 +159,18 @@ def launch(job: Callable[[RankContext], Any], *, nranks: int | None, backend: st
     return _launch_local(job, nranks, backend, timeout, collect, started, deadline, method)
 
 
+def signal_failure(rank: int, code: int, t_ns: float, backend: str) -> RankFailure:
+    """A rank that exited by signal ``-code``. Its own cause, except SIGABRT on NCCL: NCCL's
+    watchdog aborts a rank whose collective timed out, which is a reaction to another rank that
+    failed or hung (see [Note: failures])."""
+    sig = -code
+    name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+    if backend == "nccl" and sig == signal.SIGABRT:
+        return RankFailure(rank, "aborted (SIGABRT: NCCL's watchdog ends a rank whose collective timed out)",
+                           False, t_ns)
+    return RankFailure(rank, f"killed by signal {name}", True, t_ns)
+
+
 def _failure(r: int, err: dict[str, Any]) -> RankFailure:
     return RankFailure(r, f"{err['type']}: {err['message']}", not err["comm"], err["t_ns"])
 
@@ -207,8 +219,7 @@ def _launch_local(job: Callable[[RankContext], Any], nranks: int, backend: str, 
                 out.failures.append(RankFailure(r, f"hung: still running {w.waited:.1f} s after "
                                                    f"the first failure, killed by the launcher", False, t_ns, True))
             elif code < 0:
-                name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
-                out.failures.append(RankFailure(r, f"killed by signal {name}", True, t_ns))
+                out.failures.append(signal_failure(r, code, t_ns, backend))
             elif err is not None:
                 out.failures.append(_failure(r, err))
             elif code != 0:

@@ -169,6 +169,21 @@ def test_local_cuda_ranks_are_spawned_one_gpu_each(captured, monkeypatch, tmp_pa
         TrainRunConfig(device="cuda", start_method="fork")
 
 
+def test_a_watchdog_abort_on_nccl_is_a_reaction_not_the_culprit():
+    import signal
+
+    from rankscope.real.launch import RankFailure, signal_failure
+
+    aborted = signal_failure(0, -signal.SIGABRT, 2.0, "nccl")
+    assert not aborted.primary and "watchdog" in aborted.reason
+    assert signal_failure(0, -signal.SIGABRT, 2.0, "gloo").primary          # on gloo: a crash of its own
+    assert signal_failure(2, -signal.SIGKILL, 3.0, "nccl").reason == "killed by signal SIGKILL"
+    hung = RankFailure(1, "hung: still running 4.0 s after the first failure, killed by the launcher", False, 5.0,
+                       True)
+    got = Launched("local", 3, "nccl", None, failures=[aborted, hung, signal_failure(2, -6, 2.1, "nccl")])
+    assert got.culprit.rank == 1 and got.failure_message().startswith("rank 1 failed: hung")
+
+
 def test_start_methods():
     assert start_method("gloo") == "fork" and start_method("nccl") == "spawn"
     assert start_method("nccl", "forkserver") == "forkserver"
