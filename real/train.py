@@ -15,7 +15,7 @@ given. Input: ``randn(B, W)`` seeded by rank and step; loss: ``mean(y**2)``.
   the first iteration; the simulator's gradients are bucket views (``simulator/training.py``).
 - FSDP2: ``fully_shard`` on every unit, then on the root (which holds no parameters, so it issues
   no collective of its own); ``reshard_after_forward=True``, backward prefetch of one unit: the
-  simulator's FSDP2 defaults. fp32 throughout (a plain CPU run), so compare with
+  simulator's FSDP2 defaults. fp32 throughout, on CPUs and GPUs alike, so compare with
   ``TrainConfig(precision="fp32")``.
 - Adam (lr 1e-3), ``fused=True`` where the device supports it: the fused kernel updates in place,
   while the for-loop Adam makes two parameter-sized temporaries per tensor (``sqrt`` then the
@@ -49,12 +49,12 @@ workspaces]), ``flight_recorder/rank{r}.json`` (the flight recorder's dump, see
 :func:`dump_flight_recorder`), and ``rank{r}.error`` with the traceback if the rank failed.
 
 [Note: cuBLAS workspaces]
-On a GPU, cuBLAS and cuBLASLt take their workspaces (a few MiB to 32 MiB per handle and stream,
-``CUBLAS_WORKSPACE_CONFIG``) from PyTorch's caching allocator, so ``max_memory_allocated`` counts
-them (pytorch/pytorch#95668), while the simulator models tensors only. After the last step each
-rank measures them: ``memory_allocated`` before and after ``torch._C._cuda_clearCublasWorkspaces()``
-(what ``torch.cuda.graphs`` and torch's own tests use to free them); the comparison subtracts that
-from the measured peak and prints it (real/profile_convert.py).
+On a GPU, cuBLAS and cuBLASLt take their workspaces (one per handle and stream, sized by
+``CUBLAS_WORKSPACE_CONFIG`` or torch's default) from PyTorch's caching allocator, so
+``max_memory_allocated`` counts them (pytorch/pytorch#95668), while the simulator models tensors
+only. After the last step each rank measures them: ``memory_allocated`` before and after
+``torch._C._cuda_clearCublasWorkspaces()`` (the call torch's own test utilities free them with);
+the comparison subtracts that from the measured peak and prints it (real/profile_convert.py).
 """
 
 from __future__ import annotations
@@ -342,6 +342,11 @@ def launch(cfg: TrainRunConfig, outdir: str, started: float | None = None) -> fl
 
     t0 = time.perf_counter()
     started = time.monotonic() if started is None else started
+    if cfg.device == "cuda":  # spawned ranks: asking CUDA in this process harms none of them
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda, but this torch sees no CUDA device (a CPU build, or no GPU)")
     got = launch_ranks(TrainJob(cfg, outdir), nranks=cfg.nranks, backend=backend_for(cfg.device, False),
                        timeout=cfg.timeout, started=started, run_seconds=cfg.timeout, method=cfg.start_method)
     if not got.ok:

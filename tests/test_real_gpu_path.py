@@ -167,6 +167,9 @@ def test_local_cuda_ranks_are_spawned_one_gpu_each(captured, monkeypatch, tmp_pa
     assert captured[0]["backend"] == "nccl" and captured[0]["method"] == "spawn"
     with pytest.raises(UsageError, match="cannot fork"):
         TrainRunConfig(device="cuda", start_method="fork")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="--device cuda, but this torch sees no CUDA device"):
+        real_train.launch(TrainRunConfig(model="mlp:2x64", nranks=1, steps=1, device="cuda"), str(tmp_path))
 
 
 def test_a_watchdog_abort_on_nccl_is_a_reaction_not_the_culprit():
