@@ -2,8 +2,8 @@
 
     python benchmarks/gpu_check.py [--out-dir DIR] [--gpus N] [--json]
 
-On a machine with CUDA (about 2-4 minutes; each command has its own time limit and the whole check
-stops starting commands after 5 minutes), with N = every GPU here (one GPU: world size 1, which
+On a machine with CUDA (target: under 5 minutes, not yet measured on a GPU; each command has its
+own time limit, and no command starts after 5 minutes), with N = every GPU here (one GPU: world size 1, which
 still exercises device placement, CUDA-event timing and the launcher):
   1. ``torchrun --standalone --nproc-per-node N -m rankscope real COLL --algo A --backend nccl``
      for every collective and algorithm the real backend runs (hier with M = 2 nodes of N/2 where
