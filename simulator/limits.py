@@ -107,13 +107,19 @@ def collective_ops(collective: str, algo: str, nranks: int, *, pieces: int = 4,
     - parameter server: 2 (N-1) transfers;
     - hierarchical (M nodes x G): intra reduce-scatter and all-gather 2 (G-1) G M, inter ring
       2 (M-1) M G;
-    - ring broadcast: (N-1) x pieces; tree: N-1.
+    - ring broadcast: (N-1) x pieces; tree: N-1;
+    - nccl-ring: the ring's count per channel, times the channels; nccl-tree: per channel and
+      piece, a reduce up and a broadcast down the tree, 2 (N-1) transfers.
     """
-    from .collectives import ALIASES
+    from .collectives import ALIASES, NCCL_CHANNELS
 
     coll = ALIASES.get(collective, collective)
     a = ALIASES.get(algo, algo)
     n = nranks
+    if a == "nccl-tree":
+        return float(NCCL_CHANNELS * max(1, pieces) * 2 * (n - 1))
+    if a == "nccl-ring":
+        return NCCL_CHANNELS * collective_ops(coll, "ring", n)
     if coll == "broadcast":
         return float((n - 1) * max(1, pieces)) if a == "ring" else float(n)
     if coll in ("reduce-scatter", "all-gather"):
