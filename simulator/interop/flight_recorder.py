@@ -184,8 +184,6 @@ def _collective(e: Any, where: str, status: dict[str, Any], t0_ns: int, cfg: dic
     for what, t in (("created", created), ("start", start), ("end", end)):
         if math.isinf(t) or abs(t) > 1e12:
             raise ImportFormatError(f"{where}: its {what} time {t!r} s is not a finite time")
-    if end < start:
-        raise ImportFormatError(f"{where}: it ends ({end!r} s) before it starts ({start!r} s)")
     ranks = _parse_ranks(cfg, group)
     if is_p2p:
         group = f"{group}:p2p:{rank}"

@@ -159,14 +159,15 @@ def check_tables(h: dict, nranks: int, m: int) -> dict[str, Any]:
 
 def check_times(start: np.ndarray, end: np.ndarray) -> None:
     """Op times: NaN (never ran) or finite within :data:`MAX_SECONDS`; an op that never started has
-    no end; an end is not before its start (an op that started may lack an end: a hang)."""
+    no end (an op that started may lack one: a hang). An end before its start is data, not
+    corruption: a measured run's checks (benchmarks/gpu_check.py) report it; readers clamp the duration."""
     for name, t in (("start", start), ("end", end)):
         bad = np.isinf(t) | (np.abs(np.nan_to_num(t)) > MAX_SECONDS)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise TraceFormatError(f"corrupt {name} column: op {i} has {name} {float(t[i])!r} "
                                    f"(times are finite, |t| <= {MAX_SECONDS:g} s)")
-    bad = (np.isnan(start) & ~np.isnan(end)) | (end < start)
+    bad = np.isnan(start) & ~np.isnan(end)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise TraceFormatError(f"corrupt times: op {i} runs from {float(start[i])!r} to {float(end[i])!r}")
@@ -198,8 +199,8 @@ def check_links(link: np.ndarray, t0: np.ndarray, t1: np.ndarray, nbytes: np.nda
     for name, t in (("start", t0), ("end", t1)):
         if not np.all(np.isfinite(t)) or np.abs(t).max() > MAX_SECONDS:
             raise TraceFormatError(f"corrupt link rows: a {name} time is not finite or beyond {MAX_SECONDS:g} s")
-    if (t1 < t0).any() or nbytes.min() < 0 or nbytes.max() > MAX_BYTES:
-        raise TraceFormatError("corrupt link rows: an end before its start, or a byte count out of range")
+    if nbytes.min() < 0 or nbytes.max() > MAX_BYTES:
+        raise TraceFormatError(f"corrupt link rows: a byte count out of range 0..{MAX_BYTES}")
 
 
 def check_total_bytes(op_bytes_sum: float) -> None:
