@@ -45,7 +45,7 @@ def chakra_documents(trace: Trace) -> dict[int, dict[str, Any]]:
     for op in np.flatnonzero(keep):
         k, r, a = OpKind(int(p.kind[op])), int(p.rank[op]), int(p.arg[op])
         dur = float(trace.end[op] - trace.start[op]) if trace.ran[op] else 0.0
-        dur = dur if math.isfinite(dur) else 0.0  # started and never ended (a hang): no duration
+        dur = max(0.0, dur) if math.isfinite(dur) else 0.0  # a hang (no end) or clock skew: no duration
         deps = [int(d) for d in p.deps(int(op)) if keep[d] and int(p.rank[d]) == r]
         node = {"id": int(op), "name": p.describe_op(int(op)), "ctrl_deps": [], "data_deps": deps,
                 "start_time_micros": int(round(float(trace.start[op]) * 1e6)) if trace.ran[op] else 0,
