@@ -54,6 +54,7 @@ def _max_batches(a: argparse.Namespace, strategies, device, topo, limit: int) ->
     """``--find-max-batch``: the largest micro-batch that fits, per strategy."""
     from rankscope.simulator.engine import simulate
     from rankscope.simulator.models import parse_model
+    from rankscope.simulator.rank_speed import with_topology_speeds
     from rankscope.simulator.train_report import find_max_batch, peak_bytes
     from rankscope.simulator.training import compile_step
 
@@ -62,7 +63,7 @@ def _max_batches(a: argparse.Namespace, strategies, device, topo, limit: int) ->
         cfg = _train_config(a, strat)
 
         def peak_of(b: int, cfg=cfg) -> int:
-            prog = compile_step(parse_model(a.model, b, a.seq_len), a.ranks, cfg, device)
+            prog = with_topology_speeds(compile_step(parse_model(a.model, b, a.seq_len), a.ranks, cfg, device), topo)
             return peak_bytes(prog, simulate(prog, topo, gamma=a.gamma))
 
         best, peak = find_max_batch(peak_of, limit)
@@ -82,6 +83,7 @@ def _max_batches(a: argparse.Namespace, strategies, device, topo, limit: int) ->
 def cmd_train(a: argparse.Namespace) -> int:
     from rankscope.simulator.engine import simulate
     from rankscope.simulator.models import parse_device, parse_model
+    from rankscope.simulator.rank_speed import with_topology_speeds
     from rankscope.simulator.train_report import train_report
     from rankscope.simulator.training import STRATEGIES, compile_step
 
@@ -101,7 +103,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         return _max_batches(a, strategies, device, topo, limit)
     reports = []
     for strat in strategies:
-        prog = compile_step(model, a.ranks, _train_config(a, strat), device)
+        prog = with_topology_speeds(compile_step(model, a.ranks, _train_config(a, strat), device), topo)
         sim = simulate(prog, topo, gamma=a.gamma)
         if a.out and not a.compare_strategies:
             from rankscope.simulator.trace import write_trace
