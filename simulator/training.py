@@ -239,7 +239,7 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
         gathered: dict[int, tuple[int, int]] = {}   # unit -> (alloc op, all-gather op), current pass
         freed: dict[int, int] = {}                  # unit -> free op of its unsharded params
 
-        def gather(i: int, *after) -> tuple[int, int]:
+        def gather(i: int, *after, gathered=gathered) -> tuple[int, int]:
             a = t.alloc(unsh[i], *after)
             g = t.coll(CollKind.ALL_GATHER, padded[i] * b["gather"], unsh[i], a)
             gathered[i] = (a, g)
@@ -263,7 +263,7 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
         # -- backward -------------------------------------------------------------------------
         start = len(t.kind)
 
-        def backward(i: int, *deps) -> int:
+        def backward(i: int, *deps, sfx=sfx, act=act) -> int:
             """Unit i's backward (with its recomputation, if any) and the frees it allows."""
             rb = t.buffer(f"{model.units[i].name}.recomputed{sfx}", rec_bytes[i], "activation") if rec_bytes[i] else None
             ra = t.alloc(rb, *deps) if rb is not None else None
