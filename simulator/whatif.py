@@ -30,9 +30,11 @@ latency α, two hops of α/2). Per-unit compute is independent of N' in data par
 keeps its micro-batch); what changes is the collectives' bytes and ring length, the optimizer's
 shard, and memory (shards).
 
-Not modelled: what the host does to compute when N' processes share it (N' gloo ranks on fewer
-cores than ranks slow every op), and communication that is not a ring (gloo's algorithms differ
-by size).
+Local CPU runs: N' gloo ranks on C cores time-share them once N' > C, so ``host_cores=C`` scales
+every compute op, the host time and the calibrated ring (its α and β: gloo's transfers are CPU
+copies) by max(1, N'/C) / max(1, N/C). Without it each rank is taken to have its own cores, as on
+a cluster. Not modelled: communication that is not a ring (gloo's algorithms differ by size),
+cache and memory-bandwidth contention between ranks.
 """
 
 from __future__ import annotations
@@ -256,14 +258,17 @@ def slow_links(topo: Topology, specs: list[tuple[str, float]]) -> Topology:
 
 
 def predict(meas: Measured, nranks: int | None = None, topo: Topology | None = None, strategy: str | None = None,
-            slow_ranks: dict[int, float] | None = None, links: list[tuple[str, float]] | None = None
-            ) -> tuple[Program, Any, Topology, dict[str, Any]]:
+            slow_ranks: dict[int, float] | None = None, links: list[tuple[str, float]] | None = None,
+            host_cores: int | None = None) -> tuple[Program, Any, Topology, dict[str, Any]]:
     """(program, simulation, topology, report) of the measured step on the new configuration."""
     n = nranks or meas.nranks
+    if host_cores is not None and host_cores < 1:
+        raise UsageError(f"--host-cores must be >= 1, got {host_cores}")
+    share = max(1.0, n / host_cores) / max(1.0, meas.nranks / host_cores) if host_cores else 1.0
     if topo is None:
         if meas.beta is None:
             raise UsageError("the trace has no collectives to calibrate the network from: give --topology")
-        topo = parse_topology(f"switch:{n}", bw=1.0 / meas.beta, lat=meas.alpha / 2)
+        topo = parse_topology(f"switch:{n}", bw=1.0 / (meas.beta * share), lat=meas.alpha * share / 2)
     elif topo.nranks != n:
         raise UsageError(f"--topology {topo.name!r} has {topo.nranks} ranks, --ranks says {n}")
     if links:
@@ -278,7 +283,7 @@ def predict(meas: Measured, nranks: int | None = None, topo: Topology | None = N
     if missing:
         raise UsageError(f"the measured trace has no '{missing[0]}' span ({len(missing)} labels missing): whatif "
                          "needs the compute spans of the same model")
-    factor = time_factors(topo, n)
+    factor = time_factors(topo, n) * share
     for r, f in (slow_ranks or {}).items():
         if not 0 <= r < n:
             raise UsageError(f"--slow-rank {r}: ranks are 0..{n - 1}")
@@ -297,7 +302,8 @@ def predict(meas: Measured, nranks: int | None = None, topo: Topology | None = N
                          "step_time": sim.makespan, "exposed_comm": float(exposed_comm(prog, sim.start, sim.end).max()),
                          "peak": max(mt.peak(r)[0] for r in range(n)),
                          "slow_ranks": {str(k): v for k, v in (slow_ranks or {}).items()},
-                         "slow_links": [[k, v] for k, v in (links or [])], "optimizer_scale": opt_ratio}}
+                         "slow_links": [[k, v] for k, v in (links or [])], "optimizer_scale": opt_ratio,
+                         "host_cores": host_cores, "host_share": share}}
     return prog, sim, topo, rep
 
 

@@ -124,3 +124,15 @@ def test_cli_whatif_needs_a_training_trace(tmp_path, capsys):
     write_trace(str(path), simulate(prog, t).to_trace(prog, t))
     assert main(["whatif", str(path)]) == 2
     assert "training-step windows" in capsys.readouterr().err
+
+
+def test_host_cores_time_share_compute_and_the_calibrated_ring(tmp_path):
+    path, prog, _ = _synthetic(tmp_path, model="gpt2", bucket_mb=25)
+    meas = measure(read_trace(path))
+    p1, s1, t1, _ = predict(meas, 4)
+    p2, s2, t2, rep = predict(meas, 4, host_cores=2)      # 4 ranks on 2 cores, measured 2 on 2: x2
+    assert rep["predicted"]["host_share"] == 2.0
+    np.testing.assert_allclose(p2.compute_seconds, 2 * p1.compute_seconds, rtol=1e-12)
+    assert t2.link_bw == pytest.approx(t1.link_bw / 2) and t2.link_lat == pytest.approx(t1.link_lat * 2)
+    assert s2.makespan == pytest.approx(2 * s1.makespan, rel=1e-9)
+    assert predict(meas, 2, host_cores=2)[3]["predicted"]["host_share"] == 1.0

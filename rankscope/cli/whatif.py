@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--slow-link", action="append", default=[], metavar="LINK=F",
                    help="a link (as the topology names it, e.g. 0->sw) or a rank's links at 1/F of their "
                    "bandwidth (repeatable)")
+    p.add_argument("--host-cores", type=int_at_least(1), help="local CPU runs: the cores the ranks share; compute "
+                   "and the calibrated network slow by max(1, N'/C) / max(1, N/C) (default: a core per rank)")
     p.add_argument("--model", help="the model, when the trace does not say (e.g. mlp:4x1024)")
     p.add_argument("--measured-strategy", help="the measured run's strategy, when the trace does not say")
     p.add_argument("--out", "-o", help="write the predicted step's trace (replay and compare open it)")
@@ -52,7 +54,7 @@ def cmd_whatif(a: argparse.Namespace) -> int:
     meas = measure(read_trace(a.trace), a.model, a.measured_strategy)
     n = a.ranks or meas.nranks
     topo = parse_topology(a.topology, n) if a.topology else None
-    prog, sim, topo, rep = predict(meas, n, topo, a.strategy, slow, links)
+    prog, sim, topo, rep = predict(meas, n, topo, a.strategy, slow, links, a.host_cores)
     if a.out:
         write_trace(a.out, sim.to_trace(prog, topo, {"whatif": rep, "source_trace": a.trace}))
     if a.json:
@@ -62,7 +64,8 @@ def cmd_whatif(a: argparse.Namespace) -> int:
     net = (f"switch:{n} fitted to {m['collectives_fitted']} measured collectives: alpha "
            f"{m['alpha'] * 1e6:.3g} us, 1/beta {1 / m['beta'] / 1e9:.3g} GB/s" if not a.topology else topo.name)
     pert = ", ".join([f"rank {r} compute x{f:g}" for r, f in p["slow_ranks"].items()] +
-                     [f"link {k} bandwidth /{f:g}" for k, f in p["slow_links"]]) or "none"
+                     [f"link {k} bandwidth /{f:g}" for k, f in p["slow_links"]] +
+                     ([f"{a.host_cores} host cores: x{p['host_share']:g}"] if a.host_cores else [])) or "none"
     print(f"measured: {m['strategy']} run of {meas.model} (micro-batch {meas.micro_batch}) on {m['nranks']} ranks, "
           f"steady steps {m['steps']}")
     print(f"predicted: {p['strategy']} on {n} ranks, network {net}; host time "
