@@ -221,6 +221,10 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
     rec_bytes = [model.recompute_bytes(u, *ck) for u in model.units]
     fwd_flops = [model.fwd_flops(u) for u in model.units]
     rec_flops = [model.recompute_flops(u, cfg.checkpointing, cfg.attention) for u in model.units]
+    def activations(sfx: str) -> list[int]:
+        return [t.buffer(f"{u.name}.activations{sfx}", act_bytes[i], "activation") for i, u in enumerate(model.units)]
+
+    acts0 = activations("" if K == 1 else " mb0")   # buffer order: state, activations, unsharded, grads
     unsh = [t.buffer(f"{u.name}.unsharded", padded[i] * b["gather"], "param_unsharded")
             for i, u in enumerate(model.units)] if z3 else []
     gbuf = [t.buffer(f"{u.name}.grad_unsharded", padded[i] * b["unsharded_grad"], "grad_unsharded")
@@ -231,7 +235,7 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
     for k in range(K):
         sfx = "" if K == 1 else f" mb{k}"
         reduce_now = k == K - 1 or cfg.grad_sync == "every"
-        act = [t.buffer(f"{u.name}.activations{sfx}", act_bytes[i], "activation") for i, u in enumerate(model.units)]
+        act = acts0 if k == 0 else activations(sfx)
         fwd, bwd = [None] * L, [None] * L
 
         # -- forward --------------------------------------------------------------------------
