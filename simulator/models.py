@@ -95,12 +95,13 @@ class Model:
                                                                                precision)
 
     def recompute_flops(self, unit: Unit, checkpointing: str = "none", attention: str = "flash") -> float:
-        """Forward FLOPs redone in ``unit``'s backward: full recomputation, one more forward;
+        """Forward FLOPs redone in ``unit``'s backward: full recomputation, one more forward (and,
+        with flash attention, the QKᵀ its backward recomputes as well);
         selective, the attention core's 4·b·s²·h (Korthikanti et al. 2022, section 5); flash attention
         without either recomputes QKᵀ, 2·b·s²·h (Dao et al. 2022, "FlashAttention", algorithm 4)."""
-        if checkpointing == "full" and unit.ckpt_elems_per_sample is not None:
-            return self.fwd_flops(unit)
         core = unit.attn_flops_per_sample * self.micro_batch
+        if checkpointing == "full" and unit.ckpt_elems_per_sample is not None:  # flash's QKᵀ on top
+            return self.fwd_flops(unit) + (core / 2 if attention == "flash" else 0.0)
         if checkpointing == "selective":
             return core
         return core / 2 if attention == "flash" else 0.0
