@@ -512,9 +512,12 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
     except (OSError, UnicodeDecodeError) as e:
         raise TopologyError(f"cannot read topology file {str(path)!r}: {e}") from None
     where = str(path)
-    extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "rank"})
+    extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "rank", "nccl"})
     if extra:
-        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[rank]] and [[link]]")
+        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[rank]], [[link]] "
+                            "and [nccl]")
+    if not isinstance(doc.get("nccl", {}), dict):  # NCCL's channel layout (simulator/interop/nccl_topology.py), kept as meta
+        raise TopologyError(f"{where}: 'nccl' must be a table, written [nccl]")
     if "ranks" not in doc:
         raise TopologyError(f"{where}: missing key 'ranks' (the number of ranks); add e.g. ranks = 4")
     raw = doc.get("link", [])
@@ -538,7 +541,7 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
         if both:
             links.append((t["dst"], t["src"], t["bw"], t["lat"], f"{label} (reverse)"))
     n = _count(doc["ranks"], f"{where}: ranks")
-    meta = {"preset": "toml", "path": where}
+    meta = {"preset": "toml", "path": where, **({"nccl": doc["nccl"]} if "nccl" in doc else {})}
     if "rank" in doc:
         meta["rank_speed"] = _rank_speeds(doc["rank"], n, where)
     try:
