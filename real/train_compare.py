@@ -38,6 +38,7 @@ from rankscope.simulator.program import CollKind, OpKind, Program
 from rankscope.simulator.topology import parse_topology
 from rankscope.simulator.trace import Trace
 from rankscope.simulator.training import TrainConfig, compile_step
+from rankscope.simulator.whatif import measured_peaks
 
 MEMORY_TOLERANCE = 0.10
 
@@ -89,26 +90,6 @@ def measured_sequences(trace: Trace) -> dict[int, list[dict[str, Any]]]:
         for row, s in zip(mine, steps):
             row["step"] = int(s)
         out[r] = mine
-    return out
-
-
-def measured_peaks(trace: Trace, step: int) -> dict[int, int]:
-    """Per rank, the largest bytes alive at any moment of training step ``step`` (its window)."""
-    p = trace.program
-    mt = memory_timeline(p, trace.start, trace.end)
-    out = {}
-    for rk, w in trace.meta.get("steps", {}).items():
-        r = int(rk)
-        if step >= len(w):
-            continue
-        a, b = w[step]
-        t, tot = mt.times[r], mt.total[r]
-        if tot.size == 0:
-            continue
-        inside = (t >= a) & (t <= b)
-        before = np.flatnonzero(t < a)
-        level = tot[before[-1]] if before.size else 0
-        out[r] = int(max(level, tot[inside].max() if inside.any() else level))
     return out
 
 
