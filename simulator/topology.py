@@ -663,6 +663,7 @@ def _toml_cluster(doc: dict, where: str, path: Path, nranks: int | None) -> Topo
     options = {k: v for k, v in t.items() if k not in ("nodes", "gpus")}
     try:
         spec = node_spec(t["nodes"], t["gpus"], options, lambda v, w: _quantity(v, w, True))
+        _bounded(spec.nranks, where)
         return cluster_topology(spec, nranks, name=doc.get("name", path.stem))
     except TopologyError as e:
         raise TopologyError(f"{where}: {e}") from None
