@@ -28,8 +28,9 @@ BUDGET_HINT = "raise it with RANKSCOPE_MEMORY=<bytes>, e.g. RANKSCOPE_MEMORY=64G
 OPS_HINT = "raise it with RANKSCOPE_MAX_OPS=<n>"
 MAX_RANKS = 1 << 22   # 4M ranks: per-rank arrays stay tens of MB (traces hold at most this many)
 DEFAULT_MAX_CLI_RANKS = 1 << 13   # ranks a command line may ask for (RANKSCOPE_MAX_RANKS raises it)
+MAX_GRAD_ACCUM = 1 << 12  # micro-batches of one training step (each repeats every layer's ops)
 MAX_PIECES = 1 << 12  # pieces of a pipelined broadcast (4,096 pieces on 4 ranks: 12,288 ops)
-__all__ = ["MAX_BYTES", "MAX_RANKS", "MAX_PIECES", "memory_budget", "max_ops", "max_ranks", "check_ops",
+__all__ = ["MAX_BYTES", "MAX_RANKS", "MAX_PIECES", "MAX_GRAD_ACCUM", "memory_budget", "max_ops", "max_ranks", "check_ops",
            "check_ranks", "collective_ops", "model_units", "train_ops"]
 
 
@@ -167,9 +168,10 @@ def model_units(spec: str) -> int | None:
     return units
 
 
-def train_ops(units: int, nranks: int) -> float:
-    """An upper bound on a training step's ops: each rank runs per unit a forward and a backward
-    compute, its allocs and frees, and at most three collectives (ZeRO-3: all-gather forward and
-    backward, reduce-scatter), 14 ops, plus the optimizer's and the step's fixed ops (64);
-    tests/test_hardening_limits.py checks it against :func:`~.training.compile_step`."""
-    return float(nranks) * (14 * units + 64)
+def train_ops(units: int, nranks: int, grad_accum: int = 1) -> float:
+    """An upper bound on a training step's ops: each rank runs per unit and micro-batch a forward
+    and a backward compute, its allocs and frees, and at most three collectives (ZeRO-3:
+    all-gather forward and backward, reduce-scatter), 14 ops, plus the optimizer's and the step's
+    fixed ops (64); tests/test_hardening_limits.py checks it against
+    :func:`~.training.compile_step`."""
+    return float(nranks) * (14 * units * max(1, grad_accum) + 64)

@@ -259,6 +259,8 @@ def test_a_cut_chain_salvages_to_the_ops_that_wait_for_nothing_dropped(tmp_path)
     (["sim", "train", "--ranks", "1000000"], "over the limit"),
     (["sim", "train", "--model", "mlp:100000x10", "--ranks", "1000"], "would have about 1.4e+09 ops"),
     (["sim", "train", "--model", "params:1e30"], "over the limit of 1e+15"),
+    (["sim", "train", "--model", "mlp:2x64", "--grad-accum", "1000000"], "--grad-accum 1000000 is over the limit of 4096"),
+    (["sim", "train", "--model", "mlp:2000x64", "--grad-accum", "4000"], "x 4000 micro-batches would have about"),
     (["sim", "all-reduce", "--gamma", "1e308"], "gamma must be a finite number >= 0 and <= 1"),
     (["sim", "all-reduce", "--ranks", "9" * 40], "expected an integer"),
 ])

@@ -27,10 +27,11 @@ def test_collective_estimates_bound_the_builders(coll, algo, n):
 
 @pytest.mark.parametrize("model", list(PRESETS) + ["mlp:1x8", "mlp:7x64", "params:1e9x3"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_training_estimates_bound_compile_step(model, strategy):
+@pytest.mark.parametrize("accum", [1, 3])
+def test_training_estimates_bound_compile_step(model, strategy, accum):
     m = parse_model(model, 4)
-    prog = compile_step(m, 4, TrainConfig(strategy=strategy), parse_device("h100", None))
-    est = limits.train_ops(len(m.units), 4)
+    prog = compile_step(m, 4, TrainConfig(strategy=strategy, grad_accum=accum), parse_device("h100", None))
+    est = limits.train_ops(len(m.units), 4, accum)
     assert prog.n_ops <= est <= 12 * prog.n_ops
 
 

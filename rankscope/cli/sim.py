@@ -144,12 +144,16 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise UsageError(f"--bucket-mb must be > 0 and <= {1 << 20} MiB, got {a.bucket_mb}")
     if a.mfu is not None and not 0 < a.mfu <= 1:
         raise UsageError(f"--mfu must be in (0, 1], got {a.mfu}")
+    if a.grad_accum > limits.MAX_GRAD_ACCUM:
+        raise UsageError(f"--grad-accum {a.grad_accum} is over the limit of {limits.MAX_GRAD_ACCUM} micro-batches")
+    step = f"a training step of {a.model} on {a.ranks} ranks" + (
+        f" x {a.grad_accum} micro-batches" if a.grad_accum > 1 else "")
     units = limits.model_units(a.model)
     if units is not None:
-        limits.check_ops(limits.train_ops(units, a.ranks), f"a training step of {a.model} on {a.ranks} ranks")
+        limits.check_ops(limits.train_ops(units, a.ranks, a.grad_accum), step)
     model = parse_model(a.model, a.micro_batch, a.seq_len)
     device = parse_device(a.device, a.mfu)
-    limits.check_ops(limits.train_ops(len(model.units), a.ranks), f"a training step of {a.model} on {a.ranks} ranks")
+    limits.check_ops(limits.train_ops(len(model.units), a.ranks, a.grad_accum), step)
     limit = a.gpu_memory if a.gpu_memory is not None else device.memory
     topo = topology_from_args(a, a.ranks)
     strategies = STRATEGIES if a.compare_strategies else (a.strategy,)
