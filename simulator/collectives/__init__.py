@@ -1,11 +1,11 @@
 """Collective schedules as programs. :func:`build` is the one entry point the CLI and tests use.
 
-| collective     | algorithms                                                           |
-|----------------|----------------------------------------------------------------------|
-| all-reduce     | ring, hd (recursive halving-doubling), ps (parameter server), hier   |
-| reduce-scatter | ring                                                                 |
-| all-gather     | ring                                                                 |
-| broadcast      | ring (pipelined, ``pieces``), tree (binomial)                        |
+| collective     | algorithms                                                               |
+|----------------|--------------------------------------------------------------------------|
+| all-reduce     | ring, hd (halving-doubling, MPICH's order), hd-far (far-first), ps, hier |
+| reduce-scatter | ring                                                                     |
+| all-gather     | ring                                                                     |
+| broadcast      | ring (pipelined, ``pieces``), tree (binomial)                            |
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ from typing import Callable
 from ..errors import UsageError
 from ..program import Program
 from .broadcast import ring_broadcast, tree_broadcast
-from .halving_doubling import halving_doubling_all_reduce
+from .halving_doubling import halving_doubling_all_reduce, halving_doubling_far_all_reduce
 from .hierarchical import hierarchical_all_reduce
 from .parameter_server import parameter_server_all_reduce
 from .ring import ring_all_gather, ring_all_reduce, ring_reduce_scatter
 
 ALGORITHMS: dict[str, dict[str, Callable[..., Program]]] = {
     "all-reduce": {"ring": ring_all_reduce, "hd": halving_doubling_all_reduce,
-                   "ps": parameter_server_all_reduce, "hier": hierarchical_all_reduce},
+                   "hd-far": halving_doubling_far_all_reduce, "ps": parameter_server_all_reduce,
+                   "hier": hierarchical_all_reduce},
     "reduce-scatter": {"ring": ring_reduce_scatter},
     "all-gather": {"ring": ring_all_gather},
     "broadcast": {"ring": ring_broadcast, "tree": tree_broadcast},
 }
-ALIASES = {"halving-doubling": "hd", "rabenseifner": "hd", "parameter-server": "ps", "naive": "ps",
-           "hierarchical": "hier", "binomial": "tree", "pipeline": "ring",
+ALIASES = {"halving-doubling": "hd", "rabenseifner": "hd", "mpich": "hd", "halving-doubling-far": "hd-far",
+           "parameter-server": "ps", "naive": "ps", "hierarchical": "hier", "binomial": "tree", "pipeline": "ring",
            "allreduce": "all-reduce", "reducescatter": "reduce-scatter", "allgather": "all-gather",
            "all_reduce": "all-reduce", "reduce_scatter": "reduce-scatter", "all_gather": "all-gather"}
 
