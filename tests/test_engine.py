@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from engine_reference import reference_simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,18 +58,26 @@ def test_event_loop_agrees_with_the_sweep(coll, algo):
                           np.bincount(b.link_id, weights=b.link_bytes, minlength=16))
 
 
-def _two_senders(nbytes):
+def _two_senders(nbytes, second=None):
+    """Ranks 0 and 1 send to rank 2 at once: ``nbytes`` each, or ``nbytes - second`` and ``second``."""
     b = ProgramBuilder(3, [Buffer("buf", nbytes, Init.OWN)])
-    c = b.chunk(0, 0)
-    b.transfer(0, 2, c, OpKind.REDUCE, 0)
-    b.transfer(1, 2, c, OpKind.REDUCE, 0)
+    if second is None:
+        c0 = c1 = b.chunk(0, 0)
+    else:
+        b.grid(0, [0, nbytes - second, nbytes])
+        c0, c1 = b.chunk(0, 0), b.chunk(0, 1)
+    b.transfer(0, 2, c0, OpKind.REDUCE, 0)
+    b.transfer(1, 2, c1, OpKind.REDUCE, 0)
     return b.build()
 
 
 def test_two_flows_on_one_link_each_get_half_its_bandwidth():
     t = parse_topology("switch:3", bw=BW, lat=LAT)
     res = simulate(_two_senders(10**6), t)
-    assert res.info["method"] == "events"  # both flows cross rank 2's down link
+    # both flows cross rank 2's down link at once with equal bytes: uniform sharing, still the sweep
+    assert res.info["method"] == "sweep" and res.info["shared_steps"] == 1
+    ev = simulate(_two_senders(10**6), t, method="events")
+    np.testing.assert_allclose(ev.end, res.end, rtol=1e-12)
     alone = 2 * LAT + 10**6 / BW
     shared = 2 * LAT + 10**6 / (BW / 2)
     assert _rel(res.end[0], shared) < 1e-12 and _rel(res.end[1], shared) < 1e-12
@@ -147,5 +156,27 @@ def test_bad_requests():
         simulate(build("all-reduce", "ring", 8, 100), parse_topology("switch:4"))
     with pytest.raises(UsageError, match="gamma"):
         simulate(build("all-reduce", "ring", 4, 100), parse_topology("switch:4"), gamma=-1)
-    with pytest.raises(UsageError, match="not exact"):
-        simulate(_two_senders(100), parse_topology("switch:3"), method="sweep")
+    with pytest.raises(UsageError, match="not exact"):  # two flows of unequal size share a link
+        simulate(_two_senders(100, 60), parse_topology("switch:3"), method="sweep")
+
+
+@pytest.mark.parametrize("coll, algo, n, topo, s", [
+    ("all-reduce", "hd-far", 16, "ring:16", 1 << 20), ("all-reduce", "hd", 12, "ring:12", 1_000_003),
+    ("all-reduce", "ps", 8, "switch:8", 12345), ("all-reduce", "hd-far", 24, "nodes:3x8", 1 << 22),
+    ("broadcast", "tree", 16, "ring:16", 77777), ("all-reduce", "hier", 16, "ring:16", 1 << 20),
+    ("all-reduce", "hd", 13, "switch:13", 99999), ("broadcast", "ring", 9, "ring:9", 1 << 16)])
+def test_event_loop_equals_the_previous_engine_on_contended_programs(coll, algo, n, topo, s):
+    """The event-loop object against the loop it replaced (tests/engine_reference.py, verbatim)."""
+    prog = build(coll, algo, n, s, nodes=2 if algo == "hier" else None)
+    t = parse_topology(topo)
+    new = simulate(prog, t, gamma=1e-11, method="events")
+    start, end, seg_op, seg_t0, seg_t1, seg_bytes = reference_simulate(prog, t, gamma=1e-11)
+    np.testing.assert_allclose(new.start, start, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(new.end, end, rtol=1e-9, atol=0)
+    # the same rate periods: rows per (link, t0, t1, bytes) as a multiset
+    hops = [t.route(int(prog.rank[f]), int(prog.peer[f])) for f in seg_op]
+    want = sorted((int(h), a, b, c) for hs, a, b, c in zip(hops, seg_t0, seg_t1, seg_bytes) for h in hs)
+    got = sorted(zip(new.link_id.tolist(), new.link_t0.tolist(), new.link_t1.tolist(), new.link_bytes.tolist()))
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g[0] == w[0] and g[3] == w[3] and _rel(g[1], w[1]) <= 1e-9 and _rel(g[2], w[2]) <= 1e-9
