@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import costs
+from . import costs, routing
 from .errors import UsageError
 from .program import CollKind, OpKind, Program
 
@@ -75,18 +75,19 @@ class RouteTable:
             keys = np.unique(prog.rank[t].astype(np.int64) * n + prog.peer[t])
         self.keys = keys
         if keys.size:
-            self.hops, self.lat = topo.routes((keys // n).astype(np.int64), (keys % n).astype(np.int64))
-            self.hops = np.asarray(self.hops, dtype=np.int64)
+            self.hops, self.lat = routing.routes(topo, (keys // n).astype(np.int64), (keys % n).astype(np.int64))
+            self.hops = np.asarray(self.hops, dtype=np.int32)
             valid = self.hops >= 0
-            self.bw = np.where(valid, topo.link_bw[np.where(valid, self.hops, 0)], np.inf).min(axis=1)
+            lb = np.append(np.asarray(topo.link_bw, dtype=np.float64), np.inf)  # -1 pads read +inf
+            self.bw = lb[self.hops].min(axis=1)
         else:
-            self.hops, self.lat, self.bw = np.zeros((0, 1), np.int64), np.zeros(0), np.zeros(0)
+            self.hops, self.lat, self.bw = np.zeros((0, 1), np.int32), np.zeros(0), np.zeros(0)
             valid = self.hops >= 0
         self.full = bool(valid.all())
         self.hop_len = valid.sum(axis=1).astype(np.int64)
         self.hop_ptr = np.zeros(keys.size + 1, dtype=np.int64)
         np.cumsum(self.hop_len, out=self.hop_ptr[1:])
-        self.hop_idx = self.hops[valid]  # row-major: each route's hops in order
+        self.hop_idx = self.hops[valid].astype(np.int64)  # row-major: each route's hops in order
 
     def slots(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         key = src.astype(np.int64) * self.n + dst

@@ -34,25 +34,22 @@ def _all_unique(x: np.ndarray, stamp: np.ndarray) -> bool:
     return bool((stamp[x] == k).all())
 
 
-def _rates(h: np.ndarray, full: bool, link_bw: np.ndarray, count: np.ndarray, b0: np.ndarray,
-           nb: np.ndarray, stamp: np.ndarray) -> np.ndarray | None:
-    """Rates of one step's moving flows (routes ``h``, padded) when links are shared uniformly, or None.
-
-    ``count`` is scratch (zeros) as large as the link range, returned to zeros."""
-    used = h.ravel() if full else h[h >= 0]
-    np.add.at(count, used, 1)
-    share = link_bw[np.maximum(h, 0)] / count[np.maximum(h, 0)]
-    if not full:
-        share[h < 0] = np.inf
-    rate = share.min(axis=1)
+def _rates(h: np.ndarray, full: bool, link_bw: np.ndarray, b0: np.ndarray, nb: np.ndarray,
+           stamp: np.ndarray) -> np.ndarray | None:
+    """Rates of one step's moving flows (routes ``h``, -1 padded) when links are shared uniformly, or None."""
+    valid = None if full else (h >= 0)
+    used = h.ravel() if full else h[valid]
+    count = np.bincount(used, minlength=link_bw.size)
+    share = np.append(link_bw / np.maximum(count, 1), np.inf)  # index -1 (padding) reads +inf
+    rate = share[h].min(axis=1)
     flow = np.repeat(np.arange(h.shape[0]), h.shape[1])
     if not full:
-        flow = flow[(h >= 0).ravel()]
+        flow = flow[valid.ravel()]
     stamp[used] = flow  # one flow per link stands for all of them
     ref = stamp[used]
-    ok = bool(np.all(b0[flow] == b0[ref]) and np.all(nb[flow] == nb[ref]) and np.all(rate[flow] == rate[ref]))
-    count[used] = 0
-    return rate if ok else None
+    if np.array_equal(b0[flow], b0[ref]) and np.array_equal(nb[flow], nb[ref]) and np.array_equal(rate[flow], rate[ref]):
+        return rate
+    return None
 
 
 def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | None:
@@ -79,8 +76,8 @@ def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | Non
     nlinks = max(int(routes.hops.max()) + 1 if routes.hops.size else 1, link_bw.size, 1)
     link_busy = np.full(nlinks, -np.inf)
     link_stamp = np.zeros(nlinks, dtype=np.int64)
-    link_count = np.zeros(nlinks, dtype=np.int64)
-    bw = np.asarray(link_bw, dtype=np.float64)
+    bw = np.zeros(nlinks)
+    bw[:link_bw.size] = link_bw
     record = int(is_tr.sum()) * routes.hops.shape[1] <= max_link_rows
     bw_start = np.zeros(m) if record else None
     arrival = np.zeros(m) if record else None
@@ -126,7 +123,7 @@ def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | Non
             if h.size:
                 used = h.ravel() if routes.full else h[h >= 0]
                 if not _all_unique(used, link_stamp):  # links shared in this step: uniformly?
-                    rate = _rates(h, routes.full, bw, link_count, b0m, nb if allm else nb[moving], link_stamp)
+                    rate = _rates(h, routes.full, bw, b0m, nb if allm else nb[moving], link_stamp)
                     if rate is None:
                         return None
                     if allm:
