@@ -46,7 +46,8 @@ from .errors import UsageError
 
 __all__ = [
     "BUSBW_FACTOR", "algbw", "binomial_tree_broadcast", "busbw", "closed_form",
-    "halving_doubling_all_reduce", "halving_doubling_all_reduce_on_ring", "hierarchical_all_reduce", "parameter_server_all_reduce",
+    "halving_doubling_all_reduce", "halving_doubling_all_reduce_on_ring", "hierarchical_all_reduce",
+    "parameter_server_all_reduce",
     "pipelined_ring_broadcast", "ring_all_gather", "ring_all_reduce", "ring_reduce_scatter",
 ]
 

@@ -133,34 +133,44 @@ def _program_sequence(prog):
 
 
 def _tracked_halving_doubling(n, s, order):
-    """The same schedule through ProgramBuilder, which derives every dependency from reads and writes."""
+    """The same schedule through ProgramBuilder, which derives every data dependency from reads and
+    writes; ``after`` adds MPICH's blocking order (both ranks done with their previous exchange)."""
     p = 1 << (n.bit_length() - 1)
     rem = n - p
     b = ProgramBuilder(n, [Buffer("buf", s, Init.OWN)])
     b.grid(0, split(s, p))
     whole = b.chunk(0, 0, p)
-    for i in range(rem):
-        b.transfer(2 * i, 2 * i + 1, whole, OpKind.REDUCE, 0)
+    fold = [b.transfer(2 * i, 2 * i + 1, whole, OpKind.REDUCE, 0) for i in range(rem)]
     step = 1 if rem else 0
     real = [2 * v + 1 if v < rem else v + rem for v in range(p)]
     masks = [1 << k for k in range(p.bit_length() - 1)]
     masks = masks[::-1] if order == "far" else masks
+    last = {v: ([fold[v]] if v < rem else []) for v in range(p)}  # v's ops of its previous exchange
     lo, hi = [0] * p, [p] * p
-    for m in masks:
+
+    def exchange(m, chunk_of, kind):
+        nonlocal step
+        now = {v: [] for v in range(p)}
         for v in range(p):
-            mid = (lo[v] + hi[v]) // 2
-            b.transfer(real[v], real[v ^ m], b.chunk(0, *((mid, hi[v]) if v & m == 0 else (lo[v], mid))),
-                       OpKind.REDUCE, step)
+            w = v ^ m
+            first = step == (1 if rem else 0)
+            after = (last[w] if w < rem else []) if first else last[v] + last[w]
+            op = b.transfer(real[v], real[w], chunk_of(v), kind, step, after=after)
+            now[v].append(op)
+            now[w].append(op)
+        last.update(now)
+        step += 1
+
+    for m in masks:
+        exchange(m, lambda v, m=m: b.chunk(0, *(((lo[v] + hi[v]) // 2, hi[v]) if v & m == 0 else
+                                                (lo[v], (lo[v] + hi[v]) // 2))), OpKind.REDUCE)
         for v in range(p):
             mid = (lo[v] + hi[v]) // 2
             lo[v], hi[v] = (lo[v], mid) if v & m == 0 else (mid, hi[v])
-        step += 1
     for m in masks[::-1]:
-        for v in range(p):
-            b.transfer(real[v], real[v ^ m], b.chunk(0, lo[v], hi[v]), OpKind.COPY, step)
+        exchange(m, lambda v: b.chunk(0, lo[v], hi[v]), OpKind.COPY)
         for v in range(p):
             lo[v], hi[v] = min(lo[v], lo[v ^ m]), max(hi[v], hi[v ^ m])
-        step += 1
     for i in range(rem):
         b.transfer(2 * i + 1, 2 * i, whole, OpKind.COPY, step)
     return b.build()

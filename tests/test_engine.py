@@ -180,3 +180,42 @@ def test_event_loop_equals_the_previous_engine_on_contended_programs(coll, algo,
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert g[0] == w[0] and g[3] == w[3] and _rel(g[1], w[1]) <= 1e-9 and _rel(g[2], w[2]) <= 1e-9
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16, 32, 64])
+@pytest.mark.parametrize("algo, order", [("hd", "near"), ("hd-far", "far")])
+def test_halving_doubling_on_a_ring_equals_the_closed_form_of_its_order(n, algo, order):
+    """ring:N: the partner at mask m is m hops away and m flows share each hop. MPICH's order (nearest
+    partner, half the buffer first) costs 2(N-1)α + log2(N)·Sβ; far-first 2(N-1)α + 2S(N²-1)/(3N)·β."""
+    s, gamma = n * 3 * 4096, 2e-11
+    res = simulate(build("all-reduce", algo, n, s), parse_topology(f"ring:{n}", bw=BW, lat=LAT), gamma=gamma)
+    want = costs.halving_doubling_all_reduce_on_ring(n, s, LAT, 1 / BW, gamma, order=order)
+    assert _rel(res.makespan, want) <= 1e-9
+    if n > 2:
+        gamma_part = s * (n - 1) / n * gamma
+        base = {"near": 2 * (n - 1) * LAT + np.log2(n) * s / BW,
+                "far": 2 * (n - 1) * LAT + 2 * s * (n * n - 1) / (3 * n) / BW}[order]
+        assert _rel(want, base + gamma_part) <= 1e-12
+
+
+def test_the_orders_differ_on_ring_1024_as_the_issue_measured():
+    """The figures of issue 19 from the closed forms (64 MiB, 25 GB/s, 5 us): 37.07 ms and 1.84 s."""
+    s = 64 << 20
+    near = costs.halving_doubling_all_reduce_on_ring(1024, s, LAT, 1 / BW, order="near")
+    far = costs.halving_doubling_all_reduce_on_ring(1024, s, LAT, 1 / BW, order="far")
+    assert round(near * 1e3, 2) == 37.07 and round(far, 2) == 1.84
+
+
+@pytest.mark.parametrize("n", range(1, 65))
+def test_halving_doubling_on_a_switch_equals_the_closed_form_for_both_orders(n):
+    """switch:N is non-blocking: both orders cost the same. Exact when p divides S (with the fold for
+    N not a power of two: MPICH's blocking order keeps the fold-in off the first exchange's links);
+    for N a power of two also with uneven cells."""
+    p = 1 << (n.bit_length() - 1)
+    t = parse_topology(f"switch:{n}", bw=BW, lat=LAT)
+    sizes = [p * 5000] + ([1_000_003, 5] if n == p else [])
+    for s in sizes:
+        want = costs.closed_form("all-reduce", "hd", n, s, 2 * LAT, 1 / BW, 2e-11)
+        for algo in ("hd", "hd-far"):
+            res = simulate(build("all-reduce", algo, n, s), t, gamma=2e-11)
+            assert _rel(res.makespan, want) <= 1e-9, (algo, s)
