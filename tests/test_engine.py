@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from channel_rings import channel_rings
 from engine_reference import reference_simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,9 @@ from rankscope.simulator.collectives import build
 from rankscope.simulator.engine import max_min_rates, simulate
 from rankscope.simulator.errors import UsageError
 from rankscope.simulator.program import Buffer, Init, OpKind
+from rankscope.simulator.provenance import layout
 from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.traffic import traffic
 
 BW, LAT = 25e9, 5e-6
 
@@ -219,3 +222,42 @@ def test_halving_doubling_on_a_switch_equals_the_closed_form_for_both_orders(n):
         for algo in ("hd", "hd-far"):
             res = simulate(build("all-reduce", algo, n, s), t, gamma=2e-11)
             assert _rel(res.makespan, want) <= 1e-9, (algo, s)
+
+
+def test_channel_rings_program_is_k_rings():
+    prog = channel_rings(6, 6000 * 4 + 5, 4).validate()
+    lay = layout(prog)
+    for b in range(4):  # every channel's buffer ends all-reduced
+        assert (lay.bits[b] == lay.full_mask()).all()
+    assert traffic(prog).sent.sum() == 2 * 5 * (6000 * 4 + 5)
+    assert prog.n_steps == 10 and prog.n_ops == 4 * 10 * 6
+
+
+@pytest.mark.parametrize("topo, n, k, s", [("ring:8", 8, 4, 8 * 4 * 1000), ("switch:8", 8, 16, 8 * 16 * 512),
+                                           ("nodes:2x4", 8, 3, 8 * 3 * 777), ("nodes:3x4", 12, 8, 12 * 8 * 64)])
+def test_uniform_sharing_stays_on_the_sweep_and_equals_the_event_loop(topo, n, k, s):
+    """k channel rings: k equal flows on every hop, 1/k each. The sweep keeps them vectorised and
+    gives the event loop's max-min answer; with k = 1 the step is the plain ring."""
+    t = parse_topology(topo)
+    prog = channel_rings(n, s, k)
+    fast = simulate(prog, t, gamma=1e-11)
+    assert fast.info["method"] == "sweep" and fast.info["shared_steps"] == prog.n_steps
+    slow = simulate(prog, t, gamma=1e-11, method="events")
+    np.testing.assert_allclose(fast.start, slow.start, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(fast.end, slow.end, rtol=1e-9, atol=0)
+    nl = t.link_bw.size
+    np.testing.assert_allclose(np.bincount(fast.link_id, fast.link_bytes, nl), np.bincount(slow.link_id, slow.link_bytes, nl))
+    # on ring:N and switch:N every hop of a step carries k flows of S/(kN): the ring's closed form
+    if topo.startswith(("ring", "switch")):
+        alpha = LAT * (2 if topo.startswith("switch") else 1)
+        assert _rel(fast.makespan, costs.ring_all_reduce(n, s, alpha, 1 / BW, 1e-11 / k)) <= 1e-9
+
+
+def test_unequal_channels_leave_the_sweep_for_the_event_loop():
+    """Channels of unequal size on one link are not uniform: the smaller drains first and the
+    others speed up. The sweep refuses; auto runs the event loop."""
+    t = parse_topology("ring:6")
+    prog = channel_rings(6, 6 * 1000 * 2 + 1, 2)  # channel 0: 6001 bytes, channel 1: 6000
+    with pytest.raises(UsageError, match="not exact"):
+        simulate(prog, t, method="sweep")
+    assert simulate(prog, t).info["method"] == "events"
