@@ -21,40 +21,34 @@ def channel_rings(nranks: int, nbytes: int, k: int) -> Program:
     """Ring all-reduce of ``nbytes`` on ``nranks`` ranks as ``k`` parallel channels."""
     n = nranks
     sizes = np.diff(split(nbytes, k))
-    rings = [ring_all_reduce(n, int(s)) for s in sizes]
-    one = rings[0]
-    m1, steps = one.n_ops, one.n_steps
-    m = m1 * k
-    if m1 == 0:
+    one = ring_all_reduce(n, int(sizes[0]))  # the ring's columns; every channel has the same
+    steps = one.n_steps
+    buffers = tuple(Buffer(f"ch{c}", int(s)) for c, s in enumerate(sizes))
+    meta = {"collective": "all-reduce", "algo": f"ring x{k} channels", "nranks": n, "nbytes": nbytes, "channels": k}
+    if one.n_ops == 0:
         return Program(n, *(np.zeros(0, dt) for dt in (np.uint8, np.int32, np.int32, np.int32, np.int32)),
-                       np.zeros(1, np.int64), np.zeros(0, np.int64),
-                       tuple(Buffer(f"ch{c}", int(s)) for c, s in enumerate(sizes)),
-                       np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                       meta={"collective": "all-reduce", "algo": f"ring x{k} channels", "nranks": n,
-                             "nbytes": nbytes, "channels": k})
-    # new id of channel c's op o (= t·N + r): t·k·N + c·N + r
-    t_of = np.repeat(np.arange(steps, dtype=np.int64), n)
-    r_of = np.tile(np.arange(n, dtype=np.int64), steps)
-    new_id = (t_of * k * n + r_of)[None, :] + (np.arange(k, dtype=np.int64) * n)[:, None]  # (k, m1)
-    order = np.empty(m, dtype=np.int64)
-    order[new_id.ravel()] = np.arange(m, dtype=np.int64)  # new op -> (channel, old op) flat
-    ch, old = order // m1, order % m1
-
-    def col(name):
-        return getattr(one, name)[old]
-
-    nchunk = one.chunk_len.size
-    ndeps = np.diff(one.dep_ptr)[old]
-    ptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(ndeps, out=ptr[1:])
-    gather = np.repeat(one.dep_ptr[old] - ptr[:-1], ndeps) + np.arange(ptr[-1], dtype=np.int64)
-    dep_old = one.dep_idx[gather]
-    dep_ch = np.repeat(ch, ndeps)
-    dep_idx = new_id[dep_ch, dep_old]
-    return Program(n, col("kind"), col("rank"), col("peer"), (one.arg[old] + ch * nchunk).astype(np.int32),
-                   col("step"), ptr, dep_idx, tuple(Buffer(f"ch{c}", int(s)) for c, s in enumerate(sizes)),
-                   np.repeat(np.arange(k, dtype=np.int32), nchunk),
-                   np.concatenate([r.chunk_off for r in rings]), np.concatenate([r.chunk_len for r in rings]),
-                   phases=one.phases,
-                   meta={"collective": "all-reduce", "algo": f"ring x{k} channels", "nranks": n, "nbytes": nbytes,
-                         "channels": k})
+                       np.zeros(1, np.int64), np.zeros(0, np.int64), buffers, np.zeros(0, np.int32),
+                       np.zeros(0, np.int64), np.zeros(0, np.int64), meta=meta)
+    per = k * n  # ops per step
+    m = steps * per
+    # the ring builder's columns (op t·N + r), each step repeated once per channel
+    rank = np.tile(np.arange(n, dtype=np.int32), steps * k)
+    peer = rank + 1
+    peer[peer == n] = 0
+    step = np.repeat(np.arange(steps, dtype=np.int32), per)
+    kind = np.repeat(one.kind.reshape(steps, n), k, axis=0).ravel()
+    chunk = np.repeat(one.arg.reshape(steps, n), k, axis=0)  # (steps*k, n): the chunk within a channel
+    chunk += (np.tile(np.arange(k, dtype=np.int32), steps) * n)[:, None]
+    # op (t, c, r) waits for (t-1, c, r-1): one dep each, none in the first step
+    dep_ptr = np.zeros(m + 1, dtype=np.int64)
+    dep_ptr[per + 1:] = np.arange(1, m - per + 1, dtype=np.int64)
+    dep_idx = np.arange(-1, m - per - 1, dtype=np.int64)
+    dep_idx[::n] += n  # rank 0's predecessor is rank n-1 of the previous step
+    offs, lens = [], []
+    for s in sizes:
+        b = split(int(s), n)
+        offs.append(b[:-1])
+        lens.append(np.diff(b))
+    return Program(n, kind, rank, peer, chunk.ravel(), step, dep_ptr, dep_idx, buffers,
+                   np.repeat(np.arange(k, dtype=np.int32), n), np.concatenate(offs), np.concatenate(lens),
+                   phases=one.phases, meta=meta)
