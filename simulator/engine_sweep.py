@@ -25,6 +25,23 @@ from .engine_context import Context, Timing, empty_timing
 from .program import OpKind
 
 _EPS = 1e-12  # relative slack for "the link was free": float rounding of equal times
+_COLUMNS = 8  # routes of at most this many hops are handled column by column
+
+
+def _latest(link_busy: np.ndarray, h: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Per flow, when the last earlier flow on any link of its route (``h``, -1 padded) drained."""
+    if h.shape[1] <= _COLUMNS:  # a few columns: elementwise maxima beat a reduction over a short axis
+        busy = link_busy[h[:, 0]]
+        for j in range(1, h.shape[1]):
+            col = link_busy[h[:, j]]
+            if valid is not None:
+                col = np.where(valid[:, j], col, -np.inf)
+            np.maximum(busy, col, out=busy)
+        return busy
+    lb = link_busy[h]
+    if valid is not None:
+        lb[~valid] = -np.inf
+    return lb.max(axis=1)
 
 
 def _all_unique(x: np.ndarray, stamp: np.ndarray) -> bool:
@@ -34,22 +51,62 @@ def _all_unique(x: np.ndarray, stamp: np.ndarray) -> bool:
     return bool((stamp[x] == k).all())
 
 
-def _rates(h: np.ndarray, full: bool, link_bw: np.ndarray, b0: np.ndarray, nb: np.ndarray,
-           stamp: np.ndarray) -> np.ndarray | None:
-    """Rates of one step's moving flows (routes ``h``, -1 padded) when links are shared uniformly, or None."""
-    valid = None if full else (h >= 0)
-    used = h.ravel() if full else h[valid]
-    count = np.bincount(used, minlength=link_bw.size)
-    share = np.append(link_bw / np.maximum(count, 1), np.inf)  # index -1 (padding) reads +inf
-    rate = share[h].min(axis=1)
-    flow = np.repeat(np.arange(h.shape[0]), h.shape[1])
-    if not full:
-        flow = flow[valid.ravel()]
-    stamp[used] = flow  # one flow per link stands for all of them
-    ref = stamp[used]
-    if np.array_equal(b0[flow], b0[ref]) and np.array_equal(nb[flow], nb[ref]) and np.array_equal(rate[flow], rate[ref]):
-        return rate
-    return None
+def _groups(used: np.ndarray, flow: np.ndarray, nflows: int, nlinks: int) -> np.ndarray:
+    """For each flow, the smallest flow id it is connected to through shared links: equal values on
+    every shared link is then equal values within each group, one gather per flow to check."""
+    label = np.arange(nflows)
+    while True:
+        lmin = np.full(nlinks, nflows)
+        np.minimum.at(lmin, used, label[flow])
+        new = label.copy()
+        np.minimum.at(new, flow, lmin[used])
+        new = new[new]  # jump: a label's own label
+        if np.array_equal(new, label):
+            return label
+        label = new
+
+
+class _Shape:
+    """What one step's transfers fix before any time is known: connections, routes, which links
+    are shared and the rates uniform sharing gives. Rings repeat one shape every step, so it is
+    built once and checked (ranks, peers, buffers, moving flows) each step."""
+
+    def __init__(self, ctx: Context, tops, slots: np.ndarray, nb: np.ndarray, bw: np.ndarray,
+                 conn_stamp: np.ndarray, link_stamp: np.ndarray) -> None:
+        prog, routes = ctx.prog, ctx.routes
+        self.rank, self.peer = prog.rank[tops].copy(), prog.peer[tops].copy()
+        self.buf = prog.chunk_buf[prog.arg[tops]] if ctx.nbuf > 1 else None
+        self.slots = slots
+        self.conns = ctx.connections(np.arange(prog.n_ops)[tops], slots)
+        self.clean = _all_unique(self.conns, conn_stamp)  # one message per connection in the step
+        self.lat = routes.lat[slots]
+        self.moving = nb > 0
+        self.allm = bool(self.moving.all())
+        self.h = h = routes.hops[slots if self.allm else slots[self.moving]]
+        self.valid = None if routes.full else (h >= 0)
+        self.used = h.ravel() if routes.full else h[self.valid]
+        self.flow = np.repeat(np.arange(h.shape[0]), h.shape[1])  # the moving flow of each used hop
+        if not routes.full:
+            self.flow = self.flow[self.valid.ravel()]
+        self.shared = self.used.size > 0 and not _all_unique(self.used, link_stamp)
+        rate = routes.bw[slots].copy()
+        self.rep = None
+        if self.shared:  # each flow's smallest share of a link among this step's flows on it
+            count = np.bincount(self.used, minlength=bw.size)
+            share = np.append(bw / np.maximum(count, 1), np.inf)  # index -1 (padding) reads +inf
+            r = share[h].min(axis=1)
+            self.rep = _groups(self.used, self.flow, h.shape[0], bw.size)
+            self.clean &= bool(np.array_equal(r, r[self.rep]))
+            if self.allm:
+                rate = r
+            else:
+                rate[self.moving] = r
+        self.rate = rate
+
+    def fits(self, prog, tops, nb: np.ndarray) -> bool:
+        return (np.array_equal(prog.rank[tops], self.rank) and np.array_equal(prog.peer[tops], self.peer)
+                and (self.buf is None or np.array_equal(prog.chunk_buf[prog.arg[tops]], self.buf))
+                and np.array_equal(nb > 0, self.moving))
 
 
 def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | None:
@@ -84,6 +141,7 @@ def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | Non
     start = np.zeros(m)
     end = np.zeros(m)
     shared_steps = 0
+    shape = None
     dep_ptr, dep_idx = prog.dep_ptr, prog.dep_idx
     for si, lo in enumerate(starts):
         lo = int(lo)
@@ -107,43 +165,40 @@ def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | Non
         else:
             sel = is_tr[lo:hi]
             tops = np.arange(lo, hi)[sel]
-        slots = routes.slots(prog.rank[tops], prog.peer[tops])
-        if slots.size:
-            conns = ctx.connections(np.arange(lo, hi)[sel] if all_tr[si] else tops, slots)
-            if not _all_unique(conns, conn_stamp):
-                return None  # two messages on one connection in one step: not a clean level
+        nb = prog.chunk_len[prog.arg[tops]].astype(np.float64)
+        if nb.size:
+            if shape is None or not shape.fits(prog, tops, nb):
+                shape = _Shape(ctx, tops, routes.slots(prog.rank[tops], prog.peer[tops]), nb, bw,
+                               conn_stamp, link_stamp)
+            if not shape.clean:
+                return None  # two messages on one connection, or links shared unevenly
+            conns = shape.conns
             st = np.maximum(ready[sel], conn_free[conns])
-            b0 = st + routes.lat[slots]
-            nb = prog.chunk_len[prog.arg[tops]].astype(np.float64)
-            arr = b0 + nb / routes.bw[slots]
-            moving = nb > 0
-            allm = bool(moving.all())
-            h = routes.hops[slots if allm else slots[moving]]
-            b0m = b0 if allm else b0[moving]
+            b0 = st + shape.lat
+            arr = b0 + nb / shape.rate
+            h = shape.h
             if h.size:
-                used = h.ravel() if routes.full else h[h >= 0]
-                if not _all_unique(used, link_stamp):  # links shared in this step: uniformly?
-                    rate = _rates(h, routes.full, bw, b0m, nb if allm else nb[moving], link_stamp)
-                    if rate is None:
+                b0m = b0 if shape.allm else b0[shape.moving]
+                if shape.shared:  # uniform only if the flows on each shared link start and end together
+                    nbm = nb if shape.allm else nb[shape.moving]
+                    if not (np.array_equal(b0m, b0m[shape.rep]) and np.array_equal(nbm, nbm[shape.rep])):
                         return None
-                    if allm:
-                        arr = b0 + nb / rate
-                    else:
-                        arr[moving] = b0m + nb[moving] / rate
                     shared_steps += 1
-                arrm = arr if allm else arr[moving]
-                if routes.full:
-                    busy = link_busy[h].max(axis=1)
-                else:
-                    busy = np.where(h >= 0, link_busy[np.maximum(h, 0)], -np.inf).max(axis=1)
+                arrm = arr if shape.allm else arr[shape.moving]
+                busy = _latest(link_busy, h, shape.valid)
                 if np.any(b0m < busy - _EPS * np.maximum(1.0, np.abs(busy))):
                     return None
-                rows = np.repeat(arrm, h.shape[1])
-                link_busy[used] = rows if routes.full else rows[(h >= 0).ravel()]
+                if h.shape[1] <= _COLUMNS and routes.full:
+                    for j in range(h.shape[1]):
+                        link_busy[h[:, j]] = arrm
+                else:
+                    link_busy[shape.used] = arrm[shape.flow]
             conn_free[conns] = arr
             start[tops] = st
-            red = prog.kind[tops] == OpKind.REDUCE
-            end[tops] = arr + np.where(red, nb * ctx.gamma, 0.0) if ctx.gamma else arr
+            if ctx.gamma:
+                end[tops] = arr + np.where(prog.kind[tops] == OpKind.REDUCE, nb * ctx.gamma, 0.0)
+            else:
+                end[tops] = arr
             if record:
                 bw_start[tops] = b0
                 arrival[tops] = arr
