@@ -16,8 +16,9 @@ Contended (issue 19): halving-doubling all-reduce of 64 MiB on ``ring:N`` (25 GB
 the partner at mask m is m hops away and m flows share every hop; far-first (``hd-far``, the
 heaviest sharing) and MPICH's order (``hd``), N = 256 and 1024, each in a fresh process: build +
 simulate, the process's wall time (interpreter start and imports included, as the issue measured)
-and its peak RSS. The peer is SimGrid 4.1's Python bindings on the same workload (CM02 flow model,
-TCP-gamma 0: ideal max-min), as issue 19 measured them on its machine: 0.71-0.85 s at N = 256 and
+and its peak RSS; ``hd-far:events`` forces the event loop on the same workload. The peer is
+SimGrid 4.1's Python bindings on the same workload (CM02 flow model, TCP-gamma 0: ideal max-min), as
+issue 19 measured them on its machine: 0.71-0.85 s at N = 256 and
 5.2-6.1 s, 136 MB at N = 1024 (SimGrid is not a dependency; the figures are quoted). The makespans
 are checked against the closed forms of each order. Target at N = 1024: <= 2 s and <= 300 MB.
 
@@ -78,9 +79,10 @@ def run_contended(n: int, algo: str) -> dict:
     from rankscope.simulator.engine import simulate
     from rankscope.simulator.topology import parse_topology
 
+    algo, _, method = algo.partition(":")
     t0 = time.perf_counter()
     prog = build("all-reduce", algo, n, HD_SIZE)
-    res = simulate(prog, parse_topology(f"ring:{n}", bw=BW, lat=LAT))
+    res = simulate(prog, parse_topology(f"ring:{n}", bw=BW, lat=LAT), method=method or "auto")
     t1 = time.perf_counter()
     want = costs.halving_doubling_all_reduce_on_ring(n, HD_SIZE, LAT, 1 / BW, order="far" if algo == "hd-far" else "near")
     return {"seconds": t1 - t0, "makespan": res.makespan, "closed_form": want, "ops": prog.n_ops,
@@ -192,15 +194,15 @@ def main() -> None:
 def contended(a) -> None:
     print(f"\ncontended: halving-doubling all-reduce of {HD_SIZE >> 20} MiB on ring:N, {BW / 1e9:g} GB/s and "
           f"{LAT * 1e6:g} us per link; each run in a fresh process")
-    print(f"{'algo':>7} {'ranks':>6} {'ops':>8} {'build+sim s':>12} {'process s':>10} {'peak MB':>8} "
+    print(f"{'algo':>13} {'ranks':>6} {'ops':>8} {'build+sim s':>12} {'process s':>10} {'peak MB':>8} "
           f"{'makespan s':>11}  closed form  {'method':>7}  SimGrid 4.1 (issue 19)")
-    for algo in ("hd-far", "hd"):
-        for n in a.hd_ranks:
+    for algo in ("hd-far", "hd", "hd-far:events"):
+        for n in a.hd_ranks if not algo.endswith("events") else a.hd_ranks[-1:]:
             r = child(["contended", str(n), "0", algo])
             ok = "equal" if abs(r["makespan"] - r["closed_form"]) <= 1e-9 * r["closed_form"] else \
                 f"NO ({r['closed_form']:.6g})"
             peer = SIMGRID.get(n, "-") if algo == "hd-far" else "-"
-            print(f"{algo:>7} {n:>6} {r['ops']:>8,} {r['seconds']:>12.3f} {r['process_s']:>10.2f} {r['peak_MB']:>8.0f} "
+            print(f"{algo:>13} {n:>6} {r['ops']:>8,} {r['seconds']:>12.3f} {r['process_s']:>10.2f} {r['peak_MB']:>8.0f} "
                   f"{r['makespan']:>11.6f}  {ok:>11}  {r['method']:>7}  {peer}")
 
 
