@@ -13,8 +13,9 @@ sources together, in whole-array rounds:
    is lexicographically smallest, which is what ``Topology._parents`` computes level by level with
    ranks: the chosen path of every node is its lexicographically smallest optimal one.
 3. Paths: walked back from every destination at once.
-Where the arrays would be too large (many sources on a graph with huge fan-out) or the packed cost
-could overflow, :func:`routes` asks the topology itself. A test checks both agree on every preset
+Where the topology's own search is cheap (fewer than 8 destinations per source, as a ring's
+neighbours), where the arrays would be too large (sources x links over 8M) or the packed cost could
+overflow, :func:`routes` asks the topology itself. A test checks both agree on every preset
 and on random graphs with tied latencies.
 """
 
@@ -25,7 +26,8 @@ import math
 import numpy as np
 
 _FS = 1e15  # as the topology module: latencies compared in whole femtoseconds
-_BUDGET = 1 << 25  # most (source, node) or (source, edge) entries one round may hold
+_BUDGET = 1 << 23  # most (source, node) or (source, edge) entries the arrays may hold
+_PER_SOURCE = 8  # fewer distinct destinations per source than this: the topology's own search is cheaper
 
 
 class _Graph:
@@ -59,15 +61,29 @@ def _gather(ptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[np.nd
 
 
 def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(hops (K, H) link ids padded with -1, latency (K,) s), as ``topo.routes(src, dst)`` gives."""
+    """(hops (K, H) link ids padded with -1, latency (K,) s), as ``topo.routes(src, dst)`` gives:
+    :func:`routes_numpy` where it pays, the topology's own search otherwise."""
+    src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+    if src.size and not np.any(src == dst):
+        pairs = np.unique(src * topo.nranks + dst).size
+        if pairs >= _PER_SOURCE * np.unique(src).size:  # not just a ring's neighbours
+            found = routes_numpy(topo, src, dst)
+            if found is not None:
+                return found
+    return topo.routes(src, dst)
+
+
+def routes_numpy(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The same routes by the whole-array rounds above; None where the arrays would be too large,
+    the packed cost could overflow or a pair has no route (the topology then says which)."""
     src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
     if src.size == 0 or np.any(src == dst):
-        return topo.routes(src, dst)
-    g = _Graph(topo)
+        return None
     srcs, s_of = np.unique(src, return_inverse=True)
+    g = _Graph(topo)
     ns, v = srcs.size, g.v
-    if ns * v > _BUDGET or ns * g.eu.size > 4 * _BUDGET or int(g.lat.sum()) * (v + 1) >= 1 << 62:
-        return topo.routes(src, dst)
+    if ns * v > _BUDGET or ns * g.eu.size > _BUDGET or int(g.lat.sum()) * (v + 1) >= 1 << 62:
+        return None
     big = np.iinfo(np.int64).max
     w = v + 1
     cost = np.full((ns, v), big, dtype=np.int64)
@@ -77,7 +93,7 @@ def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
     while fs.size:
         k, e = _gather(g.out_ptr, g.out_e, fu)
         if k.size > _BUDGET:
-            return topo.routes(src, dst)
+            return None
         s, hv = fs[k], g.ev[e]
         c = cost[fs, fu][k] + elen[e]
         flat = s * v + hv
@@ -125,7 +141,7 @@ def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
             parent[n_[first]] = e_[first]
     parent = parent.reshape(ns, v)
     if not reach[s_of, dst].all():
-        return topo.routes(src, dst)  # the topology says which pair has no route
+        return None
     keys = src * topo.nranks + dst
     uk, inv = np.unique(keys, return_inverse=True)
     first_of = np.zeros(uk.size, dtype=np.int64)
