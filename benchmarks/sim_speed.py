@@ -165,6 +165,7 @@ def main() -> None:
                     choices=["rings", "contended", "channels"])
     ap.add_argument("--hd-ranks", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=3, help="contended runs per row; the fastest is shown")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -193,12 +194,13 @@ def main() -> None:
 
 def contended(a) -> None:
     print(f"\ncontended: halving-doubling all-reduce of {HD_SIZE >> 20} MiB on ring:N, {BW / 1e9:g} GB/s and "
-          f"{LAT * 1e6:g} us per link; each run in a fresh process")
+          f"{LAT * 1e6:g} us per link; each run in a fresh process, the fastest of {a.repeat} shown")
     print(f"{'algo':>13} {'ranks':>6} {'ops':>8} {'build+sim s':>12} {'process s':>10} {'peak MB':>8} "
           f"{'makespan s':>11}  closed form  {'method':>7}  SimGrid 4.1 (issue 19)")
     for algo in ("hd-far", "hd", "hd-far:events"):
         for n in a.hd_ranks if not algo.endswith("events") else a.hd_ranks[-1:]:
-            r = child(["contended", str(n), "0", algo])
+            runs = [child(["contended", str(n), "0", algo]) for _ in range(a.repeat)]
+            r = min(runs, key=lambda x: x["process_s"])  # the least disturbed run on a shared machine
             ok = "equal" if abs(r["makespan"] - r["closed_form"]) <= 1e-9 * r["closed_form"] else \
                 f"NO ({r['closed_form']:.6g})"
             peer = SIMGRID.get(n, "-") if algo == "hd-far" else "-"
