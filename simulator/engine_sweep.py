@@ -82,11 +82,15 @@ class _Shape:
         self.lat = routes.lat[slots]
         self.moving = nb > 0
         self.allm = bool(self.moving.all())
-        self.h = h = routes.hops[slots if self.allm else slots[self.moving]]
-        self.valid = None if routes.full else (h >= 0)
-        self.used = h.ravel() if routes.full else h[self.valid]
+        sm = slots if self.allm else slots[self.moving]
+        width = int(routes.hop_len[sm].max()) if sm.size else 1
+        self.h = h = routes.hops[sm, :width]  # no wider than this step's longest route
+        full = routes.full or bool((h >= 0).all())
+        self.full = full
+        self.valid = None if full else (h >= 0)
+        self.used = h.ravel() if full else h[self.valid]
         self.flow = np.repeat(np.arange(h.shape[0]), h.shape[1])  # the moving flow of each used hop
-        if not routes.full:
+        if not full:
             self.flow = self.flow[self.valid.ravel()]
         self.shared = self.used.size > 0 and not _all_unique(self.used, link_stamp)
         rate = routes.bw[slots].copy()
@@ -188,7 +192,7 @@ def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | Non
                 busy = _latest(link_busy, h, shape.valid)
                 if np.any(b0m < busy - _EPS * np.maximum(1.0, np.abs(busy))):
                     return None
-                if h.shape[1] <= _COLUMNS and routes.full:
+                if h.shape[1] <= _COLUMNS and shape.full:
                     for j in range(h.shape[1]):
                         link_busy[h[:, j]] = arrm
                 else:
