@@ -2,8 +2,9 @@
 
 :class:`EventLoop` is SimPy's ``Environment`` cut down to this engine (simpy/core.py: ``schedule``
 puts an event on a heap of (time, sequence, ...), ``step`` processes the next one, ``run`` steps
-until nothing is left). Its events are integers on that heap: the end of a message's latency and the
-end of an op. A transfer's bytes are not events but a *flow*: its state lives in arrays (remaining
+until nothing is left). Its events are (time, sequence, kind, op) tuples of plain numbers on that heap:
+the end of a message's latency and the end of an op. A transfer's bytes are not events but a *flow*:
+no object per flow, its state lives in arrays (remaining
 bytes per op; rate, start of the current rate period and bytes at that start per active flow), the
 next flow to drain is found by one numpy pass over the active flows, and all events at one instant
 are one batch. After a batch that starts or ends flows, max-min rates are recomputed only for the

@@ -146,10 +146,12 @@ def test_compute_overlaps_communication_and_queues_on_its_lane():
     assert res.end[x] < res.end[c1]
 
 
-def test_determinism_identical_arrays_twice():
-    t = parse_topology("switch:8")
-    prog = build("all-reduce", "ps", 8, 12345)
-    a, b = simulate(prog, t), simulate(prog, t)
+@pytest.mark.parametrize("algo, topo, method", [("ps", "switch:8", "auto"), ("hd-far", "ring:12", "events"),
+                                               ("hd", "nodes:2x4", "events")])
+def test_determinism_identical_arrays_twice(algo, topo, method):
+    t = parse_topology(topo)
+    prog = build("all-reduce", algo, t.nranks, 12345)
+    a, b = simulate(prog, t, method=method), simulate(prog, t, method=method)
     for f in ("start", "end", "lane", "link_id", "link_t0", "link_t1", "link_bytes"):
         assert np.array_equal(getattr(a, f), getattr(b, f))
 
