@@ -20,13 +20,15 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from rankscope.simulator.collectives import ALGORITHMS, ALIASES
-from rankscope.simulator.errors import UsageError, check_output
+from rankscope.simulator.errors import UsageError
 from rankscope.simulator.units import format_bytes, format_seconds, parse_size
 
 from .args import byte_size, byte_sizes, int_at_least, seconds
+from .real_env import check_writable, need_torch
 
 DEFAULT_LOCAL_RANKS = 4
 
@@ -128,18 +130,20 @@ def _failed(e: Exception) -> int:
 
 
 def cmd_real(args: argparse.Namespace) -> int:
+    started = time.monotonic()  # the --timeout budget of a rank that hangs counts from here
+    need_torch("real")
     from rankscope.real.encoding import Encoding, aligned_program
     from rankscope.real.faults import parse_fault
     from rankscope.real.runner import RankFailed, run_programs
 
-    check_output(args.out)
+    check_writable(args.out)
     n = _nranks(args)
     prog = aligned_program(args.collective, args.algo, n, args.size, Encoding(n).elem_bytes,
                            pieces=args.pieces, root=args.root, nodes=args.nodes)
     try:
         out = run_programs([prog], [args.out], nranks=args.ranks, backend=args.backend,
                            timeout=args.timeout, check_steps=args.check_steps,
-                           fault=parse_fault(args.inject_fault))
+                           fault=parse_fault(args.inject_fault), started=started)
     except RankFailed as e:
         return _failed(e)
     if not out:  # another rank of a torchrun job: rank 0 reports
@@ -175,10 +179,11 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    need_torch("real sweep")
     from rankscope.real.runner import RankFailed
     from rankscope.real.sweep import DEFAULT_ALGOS, Group, Impl, format_table, run_sweep
 
-    check_output(args.out_dir, folder=True)
+    check_writable(args.out_dir, folder=True)
     coll = ALIASES.get(args.collective, args.collective)
     colls = list(ALGORITHMS) if coll == "all" else [coll]
     if colls[0] not in ALGORITHMS:
@@ -218,10 +223,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    need_torch("validate")
     from rankscope.real.runner import RankFailed
-    from rankscope.real.validate import DEFAULT_SIZES, format_report, validate
+    from rankscope.real.validate import DEFAULT_SIZES, validate
+    from rankscope.real.validate_report import format_report
 
-    check_output(args.out_dir, folder=True)
+    check_writable(args.out_dir, folder=True)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
     try:
         report = validate(args.ranks, sizes, repeats=args.repeats, out_dir=args.out_dir, fsdp=not args.no_fsdp,
@@ -233,10 +240,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    need_torch("calibrate")
     from rankscope.real.calibrate import DEFAULT_SIZES, calibrate, detours, topology, write_topology
     from rankscope.real.runner import RankFailed
 
-    check_output(args.out)
+    check_writable(args.out)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
     if len(set(sizes)) < 2:
         raise UsageError(f"calibration needs at least two different sizes to fit latency and bandwidth, "
