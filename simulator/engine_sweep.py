@@ -77,7 +77,8 @@ class _Shape:
         self.rank, self.peer = prog.rank[tops].copy(), prog.peer[tops].copy()
         self.buf = prog.chunk_buf[prog.arg[tops]] if ctx.nbuf > 1 else None
         self.slots = slots
-        self.conns = ctx.connections(np.arange(prog.n_ops)[tops], slots)
+        ops = np.arange(tops.start, tops.stop) if isinstance(tops, slice) else tops
+        self.conns = ctx.connections(ops, slots)
         self.clean = _all_unique(self.conns, conn_stamp)  # one message per connection in the step
         self.lat = routes.lat[slots]
         self.moving = nb > 0
