@@ -18,7 +18,9 @@
   in the order they become ready, as NCCL kernels on one stream do. A collective starts when every
   rank's op has reached the head of its lane and takes the ring's closed form
   (:mod:`simulator.costs`) with α the slowest ring hop's route latency and β its smallest
-  bandwidth on the topology. Macro ops model no contention with other traffic.
+  bandwidth on the topology, or the seconds a cost model put in ``meta["coll_seconds"]`` (one per
+  collective id: NCCL's tuner, :func:`simulator.training.nccl_collective_seconds`). Macro ops model
+  no contention with other traffic.
 So one uncontended ring step costs α + c·β (+ c·γ), exactly the closed forms' terms.
 
 [Note: two paths, one answer]

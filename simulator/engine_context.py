@@ -136,9 +136,13 @@ def ring_alpha_beta(topo) -> tuple[float, float]:
 
 
 def collective_durations(prog: Program, topo, gamma: float) -> np.ndarray:
-    """Each COLLECTIVE's time: the ring's closed form with the topology's slowest ring hop."""
+    """Each COLLECTIVE's time: ``meta["coll_seconds"]`` where a cost model gave it, else the ring's
+    closed form with the topology's slowest ring hop."""
     if prog.coll_kind.size == 0:
         return np.zeros(0)
+    given = prog.meta.get("coll_seconds")  # a cost model chose them (training.nccl_collective_seconds)
+    if given is not None:
+        return np.asarray(given, dtype=np.float64)
     alpha, beta = ring_alpha_beta(topo)
     n = prog.nranks
     forms = {CollKind.ALL_REDUCE: lambda s: costs.ring_all_reduce(n, s, alpha, beta, gamma),

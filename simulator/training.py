@@ -285,3 +285,21 @@ def replicate(t: _Template, n: int, flops_per_s: float, meta: dict) -> Program:
         tuple(t.buffers), np.zeros(0), np.zeros(0), np.zeros(0),
         flops / flops_per_s, np.zeros(len(t.compute)), tuple(c[1] for c in t.compute),
         tuple(t.phases), meta, colls[:, 0], colls[:, 1], colls[:, 2]).validate()
+
+
+def nccl_collective_seconds(prog: Program, topo, algo: str | None = None, proto: str | None = None) -> np.ndarray:
+    """Each collective of a training program timed as NCCL times it: its tuner's choice and predicted
+    time (:mod:`simulator.nccl`) for that collective and size on ``topo``. The engine takes these
+    (``meta["coll_seconds"]``) instead of the ring's closed form. Predicted, not simulated: a
+    ZeRO-3 step of Llama-2-70B on 1024 ranks holds thousands of collectives of millions of
+    transfers each; single collectives are simulated with ``sim --algo nccl``."""
+    from .nccl import tuning
+
+    tune = tuning(topo, algo, proto)
+    cache: dict[tuple[int, int], float] = {}
+    out = np.empty(prog.coll_kind.size)
+    for i, key in enumerate(zip(prog.coll_kind.tolist(), prog.coll_bytes.tolist())):
+        if key not in cache:
+            cache[key] = tune.choose(CollKind(key[0]).label, key[1]).predicted
+        out[i] = cache[key]
+    return out

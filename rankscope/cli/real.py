@@ -64,6 +64,10 @@ def register(sub: Any) -> None:
         p.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces (default 4)")
         p.add_argument("--root", type=int_at_least(0), default=0, help="broadcast root (default 0)")
         p.add_argument("--nodes", type=int_at_least(1), help="M for the hierarchical all-reduce (N = M x G)")
+        p.add_argument("--topology", "-t", help="with --algo nccl: the GPU cluster preset whose NCCL choice runs "
+                       "(e.g. nodes:2x2,gpu=h100); its ranks must be --ranks")
+        p.add_argument("--nccl-algo", help="with --algo nccl: as NCCL_ALGO (ring, tree, nvls, nvls_tree)")
+        p.add_argument("--nccl-proto", help="with --algo nccl: as NCCL_PROTO (ll, ll128, simple)")
         p.add_argument("--inject-fault", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_real, collective=coll)
     s = verbs.add_parser("sweep", help="time native collectives and rankscope's P2P programs over sizes")
@@ -138,8 +142,21 @@ def cmd_real(args: argparse.Namespace) -> int:
 
     check_writable(args.out)
     n = _nranks(args)
-    prog = aligned_program(args.collective, args.algo, n, args.size, Encoding(n).elem_bytes,
-                           pieces=args.pieces, root=args.root, nodes=args.nodes)
+    algo, nodes, choice = args.algo, args.nodes, None
+    if algo == "nccl":
+        from rankscope.simulator.nccl import p2p_choice
+        from rankscope.simulator.topology import parse_topology
+
+        if not args.topology:
+            raise UsageError("--algo nccl needs --topology: the GPU cluster whose NCCL choice to run")
+        algo, nodes, choice = p2p_choice(args.collective, parse_topology(args.topology, n), args.size,
+                                         args.nccl_algo, args.nccl_proto)
+    elif args.topology or args.nccl_algo or args.nccl_proto:
+        raise UsageError("--topology, --nccl-algo and --nccl-proto go with --algo nccl")
+    prog = aligned_program(args.collective, algo, n, args.size, Encoding(n).elem_bytes,
+                           pieces=args.pieces, root=args.root, nodes=nodes)
+    if choice is not None:
+        prog.meta["nccl"] = choice.to_dict()
     try:
         out = run_programs([prog], [args.out], nranks=args.ranks, backend=args.backend,
                            timeout=args.timeout, check_steps=args.check_steps,
@@ -150,8 +167,12 @@ def cmd_real(args: argparse.Namespace) -> int:
         return 0
     s = out[0]
     if args.json:
-        print(json.dumps(s))
+        print(json.dumps({**s, "nccl": choice.to_dict()} if choice is not None else s))
     else:
+        if choice is not None:
+            print(f"NCCL {choice.to_dict()['nccl_version']} on {args.topology}: {choice.algo}/{choice.proto}, "
+                  f"{choice.nchannels} channels (NCCL predicts {format_seconds(choice.predicted)}); running {algo} "
+                  f"with {prog.meta.get('nchannels')} channels on {s['executor']}")
         print(format_summary(s))
     if s["mismatch"]:
         print(f"rankscope: error: {s['mismatch']}", file=sys.stderr)

@@ -16,8 +16,15 @@ from .args import add_topology_args, byte_size, dump_json, int_at_least, resolve
 
 def _add_collective_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
-    p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier for all-reduce; "
-                   "ring or tree for broadcast")
+    p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier, nccl-ring, nccl-tree for "
+                   "all-reduce; ring or tree for broadcast; nccl: what NCCL 2.20.3's tuner picks on a GPU "
+                   "cluster --topology (also for the collectives of sim train)")
+    p.add_argument("--nccl-algo", help="with --algo nccl: allow only these NCCL algorithms, as NCCL_ALGO "
+                   "(ring, tree, nvls, nvls_tree; ^x excludes)")
+    p.add_argument("--nccl-proto", help="with --algo nccl: allow only these protocols, as NCCL_PROTO "
+                   "(ll, ll128, simple; ^x excludes)")
+    p.add_argument("--explain", action="store_true", help="with --algo nccl: print every candidate "
+                   "(algorithm/protocol) and NCCL's predicted time for it")
     p.add_argument("--ranks", "-n", type=int_at_least(1),
                    help="number of ranks N (default: the --topology's, else 4)")
     p.add_argument("--size", "-s", type=byte_size, default=parse_size("64MiB"),
@@ -29,6 +36,47 @@ def _add_collective_args(p: argparse.ArgumentParser) -> None:
 
 def program_from_args(a: argparse.Namespace) -> Program:
     return build(a.collective, a.algo, a.ranks, a.size, pieces=a.pieces, root=a.root, nodes=a.nodes)
+
+
+def _check_nccl_flags(a: argparse.Namespace) -> None:
+    if a.algo != "nccl" and (a.nccl_algo or a.nccl_proto or a.explain):
+        raise UsageError("--nccl-algo, --nccl-proto and --explain go with --algo nccl")
+
+
+def _explain(ch, out=None) -> None:
+    print(f"NCCL {ch.to_dict()['nccl_version']} tuner, {ch.collective} of {ch.nbytes} B: candidates "
+          "(predicted time; '-' = disabled)", file=out)
+    for name, t in sorted(ch.candidates.items(), key=lambda kv: (kv[1] is None, kv[1] or 0)):
+        mark = "  <- chosen" if name == f"{ch.algo}/{ch.proto}" else ""
+        print(f"  {name:<18}{'-' if t is None else format_seconds(t):>12}{mark}", file=out)
+
+
+def cmd_sim_nccl(a: argparse.Namespace) -> int:
+    from rankscope.simulator.nccl import nccl_collective, simulate_nccl
+    from rankscope.simulator.units import format_seconds as fs
+
+    topo = topology_from_args(a, a.ranks)
+    prog, ch = nccl_collective(a.collective, topo, a.size, algo=a.nccl_algo, proto=a.nccl_proto)
+    sim, view, seconds = simulate_nccl(prog, topo, gamma=a.gamma)
+    if a.out:
+        from rankscope.simulator.trace import write_trace
+
+        write_trace(a.out, sim.to_trace(prog, view, meta={"nccl": ch.to_dict(), "simulated_seconds": seconds}))
+    if a.json:
+        doc = sim_json(prog, a.limit, sim, view)
+        doc["nccl"] = {**ch.to_dict(), "simulated": seconds}
+        dump_json(doc)
+        return 0
+    print(f"NCCL {ch.to_dict()['nccl_version']} on {topo.name}: {ch.collective} of {ch.nbytes} B -> {ch.algo}/"
+          f"{ch.proto}, {ch.nchannels} channels; NCCL predicts {fs(ch.predicted)}, simulated {fs(seconds)} "
+          f"(schedule {fs(sim.makespan)} + base latency)")
+    if a.explain:
+        _explain(ch)
+    print()
+    print_sim(prog, a.limit, sim, view)
+    if a.out:
+        print(f"trace written to {a.out}")
+    return 0
 
 
 def _gb(x: float) -> str:
@@ -57,8 +105,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     topo = topology_from_args(a, a.ranks)
     strategies = STRATEGIES if a.compare_strategies else (a.strategy,)
     reports = []
+    if a.algo not in ("ring", "nccl"):
+        raise UsageError(f"sim train times its collectives with --algo ring (the closed form) or nccl, not {a.algo!r}")
     for strat in strategies:
         prog = compile_step(model, a.ranks, _train_config(a, strat), device)
+        if a.algo == "nccl":
+            from rankscope.simulator.training import nccl_collective_seconds
+
+            prog.meta["coll_seconds"] = nccl_collective_seconds(prog, topo, a.nccl_algo, a.nccl_proto).tolist()
+            prog.meta["collective_model"] = "nccl"
         sim = simulate(prog, topo, gamma=a.gamma)
         if a.out and not a.compare_strategies:
             from rankscope.simulator.trace import write_trace
@@ -70,7 +125,8 @@ def cmd_train(a: argparse.Namespace) -> int:
                "reports": reports if a.compare_strategies else reports[0]})
         return 0
     print(f"{model.name}: {format_count(model.params)} parameters, micro-batch {model.micro_batch}, {a.precision}, "
-          f"{a.ranks} ranks on {topo.name}, device {device.name} at {device.efficiency:.0%} of peak")
+          f"{a.ranks} ranks on {topo.name}, device {device.name} at {device.efficiency:.0%} of peak; collectives "
+          + ("timed by NCCL 2.20.3's tuner" if a.algo == "nccl" else "timed by the ring's closed form"))
     if a.compare_strategies:
         print(f"\n{'strategy':<9}{'model state':>12}{'peak':>9}{'step':>10}{'exposed comm':>13}"
               f"{'sent/rank':>11}  peak at")
@@ -107,9 +163,12 @@ def cmd_sim(a: argparse.Namespace) -> int:
     from rankscope.simulator.engine import simulate
 
     resolve_ranks(a, 4)
+    _check_nccl_flags(a)
     if a.collective == "train":
         return cmd_train(a)
     check_output(a.out)
+    if a.algo == "nccl":
+        return cmd_sim_nccl(a)
     prog = program_from_args(a)
     topo = topology_from_args(a, prog.nranks)
     sim = simulate(prog, topo, gamma=a.gamma)
@@ -164,17 +223,24 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     if not sizes:
         raise UsageError(f"no sizes between --min {a.min} and --max {a.max}")
     topo = topology_from_args(a, a.ranks)
+    if (a.nccl_algo or a.nccl_proto) and "nccl" not in algos:
+        raise UsageError("--nccl-algo and --nccl-proto go with --algos nccl")
     rows = run_sweep(coll, algos, a.ranks, sizes, topo, gamma=a.gamma, pieces=a.pieces, nodes=a.nodes,
-                     progress=False if (a.json or a.csv) else None)
+                     progress=False if (a.json or a.csv) else None, nccl_algo=a.nccl_algo, nccl_proto=a.nccl_proto)
     if a.json:
         dump_json({"collective": coll, "nranks": a.ranks, "topology": topo.name, "gamma": a.gamma,
                "rows": [r.__dict__ for r in rows]})
         return 0
     if a.csv:
-        print("size,algo,seconds,algbw_GBps,busbw_GBps,method")
+        nccl = "nccl" in algos  # two more columns: NCCL's choice and its predicted seconds
+        print("size,algo,seconds,algbw_GBps,busbw_GBps,method" + (",nccl_choice,nccl_predicted_seconds" if nccl else ""))
         for r in rows:
-            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method}")
+            pred = "" if r.predicted is None else f"{r.predicted:.9g}"
+            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method}"
+                  + (f",{r.choice},{pred}" if nccl else ""))
         return 0
+    if "nccl" in algos:
+        return _print_nccl_sweep(coll, a, topo, rows, sizes, [x for x in algos if x != "nccl"])
     print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}, gamma {a.gamma} s/B "
           f"(simulated; GB/s = 1e9 B/s as nccl-tests)")
     print("#" + " " * 13 + "".join(f"{algo:^27}" for algo in algos))
@@ -184,6 +250,23 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         cells = "".join(f"{by[size, x].seconds * 1e6:>11.2f}{by[size, x].algbw / 1e9:>8.2f}"
                         f"{by[size, x].busbw / 1e9:>8.2f}" for x in algos)
         print(f" {size:>12}{cells}")
+    return 0
+
+
+def _print_nccl_sweep(coll: str, a: argparse.Namespace, topo, rows, sizes, others) -> int:
+    from rankscope.simulator.costs import busbw
+
+    print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}; nccl = NCCL 2.20.3's tuner: its "
+          "choice (algorithm/protocol/channels), its predicted time and the simulated time of that schedule "
+          "(GB/s = 1e9 B/s as nccl-tests)")
+    head = f"#{'size (B)':>12}  {'nccl choice':<20}{'NCCL (us)':>11}{'sim (us)':>11}{'busbw NCCL':>11}{'busbw sim':>10}"
+    print(head + "".join(f"{x + ' (us)':>14}{'busbw':>8}" for x in others))
+    by = {(r.size, r.algo): r for r in rows}
+    for size in sizes:
+        r = by[size, "nccl"]
+        cells = "".join(f"{by[size, x].seconds * 1e6:>14.2f}{by[size, x].busbw / 1e9:>8.2f}" for x in others)
+        print(f" {size:>12}  {r.choice:<20}{r.predicted * 1e6:>11.2f}{r.seconds * 1e6:>11.2f}"
+              f"{busbw(coll, a.ranks, size, r.predicted) / 1e9:>11.2f}{r.busbw / 1e9:>10.2f}{cells}")
     return 0
 
 
@@ -266,13 +349,16 @@ def register(sub) -> None:
     i.set_defaults(func=cmd_info)
     w = sub.add_parser("sweep", help="nccl-tests-style table of simulated time, algbw, busbw over sizes")
     w.add_argument("collective", nargs="?", default="all-reduce", help="default all-reduce")
-    w.add_argument("--algos", help="comma-separated (default: every algorithm of the collective but hier)")
+    w.add_argument("--algos", help="comma-separated (default: every algorithm of the collective but hier); "
+                   "nccl: NCCL's choice per size, its predicted and the simulated time")
     w.add_argument("--ranks", "-n", type=int_at_least(1),
                    help="number of ranks (default: the --topology's, else 8)")
     w.add_argument("--min", type=byte_size, default=8, help="smallest size (default 8B)")
     w.add_argument("--max", type=byte_size, default=1 << 30, help="largest size (default 1GiB); sizes double")
     w.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces")
     w.add_argument("--nodes", type=int_at_least(1), help="M for --algos hier")
+    w.add_argument("--nccl-algo", help="with --algos nccl: allow only these NCCL algorithms (as NCCL_ALGO)")
+    w.add_argument("--nccl-proto", help="with --algos nccl: allow only these protocols (as NCCL_PROTO)")
     add_topology_args(w)
     fmt = w.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
