@@ -49,12 +49,14 @@ def convert_run(folder: str, cfg) -> Trace:
     s0 = stats.get(0, {})
     run = {"model": cfg.model, "strategy": cfg.strategy, "nranks": cfg.nranks, "steps": cfg.steps,
            "micro_batch": cfg.sim_model.micro_batch, "bucket_mb": cfg.bucket_mb,
+           "checkpointing": getattr(cfg, "checkpointing", "none"), "param_dtype": getattr(cfg, "param_dtype", "fp32"),
            "device": s0.get("device"), "backend": s0.get("backend"), "torch": s0.get("torch"),
            "step_seconds": {str(r): s.get("step_seconds") for r, s in stats.items()}}
     trace = import_kineto(run_files(folder, cfg.nranks), meta={
         "run": run, "program_meta": {"model": cfg.model, "strategy": cfg.strategy,
                                      "micro_batch": cfg.sim_model.micro_batch}})
-    comparison = compare(trace, cfg.sim_model, cfg.strategy, int(cfg.bucket_mb * 2**20))
+    comparison = compare(trace, cfg.sim_model, cfg.strategy, int(cfg.bucket_mb * 2**20),
+                         getattr(cfg, "checkpointing", "none"), getattr(cfg, "param_dtype", "fp32"))
     cuda = {r: s["cuda_max_memory_allocated"] for r, s in stats.items() if s.get("cuda_max_memory_allocated")}
     if cuda:
         workspaces = set()

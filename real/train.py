@@ -16,7 +16,14 @@ given. Input: ``randn(B, W)`` seeded by rank and step; loss: ``mean(y**2)``.
 - FSDP2: ``fully_shard`` on every unit, then on the root (which holds no parameters, so it issues
   no collective of its own); ``reshard_after_forward=True``, backward prefetch of one unit: the
   simulator's FSDP2 defaults. fp32 throughout, on CPUs and GPUs alike, so compare with
-  ``TrainConfig(precision="fp32")``.
+  ``TrainConfig(precision="fp32")``; or, with ``param_dtype="bf16"``, FSDP2's
+  ``MixedPrecisionPolicy(param_dtype=torch.bfloat16)`` on every unit and the root (fp32 shards,
+  gradients and Adam state; bf16 all-gathers, compute and reduce-scatters, which gloo supports),
+  compared with ``TrainConfig(precision="bf16", master_weights="param")``.
+- ``checkpointing="full"``: each unit's computation runs under ``torch.utils.checkpoint.checkpoint
+  (use_reentrant=False)`` inside FSDP's hooks (so its recomputation issues no collective); the
+  forward span is not recorded again while backward recomputes it, so ``rankscope::bwd layerI``
+  includes the recomputation, as the simulator's ``bwd layerI`` does.
 - Adam (lr 1e-3), ``fused=True`` where the device supports it: the fused kernel updates in place,
   while the for-loop Adam makes two parameter-sized temporaries per tensor (``sqrt`` then the
   division), 8 MiB for a 1024x1024 weight, which the simulator does not model.
@@ -90,6 +97,8 @@ class TrainRunConfig:
     seed: int = 0
     start_method: str | None = None  # None: real.launch.start_method (fork for CPU, spawn for CUDA)
     device: str = "auto"             # auto (local: CPU; under torchrun: CUDA when there), cpu, cuda
+    checkpointing: str = "none"      # none | full (torch.utils.checkpoint on every unit)
+    param_dtype: str = "fp32"        # fp32 | bf16 (FSDP2's MixedPrecisionPolicy)
 
     def __post_init__(self) -> None:
         s = self.strategy.lower()
@@ -106,6 +115,13 @@ class TrainRunConfig:
             raise UsageError(f"--bucket-mb must be > 0, got {self.bucket_mb}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"unknown device {self.device!r}: auto, cpu or cuda")
+        if self.checkpointing not in ("none", "full"):
+            raise UsageError(f"checkpointing for a real run is none or full, got {self.checkpointing!r} "
+                             "(an MLP has no attention core to recompute selectively)")
+        if self.param_dtype not in ("fp32", "bf16"):
+            raise UsageError(f"unknown parameter dtype {self.param_dtype!r}: fp32 or bf16")
+        if self.param_dtype == "bf16" and s != "fsdp":
+            raise UsageError("--param-dtype bf16 is FSDP2's MixedPrecisionPolicy: use --strategy fsdp")
         if self.start_method not in (None, "fork", "forkserver", "spawn"):
             raise UsageError(f"unknown start method {self.start_method!r}: fork, forkserver or spawn")
         if self.start_method == "fork" and self.device == "cuda":
@@ -129,11 +145,13 @@ def mlp_model(spec: str, micro_batch: int | None = None) -> Model:
 _OPEN_SPANS: dict[str, Any] = {}
 
 
-def build_model(model: Model):
-    """The torch module of ``model`` (see [Note: the real model])."""
+def build_model(model: Model, checkpointing: str = "none"):
+    """The torch module of ``model`` (see [Note: the real model]); ``checkpointing="full"`` runs
+    each unit under ``torch.utils.checkpoint`` (see [Note: the real step])."""
     import torch
     from torch import nn
     from torch.profiler import record_function
+    from torch.utils.checkpoint import checkpoint
 
     def _open(label: str) -> None:
         span = record_function(label)
@@ -151,10 +169,20 @@ def build_model(model: Model):
             self.unit_name, self.relu = name, relu
             self.linear = nn.Linear(width, width)
 
-        def forward(self, x):
+        def compute(self, x):
+            if torch._C._current_graph_task_id() != -1:  # backward recomputing a checkpoint
+                h = self.linear(x)
+                return (torch.relu(h) if self.relu else h), h
             with record_function(f"rankscope::fwd {self.unit_name}"):
                 h = self.linear(x)                       # (B, W)
                 y = torch.relu(h) if self.relu else h
+            return y, h
+
+        def forward(self, x):
+            if checkpointing == "full" and torch.is_grad_enabled():
+                y, h = checkpoint(self.compute, x, use_reentrant=False)
+            else:
+                y, h = self.compute(x)
             if torch.is_grad_enabled() and h.grad_fn is not None:
                 # the span opens before autograd runs the unit's last node and closes after its
                 # first (the Linear's) has run; node hooks, so the output is no view of anything
@@ -232,15 +260,16 @@ def run_rank(cfg: TrainRunConfig, ctx, outdir: str) -> None:
     # the profiler starts before the model exists, so parameters count in its memory timeline
     with profile(activities=activities, profile_memory=True, record_shapes=True) as prof:
         torch.manual_seed(cfg.seed)
-        net = build_model(model).to(device)
+        net = build_model(model, cfg.checkpointing).to(device)
         if cfg.strategy == "fsdp":
             from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.fsdp import fully_shard
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
             mesh = init_device_mesh(device.type, (nranks,))
+            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16) if cfg.param_dtype == "bf16" else MixedPrecisionPolicy()
             for name in net.names:
-                fully_shard(getattr(net, name), mesh=mesh)
-            fully_shard(net, mesh=mesh)
+                fully_shard(getattr(net, name), mesh=mesh, mp_policy=mp)
+            fully_shard(net, mesh=mesh, mp_policy=mp)
         else:
             from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -334,6 +334,9 @@ class Topology:
         out = [f"# rankscope topology; built from {json.dumps(self.meta, sort_keys=True, default=str)}",
                f"name = {json.dumps(self.name)}", f"ranks = {self.nranks}",
                f"ring = [{', '.join(map(str, self.ring))}]"]
+        for r, speed in enumerate(self.meta.get("rank_speed") or ()):
+            if speed != 1.0:
+                out += ["", "[[rank]]", f"id = {r}", f"speed = {float(speed)!r}"]
         for i, ((u, v), b, t) in enumerate(zip(self._ends, self.link_bw, self.link_lat)):
             out += ["", f"[[link]]  # id {i}", f"src = {_toml_node(u)}", f"dst = {_toml_node(v)}",
                     f"bw = {float(b)!r}  # {b / 1e9:g} GB/s", f"lat = {float(t)!r}  # {t * 1e6:g} us"]
@@ -554,9 +557,10 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
     where = str(path)
     if "cluster" in doc:
         return _toml_cluster(doc, where, path, nranks)
-    extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "nccl"})
+    extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "rank", "nccl"})
     if extra:
-        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[link]] and [nccl]")
+        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[rank]], [[link]] "
+                            "and [nccl]")
     if not isinstance(doc.get("nccl", {}), dict):  # NCCL's channel layout (simulator/interop/nccl_topology.py), kept as meta
         raise TopologyError(f"{where}: 'nccl' must be a table, written [nccl]")
     if "ranks" not in doc:
@@ -582,11 +586,34 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
         if both:
             links.append((t["dst"], t["src"], t["bw"], t["lat"], f"{label} (reverse)"))
     n = _count(doc["ranks"], f"{where}: ranks")
+    meta = {"preset": "toml", "path": where, **({"nccl": doc["nccl"]} if "nccl" in doc else {})}
+    if "rank" in doc:
+        meta["rank_speed"] = _rank_speeds(doc["rank"], n, where)
     try:
-        return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where,
-                        **({"nccl": doc["nccl"]} if "nccl" in doc else {})}, doc.get("ring"))
+        return _checked(doc.get("name", path.stem), n, nranks, links, meta, doc.get("ring"))
     except TopologyError as e:  # say which file, once
         raise e if str(e).startswith(where) else TopologyError(f"{where}: {e}") from None
+
+
+def _rank_speeds(raw, n: int, where: str) -> list[float]:
+    """``[[rank]]`` tables (``id``, ``speed``: compute runs at ``speed`` x the device's rate, so a
+    rank's compute ops take 1/speed as long) as one factor per rank, 1.0 where none is given."""
+    if not isinstance(raw, list):
+        raise TopologyError(f"{where}: 'rank' must be an array of tables, written [[rank]]")
+    speeds = [1.0] * n
+    seen = set()
+    for k, t in enumerate(raw, 1):
+        label = f"{where}: [[rank]] #{k}"
+        if not isinstance(t, dict) or sorted(t) != ["id", "speed"]:
+            raise TopologyError(f"{label}: a rank table has exactly the keys id and speed")
+        r, speed = t["id"], t["speed"]
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < n or r in seen:
+            raise TopologyError(f"{label}: id = {r!r} must be a rank 0..{n - 1}, given once")
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed < math.inf:
+            raise TopologyError(f"{label}: speed = {speed!r} must be a number > 0 (1 = the device's rate)")
+        seen.add(r)
+        speeds[r] = float(speed)
+    return speeds
 
 
 def _toml_cluster(doc: dict, where: str, path: Path, nranks: int | None) -> Topology:

@@ -41,6 +41,10 @@ def register_train(verbs) -> None:
     p.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket_cap_mb (default 25)")
     p.add_argument("--timeout", type=seconds, default=120.0,
                    help="seconds for the whole run and for any collective (default 120)")
+    p.add_argument("--checkpointing", choices=("none", "full"), default="none",
+                   help="full: torch.utils.checkpoint on every unit (default none)")
+    p.add_argument("--param-dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: FSDP2's MixedPrecisionPolicy(param_dtype=torch.bfloat16) (fsdp only; default fp32)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CPU for local ranks, CUDA under torchrun when there; cuda: one GPU per local rank")
     p.add_argument("--start-method", choices=("fork", "forkserver", "spawn"),
@@ -63,7 +67,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     check_writable(a.profile_dir, folder=True)
     cfg = TrainRunConfig(model=a.model, strategy=a.strategy, nranks=a.ranks, steps=a.steps,
                          micro_batch=a.micro_batch, bucket_mb=a.bucket_mb, timeout=a.timeout,
-                         start_method=a.start_method, device=a.device)
+                         start_method=a.start_method, device=a.device, checkpointing=a.checkpointing,
+                         param_dtype=a.param_dtype)
     wall = None
     if torchrun_env() is not None:
         folder = a.profile_dir or f"{a.out or 'rankscope-train'}.profiles"
