@@ -104,7 +104,7 @@ def collective_ops(collective: str, algo: str, nranks: int, *, pieces: int = 4,
     names and aliases), from each builder's loop structure:
 
     - ring all-reduce: 2 (N-1) steps of N transfers; reduce-scatter, all-gather: (N-1) N;
-    - halving-doubling: 2 log2 N steps of N transfers, plus 2 N for a non-power-of-two N's extras;
+    - halving-doubling (hd, hd-far): 2 log2 N steps of N transfers, plus 4 N for a non-power-of-two N's extras;
     - parameter server: 2 (N-1) transfers;
     - hierarchical (M nodes x G): intra reduce-scatter and all-gather 2 (G-1) G M, inter ring
       2 (M-1) M G;
@@ -125,7 +125,7 @@ def collective_ops(collective: str, algo: str, nranks: int, *, pieces: int = 4,
         return float((n - 1) * max(1, pieces)) if a == "ring" else float(n)
     if coll in ("reduce-scatter", "all-gather"):
         return float(n * (n - 1))
-    if a == "hd":
+    if a in ("hd", "hd-far"):  # either order of the halving-doubling steps: the same transfers
         return float(2 * _log2(n) * n + 4 * n)
     if a == "ps":
         return float(2 * n)
