@@ -37,10 +37,13 @@ def describe(trace: Trace, name: str) -> str:
     screenshots must not leak host names)."""
     p = trace.program
     size = format_bytes(p.meta["nbytes"]) if "nbytes" in p.meta else ""
+    what = p.describe()
+    if p.meta.get("kind") == "train":  # a training step: name the model and the strategy
+        what = f"{p.meta.get('model', 'a model')} {p.meta.get('strategy', '')} training step on {p.nranks} ranks"
     topo = trace.meta.get("topology")
     where = topo.get("name") if isinstance(topo, dict) else None
     clock = f"{trace.meta.get('clock')} clock"
-    return " · ".join(x for x in (name, p.describe(), size, where, clock) if x)
+    return " · ".join(x for x in (name, what, size, where, clock) if x)
 
 
 class RankscopeApp(App):

@@ -71,12 +71,21 @@ class ReplayScreen(CursorScreen):
             self.replay.forward(n)
         else:
             self.replay.back(-n)
+        self.follow()
+
+    def follow(self) -> None:
+        """Drop a selected op that is not of the current step: the selection panel describes what
+        the cursor stands on, never an op of a step left behind."""
+        if self.op is not None and int(self.replay.program.step[self.op]) != self.replay.step:
+            self.op = None
 
     def go_home(self) -> None:
         self.replay.seek_step(-1)
+        self.follow()
 
     def go_end(self) -> None:
         self.replay.seek_step(self.replay.n_steps - 1)
+        self.follow()
 
     def go_to(self, kind: str, value: float) -> None:
         r = self.replay
@@ -102,13 +111,17 @@ class ReplayScreen(CursorScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "view":
             return True if self.training else None
-        if action == "zoom":
-            return True if self.view == "collective" else None
         return super().check_action(action, parameters)
 
     def action_zoom(self) -> None:
-        grid = self.query_one(ProvenanceGrid)
-        grid.zoom = ZOOMS[(ZOOMS.index(grid.zoom) + 1) % len(ZOOMS)]
+        """The grid's next zoom level in the collective view; in the training view, time
+        magnified around the cursor, in the lanes and the chart at once."""
+        if self.view == "training":
+            zoom = self.query_one(TrainingView).next_zoom()
+            self.notify(f"time x{zoom}" if zoom > 1 else "the whole step")
+        else:
+            grid = self.query_one(ProvenanceGrid)
+            grid.zoom = ZOOMS[(ZOOMS.index(grid.zoom) + 1) % len(ZOOMS)]
         self.moved()
 
     def action_view(self) -> None:
@@ -117,7 +130,6 @@ class ReplayScreen(CursorScreen):
     def watch_view(self, view: str) -> None:
         self.query_one(ContentSwitcher).current = view
         self.moved()
-        self.refresh_bindings()  # zoom applies to one view only
 
     def on_provenance_grid_cell_selected(self, message: ProvenanceGrid.CellSelected) -> None:
         self.cell, self.op = (message.rank, message.seg), None

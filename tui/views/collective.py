@@ -38,7 +38,7 @@ class CollectiveView(Vertical):
     CollectiveView #transfers { height: auto; max-height: 40%; }
     CollectiveView #detail { height: 1fr; min-height: 5; padding: 0 1; overflow-y: auto; }
     CollectiveView #side { width: 31; }
-    CollectiveView #status { height: 8; padding: 0 1; }
+    CollectiveView #status { height: 8; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     CollectiveView .panel { border: round $primary-muted; }
     CollectiveView .panel:focus { border: round $accent; }
     """
@@ -76,7 +76,6 @@ class CollectiveView(Vertical):
         grid.cursor = cell
         grid.border_title = f"provenance: ranks x segments of {r.program.buffers[0].name!r}" \
             if r.program.buffers else "provenance"
-        grid.border_subtitle = f"{grid.mode} · yellow = changed by the step · z zoom"
         self.query_one("#status", Static).update(text.status(r), layout=False)
         sent, received = r.sent, r.received
         self.query_one("#ranks", VirtualTable).rows = Rows(

@@ -41,26 +41,47 @@ class TrainingView(Vertical):
 
     DEFAULT_CSS = """
     TrainingView #tstatus { height: 1; padding: 0 1; }
+    TrainingView #tbody { height: 1fr; }
+    TrainingView #tmain { width: 1fr; }
     TrainingView #gantt { border: round $primary-muted; }
-    TrainingView #tbottom { height: 1fr; }
-    TrainingView #memory { width: 1fr; border: round $primary-muted; }
-    TrainingView #tside { width: 58; }
+    TrainingView #memory { height: 1fr; border: round $primary-muted; }
+    TrainingView #tside { width: 50; }
     TrainingView #ttransfers { height: 1fr; border: round $primary-muted; }
     TrainingView #tdetail { height: 9; border: round $primary-muted; padding: 0 1;
                             overflow-y: auto; }
     TrainingView #ttransfers:focus { border: round $accent; }
     """
 
+    ZOOMS = (1, 2, 4, 8, 16, 32)
+    """How many times the lanes and the chart magnify time around the cursor (``z`` cycles)."""
+
     def __init__(self, lanes: Lanes, memory: Memory, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.lanes, self.memory = lanes, memory
         self.transfers_shown = np.zeros(0, np.int64)
+        self.zoom = 1
+
+    def next_zoom(self) -> int:
+        """Magnify time by the next factor of :data:`ZOOMS`, back to the whole step after the last."""
+        self.zoom = self.ZOOMS[(self.ZOOMS.index(self.zoom) + 1) % len(self.ZOOMS)]
+        return self.zoom
+
+    def window(self, r: Replay) -> tuple[float, float]:
+        """The time both the lanes and the chart show: the whole trace at zoom 1, else a
+        1/zoom of it centred on the cursor (kept inside the trace)."""
+        t0, t1 = r.t0, max(r.t_end, r.t0 + 1e-12)
+        if self.zoom == 1:
+            return t0, t1
+        span = (t1 - t0) / self.zoom
+        a = min(max(r.time - span / 2, t0), t1 - span)
+        return a, a + span
 
     def compose(self) -> ComposeResult:
         yield Static(id="tstatus")
-        yield Gantt(id="gantt")
-        with Horizontal(id="tbottom"):
-            yield MemoryChart(id="memory")
+        with Horizontal(id="tbody"):
+            with Vertical(id="tmain"):  # one column: the lanes and the chart share the time axis
+                yield Gantt(id="gantt")
+                yield MemoryChart(id="memory")
             with Vertical(id="tside"):
                 yield VirtualTable(TRANSFERS, id="ttransfers")
                 yield Static(id="tdetail")
@@ -74,15 +95,16 @@ class TrainingView(Vertical):
     def show(self, r: Replay, op: int | None) -> None:
         """Hand the state at the cursor to the widgets; ``op`` is the selected op, if any."""
         p = r.program
-        t1 = max(r.t_end, r.t0 + 1e-12)
+        t0, t1 = self.window(r)
         self.query_one("#tstatus", Static).update(text.status_line(r), layout=False)
         self.query_one(Gantt).state = GanttState(
-            self.lanes, p.nranks, r.t0, t1, r.time, lambda o: _kind(p, o),
-            lambda o: label(p, o), op)
+            self.lanes, p.nranks, t0, t1, r.time, lambda o: _kind(p, o),
+            lambda o: label(p, o), op, r.t0)
         rank = int(p.rank[op]) if op is not None else 0
-        self.query_one(MemoryChart).state = MemoryState(self.memory, rank, r.time, r.t0, t1)
+        self.query_one(MemoryChart).state = MemoryState(self.memory, rank, r.time, t0, t1, r.t0)
+        zoom = f" · time x{self.zoom} (z)" if self.zoom > 1 else " · z zooms time"
         self.query_one("#memory").border_subtitle = \
-            f"chart: rank {rank} over time · bars: every rank at the cursor"
+            f"chart: rank {rank} over time · bars: every rank at the cursor{zoom}"
         self._transfers(r, op)
         detail = Text()
         if op is not None:

@@ -3,8 +3,9 @@
 Top: a legend. Then the selected rank's memory over the whole trace, one column per time slice,
 stacked by category; a slice shows the largest state inside it, so no peak falls between
 columns. ``▼`` marks the peak; ``│`` (in empty space) and ``▲`` (under the chart) the cursor.
-Below: one bar per rank at the cursor's time, on the same scale, with ``┃`` where that rank's
-peak reaches.
+Under the chart: the time axis, the Gantt's (:mod:`.axis`), column for column. Below: one bar per
+rank at the cursor's time, on the same scale, with ``┃`` where that rank's peak reaches. Bytes are
+decimal (MB, GB), as ``rankscope sim train`` prints memory.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from rankscope.simulator.units import format_bytes, format_seconds
+from rankscope.simulator.memory import category
+from rankscope.simulator.units import format_dec_bytes, format_seconds
 
 from ..training import Memory
+from .axis import column, ticks
 
-COLOURS = {"param_shard": "#5f87d7", "param_unsharded": "#87afff", "grad": "#d7875f",
-           "optim": "#5faf87", "activation": "#af5fd7"}
-OTHER = ("#afaf5f", "#5fafaf", "#af5f5f", "#8787af")
+COLOURS = {"param": "#5f87d7", "grad": "#d7875f", "optim": "#5faf87",
+           "param_unsharded": "#87afff", "grad_unsharded": "#ffaf87", "activation": "#af5fd7",
+           "comm": "#d7d75f", "other": "#8a8a8a"}
+"""One colour per category of ``simulator.memory.CATEGORIES``: a transient buffer is a lighter
+shade of the persistent state it is made from."""
 _MARK = Style(color="#ffd75f", bold=True)
 
 
 def colour(cats: tuple[str, ...], c: int) -> str:
-    return COLOURS.get(cats[c], OTHER[c % len(OTHER)])
+    return COLOURS[category(cats[c])]
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,14 @@ class MemoryState:
     time: float = 0.0
     t0: float = 0.0
     t1: float = 1.0
+    origin: float = 0.0   # the trace's start: times are printed from it
 
 
 class MemoryChart(Widget):
     """See the module docstring; the owner sets ``state``."""
 
     DEFAULT_CSS = "MemoryChart { height: 1fr; }"
-    LABEL_W = 6
+    LABEL_W = 11  # the Gantt's: the two share one time axis, column for column
 
     state: reactive[MemoryState] = reactive(MemoryState, always_update=True)
 
@@ -115,7 +121,7 @@ class MemoryChart(Widget):
         peak_i = int(np.argmax(mem.total[:, st.rank]))
         peak_col = int(np.argmax(idx == peak_i)) if (idx == peak_i).any() else -1
         cur = self._cursor_col(cols)
-        label = (f"r{st.rank}" if row == 0 else format_bytes(scale) if row == 1 else
+        label = (f"r{st.rank}" if row == 0 else format_dec_bytes(scale) if row == 1 else
                  "0" if row == h - 1 else "").ljust(self.LABEL_W)
         segs = [Segment(label, base + Style(dim=row > 0))]
         for c in range(cols):
@@ -129,33 +135,33 @@ class MemoryChart(Widget):
             else:
                 segs.append(Segment(" ", base))
         if row == 0:
-            text = f" peak {format_bytes(mem.total[peak_i, st.rank])} at " \
-                   f"{format_seconds(mem.times[peak_i] - st.t0)} "
+            text = f" peak {format_dec_bytes(mem.total[peak_i, st.rank])} at " \
+                   f"{format_seconds(mem.times[peak_i] - st.origin)} "
             segs = list(Strip(segs).crop(0, max(self.LABEL_W, width - len(text)))) + \
                 [Segment(text, base + _MARK)]
         return Strip(segs).crop_extend(0, width, base).simplify()
 
     def _cursor_col(self, cols: int) -> int:
         st = self.state
-        return min(cols - 1, max(0, int((st.time - st.t0) / max(st.t1 - st.t0, 1e-30) * cols)))
+        return min(cols - 1, max(0, column(st.time, st.t0, st.t1, cols)))
 
     def _axis(self, width: int) -> Strip:
-        """``▲`` under the chart at the cursor's time, then what the bars below show."""
+        """The time axis (the Gantt's ticks) with ``▲`` at the cursor's time."""
+        st = self.state
         cols = max(1, width - self.LABEL_W)
         cur = self._cursor_col(cols)
-        note = f" cursor {format_seconds(self.state.time - self.state.t0)}"
+        text = ticks(st.t0, st.t1, cols, st.origin)
         dim = self.rich_style + Style(dim=True)
-        mark = Segment("▲", self.rich_style + _MARK)
-        segs = [Segment(" " * (self.LABEL_W + cur), dim), mark, Segment(note, dim)]
-        if self.LABEL_W + cur + 1 + len(note) > width:  # no room after the mark: put it before
-            segs = [Segment(note[1:].rjust(self.LABEL_W + cur), dim), mark]
+        label = f"t {format_seconds(st.time - st.origin)}"[: self.LABEL_W - 1].ljust(self.LABEL_W)
+        segs = [Segment(label, dim), Segment("".join(text[:cur]), dim), Segment("▲", self.rich_style + _MARK),
+                Segment("".join(text[cur + 1:]), dim)]
         return Strip(segs).crop_extend(0, width, self.rich_style)
 
     def _rank_bar(self, rank: int, width: int) -> Strip:
         st, mem, base = self.state, self.state.memory, self.rich_style
         now = mem.at(st.time)[rank]
         peak, _ = mem.peak()
-        text = f" {format_bytes(now.sum())} (peak {format_bytes(peak[rank])})"
+        text = f" {format_dec_bytes(now.sum())} (peak {format_dec_bytes(peak[rank])})"
         cols = max(1, width - self.LABEL_W - len(text))
         scale = self._scale()
         cells = [Segment(" ", base)] * cols
