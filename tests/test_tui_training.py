@@ -181,3 +181,24 @@ async def test_memory_in_the_tui_is_in_the_units_of_sim_train():
         await pilot.press("end")
         text = "\n".join(rendered(app.screen.query_one("#memory")))
         assert f"peak {format_dec_bytes(peak)}" in text
+
+
+async def test_a_screenshot_is_saved_without_a_downloads_folder(tmp_path, monkeypatch):
+    from test_tui_app import RING4
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.chdir(work)
+    app = replay_app([RING4], ["ring4.trace"])
+    async with app.run_test(size=SIZE) as pilot:
+        assert "Screenshot" in {c.title for c in app.get_system_commands(app.screen)}
+        app.deliver_screenshot()  # what the palette's Screenshot runs (after a 0.1 s timer)
+        for _ in range(50):  # the file is written by a worker thread
+            if list(work.glob("*.svg")):
+                break
+            await pilot.pause()
+    assert [p.suffix for p in work.iterdir()] == [".svg"] and not (home / "Downloads").exists()

@@ -58,6 +58,17 @@ class RankscopeApp(App):
     def get_default_screen(self) -> Screen:
         return self._first
 
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Textual's, into the user's downloads folder when there is one, else the current folder
+        (Textual's default folder need not exist: a fresh account, a container, CI)."""
+        if path is None:
+            from platformdirs import user_downloads_path
+
+            downloads = user_downloads_path()
+            path = str(downloads) if downloads.is_dir() else os.getcwd()
+        return super().deliver_screenshot(filename, path, time_format)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Textual's commands, then one per key of the screen, so the palette can do all that
         the keys do."""
