@@ -14,8 +14,14 @@ from rankscope.simulator.units import format_bytes, format_count, format_dec_byt
 from .args import add_topology_args, byte_size, dump_json, int_at_least, resolve_ranks, topology_from_args
 
 
-def _add_collective_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
+def add_collective_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """The arguments that say which collective to build (``sim``'s; ``demo`` takes them too, with
+    ``default`` as the collective when none is given)."""
+    if default is None:
+        p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
+    else:
+        p.add_argument("collective", nargs="?", default=default,
+                       help=f"one of {', '.join(ALGORITHMS)} (default {default})")
     p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier for all-reduce; "
                    "ring or tree for broadcast")
     p.add_argument("--ranks", "-n", type=int_at_least(1),
@@ -234,7 +240,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     """Add ``sim``, ``info``, ``sweep`` and ``compare`` to the subparsers ``sub``."""
     s = sub.add_parser("sim", help="simulate a collective: steps, provenance grid, bytes moved")
-    _add_collective_args(s)
+    add_collective_args(s)
     add_topology_args(s)
     t = s.add_argument_group("training step (sim train)")
     t.add_argument("--model", default="mlp:4x1024", help="mlp:LxW, params:P[xUNITS], gpt2, gpt2-medium, "
