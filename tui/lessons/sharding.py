@@ -67,9 +67,9 @@ def fsdp(data: dict[str, Any]) -> list[Page]:
         return "\n".join(x for x in (
             "ZeRO shards the model state over the N data-parallel ranks, one stage at a time. Model state "
             f"per rank for 7.5B parameters on 64 ranks (ZeRO paper, figure 1): {table}.",
-            f"Here FSDP (ZeRO-3) runs mlp:4x1024 on 4 ranks: each rank keeps 1/4 of every unit's parameters "
-            f"(param), all-gathers a unit just before its forward (param_unsharded) and frees it after; "
-            f"backward all-gathers again and reduce-scatters the gradients back to shards.",
+            "Here FSDP (ZeRO-3) runs mlp:4x1024 on 4 ranks: each rank keeps 1/4 of every unit's parameters "
+            "(param), all-gathers a unit just before its forward (param_unsharded) and frees it after; "
+            "backward all-gathers again and reduce-scatters the gradients back to shards.",
             _what_now(r)) if x)
 
     qs = (Question(ag[1], "Which unit is all-gathered next?", "choice",
