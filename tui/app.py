@@ -102,6 +102,25 @@ def replay_main(paths: list[str], *, salvage: bool = False) -> int:
     return 0
 
 
+def learn_app(name: str, data: dict | None = None) -> RankscopeApp:
+    """The app for lesson ``name``, with what the CLI measured for it in ``data``."""
+    from .lessons import lesson
+    from .lessons.run import LessonRun
+    from .screens.lesson import LessonScreen
+
+    return RankscopeApp(LessonScreen(LessonRun(lesson(name), data)))
+
+
+def learn_main(name: str, data: dict | None = None) -> int:
+    try:
+        app = learn_app(name, data)
+    except RankscopeError as e:
+        print(f"rankscope: error: {e}", file=sys.stderr)
+        return 2
+    app.run()
+    return 0
+
+
 def demo_trace() -> Trace:
     """The demo: ring all-reduce on 8 ranks, 64 MiB, simulated on ``switch:8``."""
     from rankscope.simulator.collectives import build

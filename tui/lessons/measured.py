@@ -43,8 +43,10 @@ def measured_vs_simulated(data: dict[str, Any]) -> list[Page]:
         lines = [f"The same ring all-reduce of {format_bytes(RING[3])} on {RING[2]} gloo ranks (processes on "
                  f"this machine, TCP through the loopback) and simulated with 25 GB/s and 5 us links: "
                  f"simulated {format_seconds(s['total_model'])}, measured {format_seconds(s['total_measured'])} "
-                 f"({100 * s['total_error']:+.0f}%). The model knows links, not gloo's per-message costs or "
-                 f"the host's memory copies: where they differ is where the model's assumptions end.",
+                 f"({100 * s['total_error']:+.0f}%). The same steps, the same bytes, the same order: the "
+                 f"schedule is the model's; its constants (a fast interconnect's links) are not those of "
+                 f"TCP between processes on one host, which pays gloo's per-message costs and memory "
+                 f"copies. `rankscope calibrate` measures alpha and beta on these ranks instead.",
                  "first step beyond 10%: " + ("none" if s["first_divergence_step"] is None
                                               else f"step {s['first_divergence_step']}")]
         if r.step >= 0:

@@ -44,12 +44,16 @@ class ReplayScreen(CursorScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        """What lies between the header and the footer: the views."""
         with ContentSwitcher(initial=self.view):
             yield CollectiveView(id="collective")
             if self.training:
                 trace = self.replay.trace
                 yield TrainingView(training.lanes(trace), training.memory(trace), id="training")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.title = "rankscope"
