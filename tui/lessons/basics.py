@@ -32,8 +32,22 @@ def _step(n: int, strategy: str):
     return facts.training_step(MODEL, n, strategy)
 
 
+_LIVE: dict[int, tuple] = {}
+
+
+def _live(trace):
+    """The trace's live memory, computed once per trace (a narration is drawn at every step)."""
+    hit = _LIVE.get(id(trace))
+    if hit is None or hit[0] is not trace:
+        if len(_LIVE) > 8:
+            _LIVE.clear()
+        hit = _LIVE[id(trace)] = (trace, live_memory(trace.program, trace.start, trace.end,
+                                                    float(trace.start[trace.ran].min())))
+    return hit[1]
+
+
 def _memory_words(r: Replay) -> str:
-    mem = live_memory(r.program, r.trace.start, r.trace.end, r.t0)
+    mem = _live(r.trace)
     now = mem.at(r.time)[0]
     parts = ", ".join(f"{c} {format_dec_bytes(int(b))}" for c, b in zip(mem.categories, now) if b)
     return f"rank 0 holds {format_dec_bytes(int(now.sum()))} now ({parts or 'nothing'})"

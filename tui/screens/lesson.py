@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
+from .. import training
 from ..lessons.run import LessonRun
 from .modals import PromptScreen
 from .replay import ReplayScreen
@@ -31,10 +32,20 @@ class LessonScreen(ReplayScreen):
     ]
 
     def __init__(self, run: LessonRun) -> None:
-        super().__init__(run.replay, f"lesson {run.lesson.name} · page {run.index + 1}/{len(run.pages)}")
+        super().__init__(run.replay, "")
         self.run = run
-        if run.page.view == "collective" or (run.page.view == "training" and self.training):
-            self.set_reactive(ReplayScreen.view, run.page.view)
+        self._page()
+
+    def _page(self) -> None:
+        """Take the run's open page: its replay, its title, the view it asks for."""
+        run = self.run
+        self.replay, self.cell, self.op = run.replay, (0, 0), None
+        self.training = training.is_training(run.replay.program)
+        self.title_text = f"lesson {run.lesson.name} · page {run.index + 1}/{len(run.pages)}"
+        view = run.page.view if run.page.view in ("collective", "training") else None
+        if view is None or (view == "training" and not self.training):
+            view = "training" if self.training else "collective"
+        self.set_reactive(ReplayScreen.view, view)
 
     def body(self) -> ComposeResult:
         yield Static(id="narration")
@@ -69,11 +80,15 @@ class LessonScreen(ReplayScreen):
             self.moved()
         self.app.push_screen(PromptScreen(f"predict: {q.prompt}", q.hint()), done)
 
-    def action_page(self, d: int) -> None:
+    async def action_page(self, d: int) -> None:
         i = self.run.index + d
         if 0 <= i < len(self.run.pages):
             self.run.open(i)
-            self.app.switch_screen(LessonScreen(self.run))
+            self._page()
+            self._enabled = ()
+            await self.recompose()
+            self.sub_title = self.describe()
+            self.moved()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "page":
