@@ -202,3 +202,17 @@ async def test_a_screenshot_is_saved_without_a_downloads_folder(tmp_path, monkey
                 break
             await pilot.pause()
     assert [p.suffix for p in work.iterdir()] == [".svg"] and not (home / "Downloads").exists()
+
+
+def test_the_network_picture_draws_the_steps_transfers():
+    from rankscope.tui.widgets.network import NetState, NetworkPicture, shape_of
+
+    _, _, trace = fsdp_trace()
+    assert shape_of(trace.meta.get("topology"), 4) == ("switch", 0)
+    pic = NetworkPicture()
+    pic.state = NetState(4, "ring", 0, ((0, 1, 8, True), (1, 2, 8, True)))
+    assert [pts for pts, _ in pic.paths()] == [[0, 1], [1, 2]]
+    pic.state = NetState(8, "nodes", 4, ((0, 1, 8, False), (0, 4, 8, False)))
+    assert [pts for pts, _ in pic.paths()] == [[0, 1], [0, "fabric", 4]]  # NVLink inside, NICs across
+    pos = pic.positions(40, 14)
+    assert all(0 <= x < 40 and 0 <= y < 14 for x, y in pos.values()) and len(set(pos.values())) == 9
