@@ -60,3 +60,17 @@ def test_network_picture_switch_incast(snap_compare):
 
 def test_network_picture_two_nodes(snap_compare):
     assert snap_compare(_network("nodes:2x4", "hier", 8), press=["right"] * 4, terminal_size=SIZE)
+
+
+def _fsdp():
+    from test_tui_training import fsdp_trace
+
+    return replay_app([fsdp_trace()[2]], ["fsdp.trace"])
+
+
+def test_fsdp_shard_view(snap_compare):
+    assert snap_compare(_fsdp(), press=["right"] * 10, terminal_size=SIZE)
+
+
+def test_drill_down_into_an_all_gather(snap_compare):
+    assert snap_compare(_fsdp(), press=["right"] * 5 + ["o", "right", "right"], terminal_size=SIZE)

@@ -216,3 +216,38 @@ def test_the_network_picture_draws_the_steps_transfers():
     assert [pts for pts, _ in pic.paths()] == [[0, 1], [0, "fabric", 4]]  # NVLink inside, NICs across
     pos = pic.positions(40, 14)
     assert all(0 <= x < 40 and 0 <= y < 14 for x, y in pos.values()) and len(set(pos.values())) == 9
+
+
+def test_fsdp_units_fill_during_their_all_gather_and_free_after():
+    from rankscope.tui import shards
+    from rankscope.tui.replay import Replay
+
+    prog, _, trace = fsdp_trace()
+    r = Replay(trace)
+    ag = [int(o) for o in np.flatnonzero((prog.kind == OpKind.COLLECTIVE) & (prog.rank == 0))
+          if prog.buffers[int(prog.coll_buf[prog.arg[o]])].name == "layer1.unsharded"]
+    r.seek_step(int(prog.step[ag[0]]))
+    row = {x.unit: x for x in shards.rows(r)}["layer1"]
+    assert row.params == shards.FILLING * 4 and row.shard_bytes == -(-prog.buffers[8].nbytes // 4)
+    r.seek_step(int(prog.step[ag[0]]) + 1)
+    assert {x.unit: x for x in shards.rows(r)}["layer1"].params == shards.FULL * 4
+    r.seek_step(r.n_steps - 1)
+    assert all(x.params == shards.NONE * 4 and x.grads == shards.NONE * 4 for x in shards.rows(r))
+
+
+async def test_a_collective_opens_as_its_ring_schedule_and_back():
+    from rankscope.simulator.collectives import build
+    from rankscope.simulator.trace import program_equal
+
+    prog, _, trace = fsdp_trace()
+    app = replay_app([trace], ["f.trace"])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*["right"] * 5, "o")
+        drill = app.screen
+        assert type(drill).__name__ == "DrillScreen" and "all-gather of 'layer0.unsharded'" in drill.sub_title
+        op = drill.replay.trace.meta["drilled_from"]
+        assert program_equal(drill.replay.program, build("all-gather", "ring", 4, int(prog.coll_bytes[prog.arg[op]])))
+        await pilot.press("right")
+        assert drill.view == "collective" and drill.replay.step == 0
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "ReplayScreen" and app.screen.replay.step == 4

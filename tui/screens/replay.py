@@ -13,8 +13,9 @@ from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, Footer, Header
 
 from rankscope.simulator.errors import RankscopeError
+from rankscope.simulator.program import OpKind
 
-from .. import training
+from .. import drill, training
 from ..replay import Replay
 from ..views.collective import CollectiveView
 from ..views.training import TrainingView
@@ -29,6 +30,7 @@ class ReplayScreen(CursorScreen):
     BINDINGS = [
         Binding("z", "zoom", "zoom"),
         Binding("v", "view", "view"),
+        Binding("o", "open_collective", "open collective"),
     ]
 
     view: reactive[str] = reactive("collective", init=False)
@@ -53,7 +55,8 @@ class ReplayScreen(CursorScreen):
             yield CollectiveView(id="collective")
             if self.training:
                 trace = self.replay.trace
-                yield TrainingView(training.lanes(trace), training.memory(trace), id="training")
+                fsdp = any(b.category == "param_unsharded" for b in trace.program.buffers)
+                yield TrainingView(training.lanes(trace), training.memory(trace), fsdp=fsdp, id="training")
 
     def on_mount(self) -> None:
         self.title = "rankscope"
@@ -112,7 +115,28 @@ class ReplayScreen(CursorScreen):
             view.show(self.replay, self.op)
 
     # -- keys and picks --------------------------------------------------------------------------
+    def collective_here(self) -> int | None:
+        """The COLLECTIVE op to open: the selected one, else the current step's first."""
+        p = self.replay.program
+        if self.op is not None and p.kind[self.op] == OpKind.COLLECTIVE:
+            return self.op
+        ops = self.replay.comm_ops()
+        ops = ops[p.kind[ops] == OpKind.COLLECTIVE]
+        return int(ops[0]) if ops.size else None
+
+    def action_open_collective(self) -> None:
+        """Open the collective's own schedule (see :mod:`..drill`) in the collective view; escape comes back."""
+        op = self.collective_here()
+        if op is None:
+            return
+        trace, title = drill.schedule(self.replay.trace, op)
+        self.app.push_screen(DrillScreen(Replay(trace), title))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_collective":  # hidden where there are no collective ops at all
+            if not self.training:
+                return False
+            return True if self.view == "training" and self.collective_here() is not None else None
         if action == "view":
             return True if self.training else None
         return super().check_action(action, parameters)
@@ -144,3 +168,12 @@ class ReplayScreen(CursorScreen):
             view = self.query_one(f"#{self.view}")
             self.op = int(view.transfers_shown[message.index])
             self.show()
+
+
+class DrillScreen(ReplayScreen):
+    """A collective's own schedule, opened from a training step; escape goes back to it."""
+
+    BINDINGS = [Binding("escape,b", "back", "back to the step", priority=True)]
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
