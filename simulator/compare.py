@@ -37,64 +37,142 @@ class CompareError(RankscopeError):
     """Two traces that cannot be compared (different programs, no common ops)."""
 
 
+def error(model: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """(model - measured) / measured, as a fraction: 0 where both are 0, +-inf where only the
+    measurement is 0, NaN where either is NaN. The one error rule of the CLI and the TUI."""
+    model, measured = np.asarray(model, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.asarray((model - measured) / measured, dtype=np.float64)
+    out[(model == 0) & (measured == 0)] = 0.0
+    return out
+
+
+def _scalar_error(model: float, measured: float) -> float:
+    return float(error(np.array([model]), np.array([measured]))[0])
+
+
 @dataclass(frozen=True)
 class Comparison:
-    model_name: str
-    measured_name: str
-    joined_on: str
-    op_model: np.ndarray       # durations of the joined ops, model
-    op_measured: np.ndarray    # durations of the joined ops, measured
-    op_class: np.ndarray       # class label per joined op
-    step_model: np.ndarray
+    """Trace ``a`` (the model) against trace ``b`` (the measurement), joined as [Note: comparing
+    traces] says: the figures ``rankscope compare`` prints and the steps the TUI's compare
+    screen walks."""
+
+    a: Trace
+    b: Trace
+    names: tuple[str, str]     # (model, measured)
+    joined_on: str             # "op id", or "collective sequence ..."
+    ia: np.ndarray             # joined op ids of a
+    ib: np.ndarray             # the matching op ids of b
+    ran: np.ndarray            # mask over the pairs: ran in both (the op figures count these)
+    step_model: np.ndarray     # (n_steps,) seconds each step adds; NaN: never ran
     step_measured: np.ndarray
     total_model: float
     total_measured: float
     threshold: float
+    seq: np.ndarray | None = None  # collective join: each pair's position (the "step"); None: op-id join
 
-    @staticmethod
-    def err(model: np.ndarray, measured: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(measured > 0, (model - measured) / measured, np.nan)
+    # -- the pieces ---------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return self.names[0]
 
+    @property
+    def measured_name(self) -> str:
+        return self.names[1]
+
+    @property
+    def op_model(self) -> np.ndarray:
+        """Durations in ``a`` of the joined ops that ran in both."""
+        ia = self.ia[self.ran]
+        return self.a.end[ia] - self.a.start[ia]
+
+    @property
+    def op_measured(self) -> np.ndarray:
+        ib = self.ib[self.ran]
+        return self.b.end[ib] - self.b.start[ib]
+
+    @property
+    def op_class(self) -> np.ndarray:
+        return op_classes(self.a.program)[self.ia[self.ran]]
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.step_model.size)
+
+    @property
+    def step_error(self) -> np.ndarray:
+        return error(self.step_model, self.step_measured)
+
+    @property
+    def divergent(self) -> np.ndarray:
+        """Mask of the steps that err by more than the threshold, or ran in one trace only."""
+        ran_once = np.isnan(self.step_model) != np.isnan(self.step_measured)
+        return ran_once | (np.abs(np.nan_to_num(self.step_error, nan=0.0)) > self.threshold)
+
+    @property
+    def first_divergence(self) -> int | None:
+        hit = np.flatnonzero(self.divergent)
+        return int(hit[0]) if hit.size else None
+
+    # -- navigation (the TUI) ------------------------------------------------------------------
+    def ops(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Op ids (of ``a``) of ``step`` and their durations in ``a`` and ``b`` (every op of the
+        step, ran or not: NaN durations for those that did not)."""
+        if self.seq is None:
+            bounds = self.a.program.step_bounds()
+            ids = np.arange(bounds[step], bounds[step + 1])
+            return ids, (self.a.end - self.a.start)[ids], (self.b.end - self.b.start)[ids]
+        sel = self.seq == step
+        ia, ib = self.ia[sel], self.ib[sel]
+        return ia, (self.a.end - self.a.start)[ia], (self.b.end - self.b.start)[ib]
+
+    def first_op(self, step: int) -> int:
+        """An op of ``a`` in ``step`` (for its phase)."""
+        if self.seq is None:
+            return int(self.a.program.step_bounds()[step])
+        return int(self.ia[np.argmax(self.seq == step)])
+
+    def step_of(self, op: int) -> int | None:
+        """The step that op ``op`` of ``a`` is in (None: it is not joined)."""
+        if self.seq is None:
+            return int(self.a.program.step[op])
+        hit = np.flatnonzero(self.ia == op)
+        return int(self.seq[hit[0]]) if hit.size else None
+
+    # -- the report (the CLI) ------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        e = np.abs(self.err(self.op_model, self.op_measured))
+        e = np.abs(error(self.op_model, self.op_measured))
         e = e[~np.isnan(e)]
-        se = self.err(self.step_model, self.step_measured)
-        big = np.flatnonzero(np.abs(np.nan_to_num(se)) > self.threshold)
         return {
             "model": self.model_name, "measured": self.measured_name, "joined_on": self.joined_on,
-            "ops": int(self.op_model.size),
+            "ops": int(self.ran.sum()),
             "median_abs_error": float(np.median(e)) if e.size else None,
             "p90_abs_error": float(np.percentile(e, 90)) if e.size else None,
             "total_model": self.total_model, "total_measured": self.total_measured,
-            "total_error": float(self.err(np.array([self.total_model]), np.array([self.total_measured]))[0]),
-            "first_divergence_step": int(big[0]) if big.size else None,
+            "total_error": _scalar_error(self.total_model, self.total_measured),
+            "first_divergence_step": self.first_divergence,
             "threshold": self.threshold,
         }
 
     def by_class(self) -> list[dict[str, Any]]:
         out = []
-        for c in sorted(set(self.op_class.tolist())):
-            sel = self.op_class == c
-            m, x = float(self.op_model[sel].sum()), float(self.op_measured[sel].sum())
+        cls, dm, dx = self.op_class, self.op_model, self.op_measured
+        for c in sorted(set(cls.tolist())):
+            sel = cls == c
+            m, x = float(dm[sel].sum()), float(dx[sel].sum())
             out.append({"class": c, "ops": int(sel.sum()), "model": m, "measured": x,
-                        "error": float(self.err(np.array([m]), np.array([x]))[0])})
+                        "error": _scalar_error(m, x)})
         return out
 
     def by_step(self) -> list[dict[str, Any]]:
-        e = self.err(self.step_model, self.step_measured)
+        e = self.step_error
         return [{"step": k, "model": float(a), "measured": float(b), "error": float(x)}
                 for k, (a, b, x) in enumerate(zip(self.step_model, self.step_measured, e))]
 
 
 def op_classes(prog: Program) -> np.ndarray:
-    names = np.array(["reduce", "copy", "compute", "alloc", "free", "collective"], dtype=object)
-    cls = names[prog.kind]
-    c = np.flatnonzero(prog.kind == OpKind.COLLECTIVE)
-    if c.size:
-        labels = np.array([k.label for k in CollKind], dtype=object)
-        cls[c] = labels[prog.coll_kind[prog.arg[c]]]
-    return cls
+    """The class each op is counted in: its :meth:`Program.op_label`."""
+    return prog.op_labels()
 
 
 def step_durations(prog: Program, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -121,36 +199,41 @@ def _collective_keys(prog: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return ops, r, seq
 
 
-def compare(a: Trace, b: Trace, *, names: tuple[str, str] = ("A", "B"), threshold: float = 0.10) -> Comparison:
+def compare(a: Trace, b: Trace, names: tuple[str, str] = ("A", "B"), *, threshold: float = 0.10) -> Comparison:
     """Join ``a`` and ``b`` (see [Note: comparing traces]) and measure model against measurement."""
     if b.meta.get("executor") == "sim" and a.meta.get("executor") != "sim":
         a, b, names = b, a, (names[1], names[0])
     pa, pb = a.program, b.program
     if pa.nranks != pb.nranks:
-        raise CompareError(f"{names[0]} has {pa.nranks} ranks and {names[1]} {pb.nranks}: not the same program")
+        raise CompareError(f"{names[0]} and {names[1]} hold different programs ({pa.nranks} and {pb.nranks} ranks)")
+    seq = None
     if program_equal(pa, pb, meta=False):
         ia = ib = np.arange(pa.n_ops)
         joined = "op id"
-        steps_a = step_durations(pa, a.start, a.end)
-        steps_b = step_durations(pb, b.start, b.end)
+        steps_a, steps_b = step_durations(pa, a.start, a.end), step_durations(pb, b.start, b.end)
     else:
         ia, ib, seq, reps = collective_join(pa, pb, names)
         joined = "collective sequence" + (f" (the last of {names[1]}'s {reps} repetitions)" if reps > 1 else "")
         steps_a = sequence_durations(seq, a.start[ia], a.end[ia])
         steps_b = sequence_durations(seq, b.start[ib], b.end[ib])
     ran = ~np.isnan(a.end[ia]) & ~np.isnan(b.end[ib])
-    ia, ib = ia[ran], ib[ran]
-    if ia.size == 0:
+    if not ran.any():
         raise CompareError(f"{names[0]} and {names[1]} have no op that ran in both")
-    da, db = a.end[ia] - a.start[ia], b.end[ib] - b.start[ib]
-    total = lambda t: float(np.nanmax(t.end) - np.nanmin(t.start))  # noqa: E731
-    total_b = total(b)
-    if joined.endswith("repetitions)"):
+    total_b = _makespan(b)
+    if seq is not None and reps > 1:  # the measured step: its recorded window, else its collectives' span
         windows = [w[-1] for w in (b.meta.get("steps") or {}).values() if w]
-        total_b = max(float(w[1] - w[0]) for w in windows) if windows else \
-            float(np.nanmax(b.end[ib]) - np.nanmin(b.start[ib]))
-    return Comparison(names[0], names[1], joined, da, db, op_classes(pa)[ia], steps_a, steps_b,
-                      total(a), total_b, threshold)
+        total_b = max(float(w[1] - w[0]) for w in windows) if windows else _span(b, ib)
+    return Comparison(a, b, names, joined, ia, ib, ran, steps_a, steps_b, _makespan(a), total_b, threshold, seq)
+
+
+def _makespan(t: Trace) -> float:
+    ran = ~np.isnan(t.end) & ~np.isnan(t.start)
+    return float(np.max(t.end[ran]) - np.min(t.start[ran])) if ran.any() else float("nan")
+
+
+def _span(t: Trace, ids: np.ndarray) -> float:
+    ok = ~np.isnan(t.end[ids]) & ~np.isnan(t.start[ids])
+    return float(np.max(t.end[ids][ok]) - np.min(t.start[ids][ok])) if ok.any() else float("nan")
 
 
 def collective_join(pa: Program, pb: Program, names: tuple[str, str]

@@ -57,6 +57,11 @@ class OpKind(enum.IntEnum):
     def is_transfer(self) -> bool:
         return self in (OpKind.REDUCE, OpKind.COPY)
 
+    @property
+    def label(self) -> str:
+        """``reduce``, ``copy``, ``compute``, ``alloc``, ``free``, ``collective``."""
+        return self.name.lower()
+
 
 class CollKind(enum.IntEnum):
     """The collective a COLLECTIVE op takes part in (``nbytes`` is the whole buffer, as nccl-tests)."""
@@ -203,6 +208,36 @@ class Program:
         if c.size:
             a = self.arg[c]
             out[c] = ring_bytes_sent(self.coll_kind[a], self.coll_bytes[a], self.rank[c], self.nranks)
+        return out
+
+    def op_label(self, op: int) -> str:
+        """What op ``op`` does, in one word: its kind's label, or its collective's
+        (``all-gather``) for a COLLECTIVE op. The names every report, export and view uses."""
+        k = OpKind(int(self.kind[op]))
+        return CollKind(int(self.coll_kind[self.arg[op]])).label if k == OpKind.COLLECTIVE else k.label
+
+    def describe_op(self, op: int) -> str:
+        """A short name for op ``op``: ``fwd layer3``, ``alloc layer3.unsharded``,
+        ``all-gather layer3.unsharded``, ``reduce 2->3``; ``step start`` for -1."""
+        if op < 0:
+            return "step start"
+        k = OpKind(int(self.kind[op]))
+        a = int(self.arg[op])
+        if k == OpKind.COMPUTE:
+            return self.compute_label[a] or f"compute {op}"
+        if k in (OpKind.ALLOC, OpKind.FREE):
+            return f"{k.label} {self.buffers[a].name}"
+        if k == OpKind.COLLECTIVE:
+            b = int(self.coll_buf[a])
+            return self.op_label(op) + (f" {self.buffers[b].name}" if b >= 0 else "")
+        return f"{k.label} {int(self.rank[op])}->{int(self.peer[op])}"
+
+    def op_labels(self) -> np.ndarray:
+        """:meth:`op_label` of every op, as an object array."""
+        out = np.array([k.label for k in OpKind], dtype=object)[self.kind]
+        c = np.flatnonzero(self.kind == OpKind.COLLECTIVE)
+        if c.size:
+            out[c] = np.array([k.label for k in CollKind], dtype=object)[self.coll_kind[self.arg[c]]]
         return out
 
     def phase_of(self, step: int) -> tuple[Phase, int] | None:

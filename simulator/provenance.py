@@ -74,9 +74,6 @@ class Layout:
         """(N, n_segments) number of contributions in each segment of ``buf``."""
         return np.bitwise_count(self.bits[buf]).sum(axis=-1, dtype=np.int64)
 
-    def segment_bytes(self, buf: int = 0) -> np.ndarray:
-        return np.diff(self.bounds[buf])
-
     def alive_bytes(self) -> np.ndarray:
         """Bytes of live buffers per rank."""
         sizes = np.array([b.nbytes for b in self.program.buffers], dtype=np.int64)

@@ -40,7 +40,7 @@ def _transfer_dict(prog: Program, op: int) -> dict[str, Any]:
     c = int(prog.arg[op])
     return {"op": op, "src": int(prog.rank[op]), "dst": int(prog.peer[op]), "chunk": c,
             "buffer": prog.buffers[int(prog.chunk_buf[c])].name, "offset": int(prog.chunk_off[c]),
-            "nbytes": int(prog.chunk_len[c]), "kind": "reduce" if prog.kind[op] == OpKind.REDUCE else "copy"}
+            "nbytes": int(prog.chunk_len[c]), "kind": prog.op_label(op)}
 
 
 def steps_report(prog: Program, limit: int, grid: bool, sim=None) -> tuple[list[dict[str, Any]], int]:

@@ -509,9 +509,11 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
     except (OSError, UnicodeDecodeError) as e:
         raise TopologyError(f"cannot read topology file {str(path)!r}: {e}") from None
     where = str(path)
-    extra = sorted(set(doc) - {"name", "ranks", "ring", "link"})
+    extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "nccl"})
     if extra:
-        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring and [[link]]")
+        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[link]] and [nccl]")
+    if not isinstance(doc.get("nccl", {}), dict):  # NCCL's channel layout (simulator/interop/nccl_topology.py), kept as meta
+        raise TopologyError(f"{where}: 'nccl' must be a table, written [nccl]")
     if "ranks" not in doc:
         raise TopologyError(f"{where}: missing key 'ranks' (the number of ranks); add e.g. ranks = 4")
     raw = doc.get("link", [])
@@ -536,7 +538,7 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
             links.append((t["dst"], t["src"], t["bw"], t["lat"], f"{label} (reverse)"))
     n = _count(doc["ranks"], f"{where}: ranks")
     try:
-        return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where},
-                        doc.get("ring"))
+        return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where,
+                        **({"nccl": doc["nccl"]} if "nccl" in doc else {})}, doc.get("ring"))
     except TopologyError as e:  # say which file, once
         raise e if str(e).startswith(where) else TopologyError(f"{where}: {e}") from None

@@ -25,13 +25,6 @@ class Traffic:
     def total(self) -> int:
         return int(self.sent.sum())
 
-    def pair_matrix(self) -> np.ndarray:
-        """Dense (N, N) bytes matrix; for small N only (it is N^2)."""
-        n = self.sent.size
-        out = np.zeros((n, n), dtype=np.int64)
-        out[self.pairs[:, 0], self.pairs[:, 1]] = self.pairs[:, 2]
-        return out
-
 
 def traffic(prog: Program, mask: np.ndarray | None = None) -> Traffic:
     """Bytes moved by all ops, or by the ops in ``mask`` (e.g. those that ran)."""

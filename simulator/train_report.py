@@ -10,24 +10,6 @@ from .traffic import traffic
 from .training import MODEL_STATE
 
 
-def op_label(prog: Program, op: int) -> str:
-    """A short name for an op: ``fwd layer3``, ``alloc layer3.unsharded``, ``all-gather ...``."""
-    if op < 0:
-        return "step start"
-    k = OpKind(int(prog.kind[op]))
-    a = int(prog.arg[op])
-    if k == OpKind.COMPUTE:
-        return prog.compute_label[a] or f"compute {op}"
-    if k in (OpKind.ALLOC, OpKind.FREE):
-        return f"{k.name.lower()} {prog.buffers[a].name}"
-    if k == OpKind.COLLECTIVE:
-        from .program import CollKind
-
-        b = int(prog.coll_buf[a])
-        return f"{CollKind(int(prog.coll_kind[a])).label}" + (f" {prog.buffers[b].name}" if b >= 0 else "")
-    return f"{k.name.lower()} {int(prog.rank[op])}->{int(prog.peer[op])}"
-
-
 def train_report(prog: Program, sim) -> dict[str, Any]:
     """Per-rank rows and a summary for a simulated training step."""
     mt = memory_timeline(prog, sim.start, sim.end)
@@ -41,7 +23,7 @@ def train_report(prog: Program, sim) -> dict[str, Any]:
             "rank": r, **{c: cat.get(c, 0) for c in ("param", "grad", "optim", "activation",
                                                     "param_unsharded", "grad_unsharded")},
             "model_state": sum(cat.get(c, 0) for c in MODEL_STATE),
-            "peak": peak, "peak_op": at, "peak_at": op_label(prog, at), "peak_time": when,
+            "peak": peak, "peak_op": at, "peak_at": prog.describe_op(at), "peak_time": when,
             "at_peak": mt.at_peak(r),
             "step_time": sim.makespan, "exposed_comm": float(exposed[r]),
             "bytes_sent": int(tr.sent[r]), "bytes_received": int(tr.received[r]),

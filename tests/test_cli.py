@@ -116,6 +116,17 @@ def test_every_layer_has_its_verbs_and_building_the_parser_stays_light():
     assert out.stdout.split() == ["True", "False", "False"]
 
 
+def test_a_verb_builds_the_parser_of_its_own_module_only():
+    """The lazy table: `rankscope sim ...` imports rankscope.cli.sim, not the real or TUI verbs'
+    modules (nor torch, textual); an unknown verb gets the full list of choices."""
+    code = ("import sys\nfrom rankscope.cli import main\n"
+            "main(['sim', 'all-reduce', '-n', '2', '--size', '1KiB', '--json'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('rankscope.cli.')), "
+            "'torch' in sys.modules, 'textual' in sys.modules, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.split() == ["['rankscope.cli.args',", "'rankscope.cli.sim']", "False", "False"]
+
+
 def test_bare_rankscope_and_demo_open_the_tui_and_text_prints(monkeypatch, capsys):
     import rankscope.tui.app as app
 

@@ -31,3 +31,26 @@ def test_import_linter_contracts_hold(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "4 kept, 0 broken" in out.stdout
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path):
+    """`pip install .` puts `rankscope` (and its dist-info) into site-packages, nothing else: no
+    top-level `simulator`, `real` or `tui` to collide with other projects'."""
+    import zipfile
+
+    build = tmp_path / "build"
+    shutil.copytree(ROOT, build, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "build", "*.egg-info",
+                                                               ".hypothesis", ".pytest_cache", "traces", "tests"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path / "dist"), str(build)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("rankscope-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"rankscope"}
+    # every source file is in it: a subpackage missing from pyproject's `packages` fails here
+    sources = {f"{LAYOUT[src]}/{f.relative_to(ROOT / src).as_posix()}" for src in LAYOUT
+               for f in (ROOT / src).rglob("*.py") if "__pycache__" not in f.parts}
+    assert sources - set(names) == set()
+    entry = [n for n in names if n.endswith("entry_points.txt")]
+    assert "rankscope = rankscope.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()

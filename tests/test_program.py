@@ -133,3 +133,18 @@ def test_memory_ops_track_alive_buffers():
     assert layout(prog, 0).alive_bytes().tolist() == [0, 0]
     assert layout(prog, 1).alive_bytes().tolist() == [64, 0]
     assert layout(prog, 2).alive_bytes().tolist() == [0, 0]
+
+
+def test_op_labels_name_every_kind_and_collective_once():
+    from rankscope.simulator.models import parse_device, parse_model
+    from rankscope.simulator.training import TrainConfig, compile_step
+
+    ring = build("all-reduce", "ring", 4, 4096)
+    assert set(ring.op_labels()) == {"reduce", "copy"}
+    assert ring.describe_op(0) == f"reduce {int(ring.rank[0])}->{int(ring.peer[0])}"
+    step = compile_step(parse_model("mlp:2x64"), 2, TrainConfig(strategy="zero3"), parse_device("cpu"))
+    labels = step.op_labels()
+    assert [step.op_label(i) for i in range(step.n_ops)] == labels.tolist()
+    assert {"compute", "alloc", "free", "all-gather", "reduce-scatter"} <= set(labels)
+    coll = int(np.flatnonzero(labels == "all-gather")[0])
+    assert step.describe_op(coll).startswith("all-gather ") and step.describe_op(-1) == "step start"

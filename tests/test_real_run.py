@@ -161,7 +161,6 @@ def test_the_simulated_and_the_measured_trace_of_one_command_line_join_on_op_id(
     replay join them op by op (the measured program notes the requested size in its meta)."""
     from rankscope.cli import main
     from rankscope.simulator.compare import compare
-    from rankscope.tui.compare import compare as tui_compare
 
     sim, real = str(tmp_path / "sim.trace"), str(tmp_path / "real.trace")
     assert main(["sim", "all-reduce", "-n", "2", "--size", "64KiB", "--out", sim]) == 0
@@ -170,6 +169,6 @@ def test_the_simulated_and_the_measured_trace_of_one_command_line_join_on_op_id(
     a, b = read_trace(sim), read_trace(real)
     c = compare(a, b, names=("sim", "real"))
     assert c.joined_on == "op id" and c.op_model.size == a.program.n_ops
-    assert tui_compare(b, a, ("real", "sim")).names == ("sim", "real")
+    assert compare(b, a, ("real", "sim")).names == ("sim", "real")  # the simulated one is the model
     assert main(["compare", sim, real, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["joined_on"] == "op id"

@@ -21,11 +21,11 @@ from typing import Iterable
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from rankscope.simulator.compare import compare
 from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.trace import Trace, read_trace
 from rankscope.simulator.units import format_bytes
 
-from .compare import compare
 from .replay import Replay
 from .screens.compare import CompareScreen
 from .screens.cursor import CursorScreen

@@ -22,6 +22,7 @@ import numpy as np
 from rankscope.simulator.program import OpKind
 from rankscope.simulator.units import format_bytes, format_seconds
 
+from . import nccl
 from .args import Parser
 
 FORMATS = ("chrome", "kineto", "chakra")
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
     k.set_defaults(func=cmd_import_kineto)
     f.set_defaults(func=cmd_import_fr)
+    nccl.add_import_sources(isub)  # nccl-tests, nccl-log (rankscope/cli/nccl.py)
 
 
 def _default_out(paths: list[str], fallback: str) -> str:

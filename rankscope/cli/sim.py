@@ -197,6 +197,10 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from rankscope.simulator.compare import compare
     from rankscope.simulator.trace import read_trace
 
+    from . import nccl
+
+    if nccl.wants_table(a):  # a nccl-tests import against a simulation (rankscope/cli/nccl.py)
+        return nccl.cmd_compare_table(a)
     if a.threshold <= 0:
         raise UsageError(f"--threshold must be > 0 (percent), got {a.threshold}")
     if a.plot:
@@ -282,8 +286,11 @@ def register(sub) -> None:
     w.set_defaults(func=cmd_sweep)
     c = sub.add_parser("compare", help="simulated against measured: per op class and step, error in %%")
     c.add_argument("a", help="a trace (the model if it is simulated)")
-    c.add_argument("b", help="a trace of the same program")
+    c.add_argument("b", nargs="?", help="a trace of the same program (for a nccl-tests import: a sweep JSON, "
+                   "or none with --topology)")
     c.add_argument("--threshold", type=float, default=10.0, help="divergence threshold in %% (default 10)")
     c.add_argument("--plot", help="write per-step bars to this PNG (needs matplotlib)")
     c.add_argument("--json", action="store_true", help="print JSON instead of text")
+    c.add_argument("--topology", "-t", help="for a nccl-tests import: the topology to simulate it on (a preset or "
+                   "a .toml file, e.g. from 'rankscope import nccl-log'); see rankscope/cli/nccl.py")
     c.set_defaults(func=cmd_compare)

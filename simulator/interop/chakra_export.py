@@ -22,7 +22,6 @@ import numpy as np
 
 from ..program import CollKind, OpKind
 from ..trace import Trace
-from ..train_report import op_label
 from .kineto_export import write_rank_documents
 
 COMP_NODE, COMM_SEND_NODE, COMM_RECV_NODE, COMM_COLL_NODE = 4, 5, 6, 7
@@ -46,7 +45,7 @@ def chakra_documents(trace: Trace) -> dict[int, dict[str, Any]]:
         k, r, a = OpKind(int(p.kind[op])), int(p.rank[op]), int(p.arg[op])
         dur = float(trace.end[op] - trace.start[op]) if trace.ran[op] else 0.0
         deps = [int(d) for d in p.deps(int(op)) if keep[d] and int(p.rank[d]) == r]
-        node = {"id": int(op), "name": op_label(p, int(op)), "ctrl_deps": [], "data_deps": deps,
+        node = {"id": int(op), "name": p.describe_op(int(op)), "ctrl_deps": [], "data_deps": deps,
                 "start_time_micros": int(round(float(trace.start[op]) * 1e6)) if trace.ran[op] else 0,
                 "duration_micros": int(round(dur * 1e6)), "attrs": [_attr("is_cpu_op", False)]}
         if k == OpKind.COMPUTE:

@@ -25,7 +25,6 @@ import numpy as np
 from ..memory import memory_timeline
 from ..program import CollKind, OpKind
 from ..trace import Trace, write_text_atomic
-from ..train_report import op_label
 from ..units import format_bytes
 from .errors import ExportError
 
@@ -87,11 +86,11 @@ def chrome_events(trace: Trace) -> list[dict[str, Any]]:
         t0, t1 = _us(trace.start[op]), _us(trace.end[op])
         ev = {"ph": "X", "ts": t0, "dur": round(max(0.0, t1 - t0), 3), "args": {"op": int(op)}}
         if k == OpKind.COMPUTE:
-            th.add(r, TID_COMPUTE, "compute", {**ev, "name": op_label(p, int(op)), "cat": "compute",
+            th.add(r, TID_COMPUTE, "compute", {**ev, "name": p.describe_op(int(op)), "cat": "compute",
                                                "args": {**ev["args"], "seconds": float(trace.end[op] - trace.start[op])}})
         elif k == OpKind.COLLECTIVE:
             nb = int(p.coll_bytes[a])
-            th.add(r, TID_COLL, "collectives", {**ev, "name": f"{op_label(p, int(op))} {format_bytes(nb)}",
+            th.add(r, TID_COLL, "collectives", {**ev, "name": f"{p.describe_op(int(op))} {format_bytes(nb)}",
                                                  "cat": "collective",
                                                  "args": {**ev["args"], "kind": CollKind(int(p.coll_kind[a])).label,
                                                           "collective": a, "bytes": nb}})

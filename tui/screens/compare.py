@@ -1,5 +1,5 @@
 """The compare screen: two traces side by side, step by step and op by op (or, for a simulated
-training step against a measured run, collective by collective: :func:`tui.compare.compare`).
+training step against a measured run, collective by collective: :func:`rankscope.simulator.compare.compare`).
 
 Left, every step's duration in trace A (the model) and trace B (the measurement) and the error
 of A against B, (A - B) / B as ``rankscope compare`` prints it; divergent steps
@@ -16,12 +16,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Static
 
+from rankscope.simulator.compare import Comparison, error
 from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.program import CollKind, OpKind, Program
 from rankscope.simulator.trace import Trace
 from rankscope.simulator.units import format_seconds
 
-from ..compare import Comparison, error
 from ..widgets.table import Column, Rows, VirtualTable
 from .cursor import CursorScreen
 
@@ -80,7 +80,7 @@ class CompareScreen(CursorScreen):
         self.title = "rankscope compare"
         self.sub_title = self.describe()
         self.query_one("#summary").border_title = "model A against measured B: (A - B) / B"
-        self.query_one("#steps").border_title = ("step durations (time each step adds)" if c.pairs is None else
+        self.query_one("#steps").border_title = ("step durations (time each step adds)" if c.seq is None else
                                                  "collective k of every rank (time it adds)")
         err, div = c.step_error, c.divergent
         first = c.first_divergence
@@ -88,7 +88,7 @@ class CompareScreen(CursorScreen):
         phase = [p.phase_of(int(p.step[c.first_op(s)])) for s in range(c.n_steps)]
         self.query_one("#steps", VirtualTable).rows = Rows(c.n_steps, lambda i: (
             str(i), f"{phase[i][0].name} {phase[i][1]}" if phase[i] else "",
-            format_seconds(c.step_a[i]), format_seconds(c.step_b[i]), percent(err[i]),
+            format_seconds(c.step_model[i]), format_seconds(c.step_measured[i]), percent(err[i]),
             "◀ first" if i == first else ""), lambda i: "bold red" if div[i] else "")
         self.query_one("#summary", Static).update(self._summary())
         self.moved()
@@ -98,11 +98,11 @@ class CompareScreen(CursorScreen):
 
     def _summary(self) -> Text:
         c = self.cmp
-        ma, mb = c.makespans()
+        ma, mb = c.total_model, c.total_measured
         t = Text()
         t.append(f"A: {_describe(c.a, c.names[0])}, makespan {format_seconds(ma)}\n")
         t.append(f"B: {_describe(c.b, c.names[1])}, makespan {format_seconds(mb)}\n")
-        what = f"{c.n_steps} steps" if c.pairs is None else f"{c.n_steps} collectives per rank, joined on the {c.joined}"
+        what = f"{c.n_steps} steps" if c.seq is None else f"{c.n_steps} collectives per rank, joined on the {c.joined_on}"
         t.append(f"{c.a.program.describe()}, {what}; model A against measured B: makespan "
                  f"{percent(float(error(np.array([ma]), np.array([mb]))[0]))}; ")
         first = c.first_divergence
