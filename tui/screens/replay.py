@@ -132,6 +132,13 @@ class ReplayScreen(CursorScreen):
         trace, title = drill.schedule(self.replay.trace, op)
         self.app.push_screen(DrillScreen(Replay(trace), title))
 
+    def explain(self):
+        from . import explain
+
+        if self.view == "training":
+            return explain.training(self.query_one(TrainingView).fsdp)
+        return explain.collective(self.query_one(ProvenanceGrid).mode)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_collective":  # hidden where there are no collective ops at all
             if not self.training:

@@ -70,6 +70,12 @@ class CollectiveView(Vertical):
             w.add_class("panel")
             w.border_title = title
 
+    PICTURE_MIN_WIDTH = 110
+    """Narrower than this, the network picture steps aside so that the grid keeps its width."""
+
+    def on_resize(self, event) -> None:
+        self.query_one(NetworkPicture).display = event.size.width >= self.PICTURE_MIN_WIDTH
+
     def show(self, r: Replay, cell: tuple[int, int], op: int | None) -> None:
         """Hand the state at the cursor to the widgets; ``cell`` and ``op`` are the selection
         (``op`` wins when set)."""
