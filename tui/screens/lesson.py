@@ -23,8 +23,7 @@ class LessonScreen(ReplayScreen):
     """See the module docstring."""
 
     DEFAULT_CSS = """
-    LessonScreen #narration { height: auto; max-height: 14; padding: 0 1; border: round $accent;
-                              overflow-y: auto; }
+    LessonScreen #narration { height: 12; padding: 0 1; border: round $accent; overflow-y: auto; }
     """
     BINDINGS = [
         Binding("n,pagedown", "page(1)", "next page"),
@@ -111,4 +110,4 @@ class LessonScreen(ReplayScreen):
         if run.last is not None:
             t.append(run.last.text() + "\n", style="green" if run.last.ok else "yellow")
         t.append(run.narration())
-        self.query_one("#narration", Static).update(t)
+        self.query_one("#narration", Static).update(t, layout=False)  # a fixed height: no re-layout per step

@@ -98,27 +98,41 @@ class MemoryChart(Widget):
             return self._rank_bar(rank, width)
         return Strip.blank(width, base)
 
+    def _totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(E, N) totals and the per-rank peaks of the timeline, computed once per timeline."""
+        mem = self.state.memory
+        if getattr(self, "_tot_of", None) is not mem:
+            self._tot_of, self._tot = mem, mem.total
+            self._peaks = self._tot.max(axis=0)
+        return self._tot, self._peaks
+
     def _scale(self) -> float:
-        peak, _ = self.state.memory.peak()
-        return float(max(peak.max(), 1))
+        return float(max(self._totals()[1].max(), 1))
 
     def _columns(self, cols: int) -> np.ndarray:
-        """Per column, the index of the largest state in its time slice."""
+        """Per column, the index of the largest state in its time slice (once per state and width:
+        every text row of the chart asks)."""
         st, mem = self.state, self.state.memory
+        key = (id(st), cols)
+        if getattr(self, "_cols_key", None) == key:
+            return self._cols
         edges = st.t0 + (st.t1 - st.t0) * np.arange(cols + 1) / cols
         lo = np.maximum(np.searchsorted(mem.times, edges[:-1], side="right") - 1, 0)
         hi = np.maximum(np.searchsorted(mem.times, edges[1:], side="left"), lo + 1)
-        tot = mem.total[:, st.rank]
-        return np.array([a + int(np.argmax(tot[a:b])) for a, b in zip(lo, hi)])
+        tot = self._totals()[0][:, st.rank]
+        self._cols_key = key
+        self._cols = np.array([a + int(np.argmax(tot[a:b])) for a, b in zip(lo, hi)])
+        self._cum = np.cumsum(mem.bytes[self._cols, st.rank, :], axis=1)  # (cols, C)
+        return self._cols
 
     def _chart_line(self, row: int, h: int, width: int) -> Strip:
         st, mem, base = self.state, self.state.memory, self.rich_style
         cols = max(1, width - self.LABEL_W)
         idx = self._columns(cols)
-        cum = np.cumsum(mem.bytes[idx, st.rank, :], axis=1)  # (cols, C)
+        cum = self._cum
         scale = self._scale()
         level = (h - row - 0.5) / h * scale   # the height this text row stands for
-        peak_i = int(np.argmax(mem.total[:, st.rank]))
+        peak_i = int(np.argmax(self._totals()[0][:, st.rank]))
         peak_col = int(np.argmax(idx == peak_i)) if (idx == peak_i).any() else -1
         cur = self._cursor_col(cols)
         label = (f"r{st.rank}" if row == 0 else format_dec_bytes(scale) if row == 1 else
@@ -135,7 +149,7 @@ class MemoryChart(Widget):
             else:
                 segs.append(Segment(" ", base))
         if row == 0:
-            text = f" peak {format_dec_bytes(mem.total[peak_i, st.rank])} at " \
+            text = f" peak {format_dec_bytes(self._totals()[0][peak_i, st.rank])} at " \
                    f"{format_seconds(mem.times[peak_i] - st.origin)} "
             segs = list(Strip(segs).crop(0, max(self.LABEL_W, width - len(text)))) + \
                 [Segment(text, base + _MARK)]
@@ -160,7 +174,7 @@ class MemoryChart(Widget):
     def _rank_bar(self, rank: int, width: int) -> Strip:
         st, mem, base = self.state, self.state.memory, self.rich_style
         now = mem.at(st.time)[rank]
-        peak, _ = mem.peak()
+        peak = self._totals()[1]
         text = f" {format_dec_bytes(now.sum())} (peak {format_dec_bytes(peak[rank])})"
         cols = max(1, width - self.LABEL_W - len(text))
         scale = self._scale()
