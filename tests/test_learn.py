@@ -199,3 +199,19 @@ def test_demo_takes_sims_arguments(capsys):
     out = capsys.readouterr().out
     assert out.startswith("all-reduce (ps) on 4 ranks, 4MiB")
     assert main(["demo", "--algo", "nope", "--text"]) == 2
+
+
+async def test_a_in_replay_predicts_the_next_step_and_scores():
+    from test_tui_app import RING4
+
+    from rankscope.tui.app import replay_app
+
+    app = replay_app([RING4], ["ring4.trace"])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await pilot.press("right", "a")  # step 1: rank 0 -> 1, so: who sends to rank 1?
+        assert type(app.screen).__name__ == "PromptScreen"
+        await pilot.press("0", "enter")
+        assert screen.replay.step == 1 and screen.predicted == [1, 1]
+        await pilot.press("a", "3", "enter")
+        assert screen.replay.step == 2 and screen.predicted == [1, 2]

@@ -251,3 +251,27 @@ async def test_a_collective_opens_as_its_ring_schedule_and_back():
         assert drill.view == "collective" and drill.replay.step == 0
         await pilot.press("escape")
         assert type(app.screen).__name__ == "ReplayScreen" and app.screen.replay.step == 4
+
+
+async def test_replay_a_b_of_two_programs_on_the_same_ranks_runs_them_on_one_clock():
+    from rankscope.simulator.collectives import build
+
+    def trace(algo):
+        prog = build("all-reduce", algo, 8, 64 << 20)
+        topo = parse_topology("switch:8")
+        return simulate(prog, topo).to_trace(prog, topo)
+
+    ps, ring = trace("ps"), trace("ring")
+    app = replay_app([ps, ring], ["ps.trace", "ring.trace"])
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = app.screen
+        assert type(screen).__name__ == "SideBySideScreen"
+        await pilot.press("right")
+        a, b = screen.sides
+        assert screen.time == pytest.approx(b.window(0)[1] - b.t0)  # the ring's first step ends first
+        assert b.step == 0 and a.finished_count() == 0  # the server has not finished anything yet
+        await pilot.press("end")
+        assert not a.can_forward and not b.can_forward
+        assert screen.time == pytest.approx(max(a.t_end - a.t0, b.t_end - b.t0))
+        title = screen.query_one("#side_b").border_title
+        assert "ring" in title and "done" in title

@@ -21,15 +21,17 @@ from typing import Iterable
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from rankscope.simulator.compare import compare
+from rankscope.simulator.compare import CompareError, compare
 from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.trace import Trace, read_trace
 from rankscope.simulator.units import format_bytes
 
+from . import training
 from .replay import Replay
 from .screens.compare import CompareScreen
 from .screens.cursor import CursorScreen
 from .screens.replay import ReplayScreen
+from .screens.side import SideBySideScreen
 
 
 def describe(trace: Trace, name: str) -> str:
@@ -85,7 +87,14 @@ def replay_app(traces: list[Trace], names: list[str]) -> RankscopeApp:
     shown (ops not sorted by step, two different programs)."""
     if len(traces) == 1:
         return RankscopeApp(ReplayScreen(Replay(traces[0]), describe(traces[0], names[0])))
-    return RankscopeApp(CompareScreen(compare(traces[0], traces[1], (names[0], names[1]))))
+    try:
+        return RankscopeApp(CompareScreen(compare(traces[0], traces[1], (names[0], names[1]))))
+    except CompareError:
+        if traces[0].program.nranks != traces[1].program.nranks or \
+                training.is_training(traces[0].program) or training.is_training(traces[1].program):
+            raise
+        # two different collectives on the same ranks: side by side on one clock
+        return RankscopeApp(SideBySideScreen(Replay(traces[0]), Replay(traces[1]), (names[0], names[1])))
 
 
 def replay_main(paths: list[str], *, salvage: bool = False) -> int:

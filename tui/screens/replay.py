@@ -16,12 +16,14 @@ from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.program import OpKind
 
 from .. import drill, training
+from ..lessons.predict import next_question
 from ..replay import Replay
 from ..views.collective import CollectiveView
 from ..views.training import TrainingView
 from ..widgets.grid import ZOOMS, ProvenanceGrid
 from ..widgets.table import VirtualTable
 from .cursor import CursorScreen
+from .modals import PromptScreen
 
 
 class ReplayScreen(CursorScreen):
@@ -31,6 +33,7 @@ class ReplayScreen(CursorScreen):
         Binding("z", "zoom", "zoom"),
         Binding("v", "view", "view"),
         Binding("o", "open_collective", "open collective"),
+        Binding("a", "predict", "predict next", show=False),
     ]
 
     view: reactive[str] = reactive("collective", init=False)
@@ -42,6 +45,7 @@ class ReplayScreen(CursorScreen):
         self.training = training.is_training(replay.program)
         self.cell: tuple[int, int] = (0, 0)
         self.op: int | None = None
+        self.predicted = [0, 0]  # right, asked (the `a` key's questions)
         self.set_reactive(ReplayScreen.view, "training" if self.training else "collective")
 
     def compose(self) -> ComposeResult:
@@ -115,6 +119,28 @@ class ReplayScreen(CursorScreen):
             view.show(self.replay, self.op)
 
     # -- keys and picks --------------------------------------------------------------------------
+    def action_predict(self) -> None:
+        """Ask about the next step before applying it; check the answer against the state after it."""
+        q = next_question(self.replay)
+        if q is None:
+            self.notify("nothing to predict about the next step", severity="warning")
+            return
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            self.replay.seek_step(q.step)
+            self.follow()
+            right = q.answer(self.replay)
+            ok = q.check(text, right, self.replay.nranks)
+            self.predicted[0] += ok
+            self.predicted[1] += 1
+            head = "right" if ok else f"not quite: the answer is {right}"
+            self.notify(f"{head}. {q.reason(self.replay)} (score {self.predicted[0]}/{self.predicted[1]})",
+                        severity="information" if ok else "warning", timeout=8)
+            self.moved()
+        self.app.push_screen(PromptScreen(f"predict: {q.prompt}", q.hint()), done)
+
     def collective_here(self) -> int | None:
         """The COLLECTIVE op to open: the selected one, else the current step's first."""
         p = self.replay.program
@@ -140,6 +166,8 @@ class ReplayScreen(CursorScreen):
         return explain.collective(self.query_one(ProvenanceGrid).mode)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "predict":
+            return True if self.replay.can_forward and next_question(self.replay) is not None else None
         if action == "open_collective":  # hidden where there are no collective ops at all
             if not self.training:
                 return False
