@@ -93,7 +93,7 @@ def cmd_train(a: argparse.Namespace) -> int:
           f"{pm['backward_prefetch']})" if pm["strategy"] == "zero3" else "") +
           f"; padding {pm['padding_bytes']} B; {rep['collectives_per_rank']} collectives per rank; "
           f"step {format_seconds(rep['step_time'])}")
-    print(f"\n{'rank':>5}{'params':>9}{'grads':>9}{'optim':>9}{'state':>9}{'acts':>9}{'unshard':>9}"
+    print(f"\n{'rank':>5}{'params':>9}{'grads':>9}{'optim':>9}{'state':>9}{'acts':>9}{'full p':>9}{'full g':>9}"
           f"{'peak':>9}{'exposed':>10}{'sent':>9}  peak at")
     rows = rep["rows"]
     shown = rows if len(rows) <= 16 else rows[:8] + rows[-1:]
@@ -102,8 +102,10 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"{'...':>5}")
         print(f"{r['rank']:>5}{_gb(r['param']):>9}{_gb(r['grad']):>9}{_gb(r['optim']):>9}"
               f"{_gb(r['model_state']):>9}{_gb(r['activation']):>9}"
-              f"{_gb(r['param_unsharded'] + r['grad_unsharded']):>9}{_gb(r['peak']):>9}"
+              f"{_gb(r['param_unsharded']):>9}{_gb(r['grad_unsharded']):>9}{_gb(r['peak']):>9}"
               f"{format_seconds(r['exposed_comm']):>10}{_gb(r['bytes_sent']):>9}  {r['peak_at']}")
+    print("each column is its category's own peak over the step (simulator.memory categories): full p = "
+          "param_unsharded, full g = grad_unsharded; state = params + grads + optim")
     if a.out:
         print(f"trace written to {a.out}")
     return 0
