@@ -57,14 +57,30 @@ class MemoryChart(Widget):
 
     state: reactive[MemoryState] = reactive(MemoryState, always_update=True)
 
+    def _style(self) -> Style:
+        """The widget's base style, looked up once per state and size: Textual's ``rich_style``
+        walks the DOM, and every text row asks for it (as for the legend)."""
+        key = (id(self.state), self.size)
+        if getattr(self, "_style_key", None) != key:
+            self._style_key, self._base, self._legend = key, self.rich_style, None
+            cats = self.state.memory.categories if self.state.memory else ()
+            self._cat = [Style(color=colour(cats, c)) for c in range(len(cats))]
+        return self._base
+
     def _legend_lines(self) -> list[list[Segment]]:
-        """The legend, wrapped to the width."""
+        """The legend, wrapped to the width (once per state and size)."""
+        self._style()
+        if self._legend is None:
+            self._legend = self._make_legend()
+        return self._legend
+
+    def _make_legend(self) -> list[list[Segment]]:
         cats, width = self.state.memory.categories, max(1, self.size.width)
         lines: list[list[Segment]] = [[]]
         used = 0
         for c, name in enumerate(cats):
-            item = [Segment("■ ", self.rich_style + Style(color=colour(cats, c))),
-                    Segment(name + "  ", self.rich_style)]
+            item = [Segment("■ ", self._style() + Style(color=colour(cats, c))),
+                    Segment(name + "  ", self._style())]
             if used and used + len(name) + 4 > width:
                 lines.append([])
                 used = 0
@@ -77,7 +93,7 @@ class MemoryChart(Widget):
         return max(2, self.size.height - 1 - n - len(self._legend_lines()))
 
     def render_line(self, y: int) -> Strip:
-        width, base = self.size.width, self.rich_style
+        width, base = self.size.width, self._style()
         mem = self.state.memory
         if mem is None or not mem.times.size:
             return Strip.blank(width, base)
@@ -126,7 +142,7 @@ class MemoryChart(Widget):
         return self._cols
 
     def _chart_line(self, row: int, h: int, width: int) -> Strip:
-        st, mem, base = self.state, self.state.memory, self.rich_style
+        st, mem, base = self.state, self.state.memory, self._style()
         cols = max(1, width - self.LABEL_W)
         idx = self._columns(cols)
         cum = self._cum
@@ -141,7 +157,7 @@ class MemoryChart(Widget):
         for c in range(cols):
             cat = int(np.searchsorted(cum[c], level, side="right"))
             if cat < cum.shape[1]:
-                segs.append(Segment("█", Style(color=colour(mem.categories, cat))))
+                segs.append(Segment("█", self._cat[cat]))
             elif c == peak_col and cum[c, -1] > level - scale / h:  # just above the peak
                 segs.append(Segment("▼", base + _MARK))
             elif c == cur:
@@ -165,14 +181,14 @@ class MemoryChart(Widget):
         cols = max(1, width - self.LABEL_W)
         cur = self._cursor_col(cols)
         text = ticks(st.t0, st.t1, cols, st.origin)
-        dim = self.rich_style + Style(dim=True)
+        dim = self._style() + Style(dim=True)
         label = f"t {format_seconds(st.time - st.origin)}"[: self.LABEL_W - 1].ljust(self.LABEL_W)
-        segs = [Segment(label, dim), Segment("".join(text[:cur]), dim), Segment("▲", self.rich_style + _MARK),
+        segs = [Segment(label, dim), Segment("".join(text[:cur]), dim), Segment("▲", self._style() + _MARK),
                 Segment("".join(text[cur + 1:]), dim)]
-        return Strip(segs).crop_extend(0, width, self.rich_style)
+        return Strip(segs).crop_extend(0, width, self._style())
 
     def _rank_bar(self, rank: int, width: int) -> Strip:
-        st, mem, base = self.state, self.state.memory, self.rich_style
+        st, mem, base = self.state, self.state.memory, self._style()
         now = mem.at(st.time)[rank]
         peak = self._totals()[1]
         text = f" {format_dec_bytes(now.sum())} (peak {format_dec_bytes(peak[rank])})"
@@ -183,7 +199,7 @@ class MemoryChart(Widget):
         for c, b in enumerate(now):
             stop = min(cols, int(round((edge + b) / scale * cols)))
             for i in range(int(round(edge / scale * cols)), stop):
-                cells[i] = Segment("█", Style(color=colour(mem.categories, c)))
+                cells[i] = Segment("█", self._cat[c])
             edge += b
         mark = min(cols - 1, int(round(peak[rank] / scale * cols)))
         if cells[mark].text == " ":
