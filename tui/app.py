@@ -141,9 +141,9 @@ def demo_trace() -> Trace:
     return simulate(prog, topo).to_trace(prog, topo, {"example": "demo"})
 
 
-def demo_main() -> int:
-    """Simulate the demo and open it."""
-    replay_app([demo_trace()], ["demo"]).run()
+def demo_main(trace: Trace | None = None) -> int:
+    """Open ``trace`` (``rankscope demo``'s simulation), by default :func:`demo_trace`."""
+    replay_app([trace if trace is not None else demo_trace()], ["demo"]).run()
     return 0
 
 

@@ -36,10 +36,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
         print_sim(prog, 0, sim, topo)
         return 0
-    from rankscope.tui.app import replay_app
+    from rankscope.tui.app import demo_main
 
-    replay_app([sim.to_trace(prog, topo, {"example": "demo"})], ["demo"]).run()
-    return 0
+    return demo_main(sim.to_trace(prog, topo, {"example": "demo"}))
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
