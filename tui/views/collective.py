@@ -63,6 +63,7 @@ class CollectiveView(Vertical):
                 yield VirtualTable(LINKS, id="links")
 
     def on_mount(self) -> None:
+        self.query_one(NetworkPicture).display = self.app.size.width >= self.PICTURE_MIN_WIDTH
         for wid, title in (("grid", "provenance"), ("network", "network"), ("transfers", "transfers"),
                            ("detail", "selection"), ("status", "cursor"),
                            ("ranks", "bytes so far"), ("links", "links busy in the step")):
