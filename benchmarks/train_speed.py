@@ -1,4 +1,6 @@
-"""Build and simulate one Llama-2-70B ZeRO-3 step on 1024 ranks (issue 4 target: <= 10 s).
+"""Build and simulate one Llama-2-70B ZeRO-3 step on 1024 ranks (issue 4 target: <= 10 s), and a
+what-if of a measured 2-rank FSDP2 run (the gloo fixture of tests/fixtures/gloo_fsdp) to 1024 ranks
+(issue 16 target: <= 10 s).
 
     python benchmarks/train_speed.py [--model llama2-70b] [--ranks 1024] [--topology nodes:128x8]
 """
@@ -43,6 +45,25 @@ def main() -> None:
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB")
     print(f"  simulated step {sim.makespan:.2f} s, exposed comm {r0['exposed_comm']:.2f} s, "
           f"peak {r0['peak'] / 1e9:.1f} GB at '{r0['peak_at']}'")
+    whatif(a.ranks)
+
+
+def whatif(ranks: int) -> None:
+    from rankscope.simulator.interop.kineto_import import import_kineto
+    from rankscope.simulator.whatif import measure, predict
+
+    fixture = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gloo_fsdp"
+    trace = import_kineto([str(fixture)])
+    t0 = time.perf_counter()
+    meas = measure(trace, "mlp:2x128", "fsdp")
+    t1 = time.perf_counter()
+    prog, sim, topo, rep = predict(meas, ranks)
+    t2 = time.perf_counter()
+    p = rep["predicted"]
+    print(f"whatif: measured 2-rank FSDP2 run of mlp:2x128 (gloo fixture) -> {ranks} ranks on {topo.name}: "
+          f"{prog.n_ops:,} ops")
+    print(f"  measure {t1 - t0:.2f} s + predict (compile, measured compute, simulate, memory) {t2 - t1:.2f} s "
+          f"= {t2 - t0:.2f} s; predicted step {p['step_time'] * 1e3:.1f} ms, peak {p['peak'] / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":

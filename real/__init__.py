@@ -13,7 +13,9 @@ Modules of the collective path, one concept each:
   encoding   values that reveal their provenance; program bytes -> tensor elements
   plan       a program cut into per-rank waves of sends and receives
   clock      timestamps (host clock or CUDA events) and cross-host offsets by ping-pong
-  launch     start N local ranks or join a torchrun job; who failed and why
+  rank       one rank: its context and wait budget, process group, published values, errors
+  procs      local rank processes: start (fork or spawn), watch, kill what is left
+  launch     the one launcher: start N local ranks or join a torchrun job; who failed and why
   executor   run one program on one rank
   verify     measured against simulated provenance, program against native result
   native     the native collectives (dist.all_reduce, ...) and their trace programs
@@ -21,7 +23,8 @@ Modules of the collective path, one concept each:
   sweep      ``rankscope real sweep``: native and P2P collectives over sizes
   calibrate  ``rankscope calibrate``: ping-pong per pair -> alpha, bandwidth -> topology TOML
   faults     ``--inject-fault`` for the failure tests
-  validate   ``rankscope validate``: calibrate, simulate, run, compare
+  validate   ``rankscope validate``: calibrate, simulate, run, compare (the loop); ringstep (its
+             measurements on ranks), validate_fit (fits, calibrated topology), validate_report
   train, train_compare, profile_convert   ``rankscope real train``
 
 The command line (:mod:`rankscope.cli.real`, :mod:`rankscope.cli.train`) sits above this

@@ -4,8 +4,9 @@
 On CPUs a timestamp is ``time.monotonic_ns()`` (clock ``"monotonic"``; CLOCK_MONOTONIC, shared by
 the processes of one host). On GPUs it is a CUDA event recorded on the current stream (clock
 ``"cuda-events"``): the time the stream reached that point. Events become host nanoseconds at the
-end of a run: one reference event recorded right after a ``synchronize()`` anchors the GPU timeline
-to the host clock, and ``ref.elapsed_time(ev)`` (ms, ~0.5 us resolution) places every other event.
+end of a run: one reference event recorded on an idle stream, right after a ``synchronize()``,
+anchors the GPU timeline to the host clock read just before it, and ``ref.elapsed_time(ev)`` (ms,
+~0.5 us resolution) places every other event.
 
 Hosts do not share a clock. At start-up rank 0 plays ping-pong with every other rank k in turn
 (NTP's on-wire method): rank 0 stamps t0 and sends; k stamps t1 on receipt and answers with it;
@@ -42,7 +43,7 @@ class HostClock:
     def stamp() -> int:
         return time.monotonic_ns()
 
-    def resolve(self, tokens: list) -> np.ndarray:
+    def resolve(self, tokens: list, sync: bool = True) -> np.ndarray:
         return np.asarray(tokens, dtype=np.float64)
 
 
@@ -57,20 +58,32 @@ class CudaEventClock:
         self.ref_ns = 0
 
     def begin(self) -> None:
+        """The reference: recorded on an idle stream (after a synchronize), so it completes
+        within microseconds of the host time read just before it; the host time after the
+        second synchronize would add the wake-up of that call, differently on every rank."""
         torch.cuda.synchronize(self.device)
         self.ref = torch.cuda.Event(enable_timing=True)
+        t = time.monotonic_ns()
         self.ref.record()
         torch.cuda.synchronize(self.device)
-        self.ref_ns = time.monotonic_ns()
+        self.ref_ns = t
 
     def stamp(self) -> torch.cuda.Event:
         ev = torch.cuda.Event(enable_timing=True)
         ev.record()
         return ev
 
-    def resolve(self, tokens: list) -> np.ndarray:
-        torch.cuda.synchronize(self.device)
-        return np.array([self.ref_ns + self.ref.elapsed_time(ev) * 1e6 for ev in tokens], dtype=np.float64)
+    def resolve(self, tokens: list, sync: bool = True) -> np.ndarray:
+        """Host ns of each event. ``sync=False`` (after an error): no ``synchronize``, which a
+        stuck NCCL kernel would never let return; an event the stream has not reached yet
+        (``query()`` False) is NaN, as is every event when the reference itself was not reached."""
+        if sync:
+            torch.cuda.synchronize(self.device)
+            return np.array([self.ref_ns + self.ref.elapsed_time(ev) * 1e6 for ev in tokens], dtype=np.float64)
+        if self.ref is None or not self.ref.query():
+            return np.full(len(tokens), np.nan)
+        return np.array([self.ref_ns + self.ref.elapsed_time(ev) * 1e6 if ev.query() else np.nan
+                         for ev in tokens], dtype=np.float64)
 
 
 def make_clock(device: torch.device):

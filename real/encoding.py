@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rankscope.simulator.collectives import ALIASES, build
+from rankscope.simulator.collectives import ALIASES, NCCL_CHANNELS, build
 from rankscope.simulator.errors import ProgramError
 from rankscope.simulator.program import Buffer, Init, Program, split
 
@@ -158,6 +158,10 @@ def alignment_unit(collective: str, algo: str, nranks: int, *, pieces: int = 4) 
         unit = math.lcm(unit, 1 << (max(nranks, 1).bit_length() - 1))
     if coll == "broadcast" and name == "ring":
         unit = math.lcm(unit, max(pieces, 1))
+    if name == "nccl-ring":  # every rank's shard cut over the channels
+        unit = max(nranks, 1) * NCCL_CHANNELS
+    if name == "nccl-tree":  # the buffer cut over the channels, each into pieces
+        unit = math.lcm(unit, NCCL_CHANNELS * max(pieces, 1))
     return unit
 
 

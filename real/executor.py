@@ -10,6 +10,16 @@ transfers are posted as one ``batch_isend_irecv`` group (NCCL needs the group to
 receives between two ranks without deadlock), so its sends share one start stamp and its receives
 complete together; gloo posts and completes each one on its own. See [Note: waves] (real/plan.py)
 for the order of posting and waiting.
+
+[Note: waiting on CUDA]
+On gloo a wait takes what is left of the rank's wait budget (real/rank.py, [Note: wait budgets]).
+On CUDA it takes no timeout: ``Work.wait()`` then makes the current stream wait for the NCCL
+stream and returns, while ``Work.wait(timeout)`` blocks the CPU thread until the work has
+completed (torch's ``Work.wait`` docstring), polling it in millisecond sleeps
+(``kSynchronizeBusyWaitMillis`` in torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp), which would
+put a sleep into each of a ring's 2(N-1) waves at any size. The CUDA-event stamps are recorded on the stream, after the
+wait, so they still mark when the data had landed; the process group's timeout (NCCL's watchdog)
+is the limit for a rank that hangs.
 """
 
 from __future__ import annotations
@@ -25,8 +35,8 @@ from rankscope.simulator.program import Program
 from .clock import HostClock, make_clock
 from .encoding import Encoding
 from .faults import Fault
-from .launch import RankContext
 from .plan import Transfer, Wave, rank_waves
+from .rank import RankContext
 
 
 class Executor:
@@ -54,6 +64,7 @@ class Executor:
         self.start_tok: dict[int, object] = {}
         self.end_tok: dict[int, object] = {}
         self.fired = False
+        self.wait = waiter(ctx)
 
     def _view(self, x: Transfer) -> torch.Tensor:
         return self.buffers[x.buffer][x.lo:x.hi]
@@ -74,6 +85,7 @@ class Executor:
         """Run every wave of this rank; ``after_step(s)`` after the last wave of each step s in
         which this rank took part (the per-step provenance check)."""
         stamp = self.clock.stamp if self.timestamps else None
+        self.ctx.fresh_budget()
         self.clock.begin()
         prev_step = None
         for wave, sends, recvs in self._plan:
@@ -94,7 +106,6 @@ class Executor:
             self.fault.fire()
 
     def _wave(self, wave: Wave, sends: list, recvs: list, stamp) -> None:
-        timeout = self.ctx.wait_timeout
         rworks = [dist.irecv(land, src=x.peer, tag=x.op) if x.hi > x.lo else None for x, _, land in recvs]
         sworks = []
         for x, view in sends:
@@ -102,15 +113,15 @@ class Executor:
                 self.start_tok[x.op] = stamp()
             sworks.append(dist.isend(view, dst=x.peer, tag=x.op) if x.hi > x.lo else None)
         if wave.guard:
-            _wait_all(sworks, timeout)
+            self._wait_all(sworks)
         for (x, view, land), w in zip(recvs, rworks):
             if w is not None:
-                w.wait(timeout)
+                self.wait(w)
             _land(x, view, land)
             if stamp is not None:
                 self.end_tok[x.op] = stamp()
         if not wave.guard:
-            _wait_all(sworks, timeout)
+            self._wait_all(sworks)
 
     def _wave_batched(self, wave: Wave, sends: list, recvs: list, stamp) -> None:
         ops = [dist.P2POp(dist.irecv, land, x.peer, tag=x.op) for x, _, land in recvs if x.hi > x.lo]
@@ -119,20 +130,27 @@ class Executor:
             tok = stamp()
             for x, _ in sends:
                 self.start_tok[x.op] = tok
-        _wait_all(dist.batch_isend_irecv(ops) if ops else [], self.ctx.wait_timeout)
+        self._wait_all(dist.batch_isend_irecv(ops) if ops else [])
         for x, view, land in recvs:
             _land(x, view, land)
             if stamp is not None:
                 self.end_tok[x.op] = stamp()
 
-    def records(self) -> np.ndarray:
+    def _wait_all(self, works: list) -> None:
+        for w in works:
+            if w is not None:
+                self.wait(w)
+
+    def records(self, after_error: bool = False) -> np.ndarray:
         """(2, n_ops) float64: row 0 the start (host ns, this rank's clock) of the ops this rank
-        sent, row 1 the end of those it received; NaN elsewhere."""
+        sent, row 1 the end of those it received; NaN elsewhere. ``after_error``: the run failed,
+        so nothing may wait for the device (a stuck NCCL kernel would never let a synchronize
+        return): stamps not yet reached stay NaN (see real/clock.py)."""
         out = np.full((2, self.prog.n_ops), np.nan)
         for row, toks in ((0, self.start_tok), (1, self.end_tok)):
             if toks:
                 ids = np.fromiter(toks.keys(), dtype=np.int64, count=len(toks))
-                out[row, ids] = self.clock.resolve(list(toks.values()))
+                out[row, ids] = self.clock.resolve(list(toks.values()), sync=not after_error)
         return out
 
     def host_buffers(self) -> list[np.ndarray]:
@@ -146,7 +164,12 @@ def _land(x: Transfer, view: torch.Tensor, land: torch.Tensor) -> None:
         view.copy_(land)
 
 
-def _wait_all(works: list, timeout) -> None:
-    for w in works:
-        if w is not None:
-            w.wait(timeout)
+def waiter(ctx: RankContext) -> Callable[[object], None]:
+    """How this rank waits for a posted send or receive (see [Note: waiting on CUDA])."""
+    if ctx.device.type == "cuda":
+        return lambda w: w.wait()
+
+    def wait(w) -> None:
+        w.wait(ctx.wait_budget())
+        ctx.progressed()
+    return wait

@@ -37,8 +37,9 @@ from .clock import ClockSync, estimate_offsets
 from .encoding import Encoding
 from .executor import Executor
 from .faults import Fault
-from .launch import Launched, RankContext, launch
+from .launch import Launched, launch
 from .native import Native
+from .rank import RankContext
 from .verify import Checker, compare_native, describe, first
 
 
@@ -134,8 +135,9 @@ class RunJob:
             rows = [torch.empty_like(rec) for _ in range(ctx.world)] if ctx.rank == 0 else None
             dist.gather(rec, rows, dst=0)
         except BaseException:
-            ctx.publish("records", {"program": i, "records": _records_json(ex.records())})
+            ctx.publish("records", {"program": i, "records": _records_json(ex.records(after_error=True))})
             raise
+        ctx.progressed()
         if ctx.rank != 0:
             return None
         checks = [ctx.fetch(f"check{i}", r, wait=ctx.timeout) or {} for r in range(ctx.world)]
@@ -176,10 +178,11 @@ def summarize(prog: Program, trace: Trace, path: str | None) -> dict[str, Any]:
 
 def run_programs(programs: Sequence[Program], outs: Sequence[str | None] | None = None, *,
                  nranks: int | None = None, backend: str | None = None, timeout: float = 60.0,
-                 check_steps: bool = False, native: bool = True, fault: Fault | None = None
-                 ) -> list[dict[str, Any]]:
+                 check_steps: bool = False, native: bool = True, fault: Fault | None = None,
+                 started: float | None = None) -> list[dict[str, Any]]:
     """Run ``programs`` one after another in one launch; rank 0's summaries (``[]`` on the other
-    ranks of a torchrun job). Raises :class:`RankFailed` if a rank failed."""
+    ranks of a torchrun job). Raises :class:`RankFailed` if a rank failed. ``started``: when the
+    command started (host monotonic s; default now), from which the ranks' wait budgets run."""
     programs = tuple(programs)
     outs = tuple(outs) if outs is not None else (None,) * len(programs)
     sizes = {p.nranks for p in programs}
@@ -187,7 +190,7 @@ def run_programs(programs: Sequence[Program], outs: Sequence[str | None] | None 
         raise RankscopeError(f"one launch runs programs of one rank count, got {sorted(sizes)}")
     job = RunJob(programs, outs, check_steps, native, fault)
     launched = launch(job, nranks=nranks if nranks is not None else programs[0].nranks, backend=backend,
-                      timeout=timeout, collect=("records", "clock", "host"))
+                      timeout=timeout, collect=("records", "clock", "host"), started=started)
     if launched.nranks != programs[0].nranks:
         raise RankscopeError(f"the job has {launched.nranks} ranks, the program {programs[0].nranks}")
     if launched.ok:

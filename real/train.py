@@ -15,8 +15,15 @@ given. Input: ``randn(B, W)`` seeded by rank and step; loss: ``mean(y**2)``.
   the first iteration; the simulator's gradients are bucket views (``simulator/training.py``).
 - FSDP2: ``fully_shard`` on every unit, then on the root (which holds no parameters, so it issues
   no collective of its own); ``reshard_after_forward=True``, backward prefetch of one unit: the
-  simulator's FSDP2 defaults. fp32 throughout (a plain CPU run), so compare with
-  ``TrainConfig(precision="fp32")``.
+  simulator's FSDP2 defaults. fp32 throughout, on CPUs and GPUs alike, so compare with
+  ``TrainConfig(precision="fp32")``; or, with ``param_dtype="bf16"``, FSDP2's
+  ``MixedPrecisionPolicy(param_dtype=torch.bfloat16)`` on every unit and the root (fp32 shards,
+  gradients and Adam state; bf16 all-gathers, compute and reduce-scatters, which gloo supports),
+  compared with ``TrainConfig(precision="bf16", master_weights="param")``.
+- ``checkpointing="full"``: each unit's computation runs under ``torch.utils.checkpoint.checkpoint
+  (use_reentrant=False)`` inside FSDP's hooks (so its recomputation issues no collective); the
+  forward span is not recorded again while backward recomputes it, so ``rankscope::bwd layerI``
+  includes the recomputation, as the simulator's ``bwd layerI`` does.
 - Adam (lr 1e-3), ``fused=True`` where the device supports it: the fused kernel updates in place,
   while the for-loop Adam makes two parameter-sized temporaries per tensor (``sqrt`` then the
   division), 8 MiB for a 1024x1024 weight, which the simulator does not model.
@@ -29,35 +36,41 @@ given. Input: ``randn(B, W)`` seeded by rank and step; loss: ``mean(y**2)``.
   ``rankscope::optimizer step``. :mod:`simulator.interop.kineto_import` reads these.
 
 [Note: launching]
-The parent starts N processes (real.launch.start_ranks: forked ones before the store exists), then
-creates a ``TCPStore`` on port 0 (the OS picks a free port: no race between runs) and sends them
-its port; each sets ``torch.set_num_threads(1)`` first (N ranks share the cores; fork is
-also unsafe without it), connects to the store and calls ``init_process_group`` with the run's
-timeout, so a rank that stops makes the others fail within that time instead of 30 minutes. The
-start method is ``fork`` on Linux (each rank would otherwise spend 3-4 s importing torch again),
-``spawn`` elsewhere. The parent waits until the deadline; after the first failure it gives the
-others a few seconds, then kills what is left: no process outlives :func:`launch`.
-Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in the environment) this process is one
-rank: NCCL on ``cuda:LOCAL_RANK`` when CUDA is there, gloo otherwise; the profile folder must then be
-one all ranks can write (a path on the node), and rank 0 converts after a barrier.
+Ranks start with the real backend's one launcher (:func:`real.launch.launch`, its [Note: launch
+modes]): locally N processes on this host, forked for CPU/gloo and spawned for CUDA/NCCL (one GPU
+each, so N <= ``torch.cuda.device_count()``); under ``torchrun`` (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK`` in the environment) this process is one rank, and rank 0 converts after the run.
+``--device auto`` is CPU/gloo for a local run (the parent asks CUDA nothing before it forks:
+``torch.cuda.is_available()`` in the parent breaks CUDA in forked children) and CUDA/NCCL under
+torchrun when CUDA is there; ``--device cuda`` runs local ranks on GPUs. ``--timeout`` is both
+the process group's timeout and the limit on the whole run, counted from the command's start: the
+launcher kills what still runs then, and after a failure it gives the others a few seconds, so no
+process outlives the command. Under torchrun the profile folder must be one all ranks can write.
 
 [Note: what each rank writes]
 ``rank{r}.stderr`` (what a local rank wrote to stderr: the profiler's log lines),
 ``rank{r}.json`` (the profiler's Kineto trace, ``profile_memory=True``, ``record_shapes=True``),
 ``rank{r}.stats.json`` (device, backend, seconds per step, and on CUDA the caching allocator's
-``max_memory_allocated`` per step), ``flight_recorder/rank{r}.json`` (the flight recorder's JSON
-dump, when this torch has one), and ``rank{r}.error`` with the traceback if the rank failed.
+``max_memory_allocated`` per step and the cuBLAS workspaces it holds, see [Note: cuBLAS
+workspaces]), ``flight_recorder/rank{r}.json`` (the flight recorder's dump, see
+:func:`dump_flight_recorder`), and ``rank{r}.error`` with the traceback if the rank failed.
+
+[Note: cuBLAS workspaces]
+On a GPU, cuBLAS and cuBLASLt take their workspaces (one per handle and stream, sized by
+``CUBLAS_WORKSPACE_CONFIG`` or torch's default) from PyTorch's caching allocator, so
+``max_memory_allocated`` counts them (pytorch/pytorch#95668), while the simulator models tensors
+only. After the last step each rank measures them: ``memory_allocated`` before and after
+``torch._C._cuda_clearCublasWorkspaces()`` (the call torch's own test utilities free them with);
+the comparison subtracts that from the measured peak and prints it (real/profile_convert.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from typing import Any
 
 from rankscope.simulator.errors import RankscopeError, UsageError
@@ -82,8 +95,10 @@ class TrainRunConfig:
     bucket_mb: float = 25.0          # DDP bucket_cap_mb, passed explicitly
     timeout: float = 120.0           # seconds for the whole run, and init_process_group's timeout
     seed: int = 0
-    start_method: str | None = None  # None: fork on Linux, spawn elsewhere
-    device: str = "auto"             # auto (CUDA when there, else CPU), cpu, cuda
+    start_method: str | None = None  # None: real.launch.start_method (fork for CPU, spawn for CUDA)
+    device: str = "auto"             # auto (local: CPU; under torchrun: CUDA when there), cpu, cuda
+    checkpointing: str = "none"      # none | full (torch.utils.checkpoint on every unit)
+    param_dtype: str = "fp32"        # fp32 | bf16 (FSDP2's MixedPrecisionPolicy)
 
     def __post_init__(self) -> None:
         s = self.strategy.lower()
@@ -100,8 +115,17 @@ class TrainRunConfig:
             raise UsageError(f"--bucket-mb must be > 0, got {self.bucket_mb}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"unknown device {self.device!r}: auto, cpu or cuda")
+        if self.checkpointing not in ("none", "full"):
+            raise UsageError(f"checkpointing for a real run is none or full, got {self.checkpointing!r} "
+                             "(an MLP has no attention core to recompute selectively)")
+        if self.param_dtype not in ("fp32", "bf16"):
+            raise UsageError(f"unknown parameter dtype {self.param_dtype!r}: fp32 or bf16")
+        if self.param_dtype == "bf16" and s != "fsdp":
+            raise UsageError("--param-dtype bf16 is FSDP2's MixedPrecisionPolicy: use --strategy fsdp")
         if self.start_method not in (None, "fork", "forkserver", "spawn"):
             raise UsageError(f"unknown start method {self.start_method!r}: fork, forkserver or spawn")
+        if self.start_method == "fork" and self.device == "cuda":
+            raise UsageError("--device cuda cannot fork its ranks (CUDA does not survive fork): use spawn")
         mlp_model(self.model, self.micro_batch)
 
     @property
@@ -121,11 +145,13 @@ def mlp_model(spec: str, micro_batch: int | None = None) -> Model:
 _OPEN_SPANS: dict[str, Any] = {}
 
 
-def build_model(model: Model):
-    """The torch module of ``model`` (see [Note: the real model])."""
+def build_model(model: Model, checkpointing: str = "none"):
+    """The torch module of ``model`` (see [Note: the real model]); ``checkpointing="full"`` runs
+    each unit under ``torch.utils.checkpoint`` (see [Note: the real step])."""
     import torch
     from torch import nn
     from torch.profiler import record_function
+    from torch.utils.checkpoint import checkpoint
 
     def _open(label: str) -> None:
         span = record_function(label)
@@ -143,10 +169,20 @@ def build_model(model: Model):
             self.unit_name, self.relu = name, relu
             self.linear = nn.Linear(width, width)
 
-        def forward(self, x):
+        def compute(self, x):
+            if torch._C._current_graph_task_id() != -1:  # backward recomputing a checkpoint
+                h = self.linear(x)
+                return (torch.relu(h) if self.relu else h), h
             with record_function(f"rankscope::fwd {self.unit_name}"):
                 h = self.linear(x)                       # (B, W)
                 y = torch.relu(h) if self.relu else h
+            return y, h
+
+        def forward(self, x):
+            if checkpointing == "full" and torch.is_grad_enabled():
+                y, h = checkpoint(self.compute, x, use_reentrant=False)
+            else:
+                y, h = self.compute(x)
             if torch.is_grad_enabled() and h.grad_fn is not None:
                 # the span opens before autograd runs the unit's last node and closes after its
                 # first (the Linear's) has run; node hooks, so the output is no view of anything
@@ -173,32 +209,50 @@ def build_model(model: Model):
 
 
 # -- one rank --------------------------------------------------------------------------------------
-def _device_and_backend(local_rank: int, want: str):
+FR_ENV = {"TORCH_FR_BUFFER_SIZE": "2000", "TORCH_NCCL_TRACE_BUFFER_SIZE": "2000"}  # the flight recorder on
+
+
+def backend_for(device: str, torchrun: bool) -> str | None:
+    """The launcher's backend for ``--device`` (see [Note: launching]); None: let the launcher
+    choose (under torchrun: NCCL when CUDA is there)."""
+    if device == "cpu":
+        return "gloo"
+    if device == "cuda":
+        return "nccl"
+    return None if torchrun else "gloo"
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What every rank runs (picklable, for spawned ranks): ``cfg``'s steps, files into ``outdir``.
+    ``to_files``: a local rank's stderr goes to ``rank<r>.stderr`` (the profiler's chatter)."""
+
+    cfg: TrainRunConfig
+    outdir: str
+    to_files: bool = True
+    env: tuple = tuple(FR_ENV.items())
+
+    def __call__(self, ctx) -> None:
+        if self.to_files:
+            err = os.open(os.path.join(self.outdir, f"rank{ctx.rank}.stderr"),
+                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(err, 2)
+            os.close(err)
+        try:
+            run_rank(self.cfg, ctx, self.outdir)
+        except BaseException as e:
+            with open(os.path.join(self.outdir, f"rank{ctx.rank}.error"), "w") as f:
+                f.write(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            raise
+
+
+def run_rank(cfg: TrainRunConfig, ctx, outdir: str) -> None:
+    """Run ``cfg.steps`` profiled steps on the rank of ``ctx`` (a real.rank.RankContext, its
+    process group up) and write its files (see [Note: what each rank writes])."""
     import torch
-
-    if want == "cuda" and not torch.cuda.is_available():
-        raise TrainRunError("--device cuda, but this torch sees no CUDA device")
-    if want != "cpu" and torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank), "cpu:gloo,cuda:nccl"
-    return torch.device("cpu"), "gloo"
-
-
-def run_rank(cfg: TrainRunConfig, rank: int, nranks: int, outdir: str, *, store=None,
-             local_rank: int | None = None) -> None:
-    """Run ``cfg.steps`` profiled steps as ``rank`` and write its files (see [Note: what each rank
-    writes]). ``store``: a connected TCPStore, or None to initialise from the environment."""
-    import torch
-    import torch.distributed as dist
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    local_rank = rank if local_rank is None else local_rank
-    device, backend = _device_and_backend(local_rank, cfg.device)
-    timeout = timedelta(seconds=cfg.timeout)
-    kw = {"store": store} if store is not None else {"init_method": "env://"}
-    if device.type == "cuda":
-        kw["device_id"] = device
-    dist.init_process_group(backend, rank=rank, world_size=nranks, timeout=timeout, **kw)
+    rank, nranks, device = ctx.rank, ctx.world, ctx.device
     model = cfg.sim_model
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -206,15 +260,16 @@ def run_rank(cfg: TrainRunConfig, rank: int, nranks: int, outdir: str, *, store=
     # the profiler starts before the model exists, so parameters count in its memory timeline
     with profile(activities=activities, profile_memory=True, record_shapes=True) as prof:
         torch.manual_seed(cfg.seed)
-        net = build_model(model).to(device)
+        net = build_model(model, cfg.checkpointing).to(device)
         if cfg.strategy == "fsdp":
             from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.fsdp import fully_shard
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
             mesh = init_device_mesh(device.type, (nranks,))
+            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16) if cfg.param_dtype == "bf16" else MixedPrecisionPolicy()
             for name in net.names:
-                fully_shard(getattr(net, name), mesh=mesh)
-            fully_shard(net, mesh=mesh)
+                fully_shard(getattr(net, name), mesh=mesh, mp_policy=mp)
+            fully_shard(net, mesh=mesh, mp_policy=mp)
         else:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -240,15 +295,26 @@ def run_rank(cfg: TrainRunConfig, rank: int, nranks: int, outdir: str, *, store=
                 step_peaks.append(int(torch.cuda.max_memory_allocated(device)))
             step_seconds.append(time.perf_counter() - t)
     prof.export_chrome_trace(os.path.join(outdir, f"rank{rank}.json"))
-    _dump_flight_recorder(outdir, rank)
-    stats = {"rank": rank, "nranks": nranks, "device": str(device), "backend": backend,
+    dump_flight_recorder(outdir, rank, ctx.backend)
+    stats = {"rank": rank, "nranks": nranks, "device": str(device), "backend": ctx.backend,
              "torch": torch.__version__, "step_seconds": step_seconds, "config": asdict(cfg)}
     if cuda:
         stats["cuda_max_memory_allocated"] = step_peaks
+        stats["cuda_cublas_workspace_bytes"] = cublas_workspace_bytes(torch, device)
     with open(os.path.join(outdir, f"rank{rank}.stats.json"), "w") as f:
         json.dump(stats, f)
-    dist.barrier()
-    dist.destroy_process_group()
+
+
+def cublas_workspace_bytes(torch, device) -> int | None:
+    """Bytes of the caching allocator that cuBLAS workspaces hold (see [Note: cuBLAS
+    workspaces]); None where this torch cannot free them."""
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is None:
+        return None
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    clear()
+    return max(int(before - torch.cuda.memory_allocated(device)), 0)
 
 
 def _adam(torch, params):
@@ -260,117 +326,92 @@ def _adam(torch, params):
         return torch.optim.Adam(params, lr=1e-3)
 
 
-def _dump_flight_recorder(outdir: str, rank: int) -> None:
-    try:
-        import torch._C._distributed_c10d as c10d
+def flight_recorder_dumps(backend: str) -> tuple[str, ...]:
+    """The dump functions of ``torch._C._distributed_c10d`` to try, best first. NCCL's work is in
+    its own recorder, which ``_dump_nccl_trace_json`` (NCCL builds of torch >= 2.5) and the
+    pickle ``_dump_nccl_trace`` (torch 2.4) dump; the generic ``_dump_fr_trace_json`` (torch
+    >= 2.8, every build) holds what the other backends (gloo) record
+    (torch/csrc/distributed/c10d/init.cpp). JSON first: the pickle goes through the importer's
+    restricted unpickler."""
+    if backend == "nccl":
+        return ("_dump_nccl_trace_json", "_dump_nccl_trace", "_dump_fr_trace_json", "_dump_fr_trace")
+    return ("_dump_fr_trace_json", "_dump_fr_trace")
 
-        data = c10d._dump_fr_trace_json(True, False)
-    except (ImportError, AttributeError, RuntimeError):
-        return
-    folder = os.path.join(outdir, "flight_recorder")
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"rank{rank}.json"), "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
 
-
-def _child(cfg: TrainRunConfig, rank: int, port, outdir: str) -> None:
-    """A launched rank: one compute thread, connect, run; the traceback to a file on failure.
-    ``port``: the store's, or a pipe that delivers it (real.launch.start_ranks)."""
-    try:
-        # the profiler's own chatter (libkineto's "profiler_start"/"profiler_stop" lines) goes to
-        # rank<r>.stderr in the run's folder, not to the user's terminal
-        err = os.open(os.path.join(outdir, f"rank{rank}.stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(err, 2)
-        os.close(err)
-        import torch
-
-        torch.set_num_threads(1)
-        import torch.distributed as dist
-
-        from .launch import store_port
-
-        store = dist.TCPStore("127.0.0.1", store_port(port, cfg.timeout), world_size=None, is_master=False,
-                              timeout=timedelta(seconds=cfg.timeout))
-        run_rank(cfg, rank, cfg.nranks, outdir, store=store)
-    except BaseException as e:  # noqa: BLE001 - any failure is reported through the file
-        with open(os.path.join(outdir, f"rank{rank}.error"), "w") as f:
-            f.write(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
-        sys.stdout.flush()
-        os._exit(1)
+def dump_flight_recorder(outdir: str, rank: int, backend: str, c10d=None) -> str | None:
+    """Write this rank's flight-recorder dump to ``outdir/flight_recorder/rank<r>.json`` (or
+    ``.pkl``); the function used, or None when this torch has none that works."""
+    if c10d is None:
+        try:
+            import torch._C._distributed_c10d as c10d
+        except ImportError:
+            return None
+    for name in flight_recorder_dumps(backend):
+        fn = getattr(c10d, name, None)
+        if fn is None:
+            continue
+        try:
+            data = fn(True, False) if name.endswith("_json") else fn(True, True, False)
+        except (RuntimeError, TypeError):
+            continue
+        folder = os.path.join(outdir, "flight_recorder")
+        os.makedirs(folder, exist_ok=True)
+        ext = "json" if name.endswith("_json") else "pkl"
+        with open(os.path.join(folder, f"rank{rank}.{ext}"), "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        return name
+    return None
 
 
 # -- launching -------------------------------------------------------------------------------------
+def launch(cfg: TrainRunConfig, outdir: str, started: float | None = None) -> float:
+    """Run ``cfg`` on ``cfg.nranks`` local processes (see [Note: launching]); their files land in
+    ``outdir``. Returns the wall seconds. Raises :class:`TrainRunError` on any failure."""
+    from .launch import launch as launch_ranks
+
+    t0 = time.perf_counter()
+    started = time.monotonic() if started is None else started
+    if cfg.device == "cuda":  # spawned ranks: asking CUDA in this process harms none of them
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda, but this torch sees no CUDA device (a CPU build, or no GPU)")
+    got = launch_ranks(TrainJob(cfg, outdir), nranks=cfg.nranks, backend=backend_for(cfg.device, False),
+                       timeout=cfg.timeout, started=started, run_seconds=cfg.timeout, method=cfg.start_method)
+    if not got.ok:
+        raise TrainRunError(_failure_message(got, cfg, outdir))
+    return time.perf_counter() - t0
+
+
+def _failure_message(got, cfg: TrainRunConfig, outdir: str) -> str:
+    if got.late and len(got.late) == len(got.failures):
+        return (f"the run did not finish within --timeout {cfg.timeout:g} s: ranks "
+                f"{', '.join(map(str, got.late))} were still running and were killed")
+    c = got.culprit
+    where = os.path.join(outdir, f"rank{c.rank}.error")
+    return got.failure_message() + (f" (traceback in {where})" if os.path.exists(where) else "")
+
+
 def torchrun_env() -> tuple[int, int, int] | None:
     """(rank, world size, local rank) when this process was started by torchrun, else None."""
-    env = os.environ
-    if all(k in env for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")) and "MASTER_ADDR" in env:
+    from .launch import in_torchrun
+
+    if in_torchrun() and "MASTER_ADDR" in os.environ:
+        env = os.environ
         return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"])
     return None
 
 
-def launch(cfg: TrainRunConfig, outdir: str) -> float:
-    """Run ``cfg`` on ``cfg.nranks`` local processes (see [Note: launching]); their files land in
-    ``outdir``. Returns the wall seconds. Raises :class:`TrainRunError` on any failure."""
-    import multiprocessing as mp
-
-    from .launch import start_ranks
-
-    method = cfg.start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
-    t0 = time.perf_counter()
-    procs: list = []
-    store = None
-    try:
-        store = start_ranks(mp.get_context(method), procs, cfg.nranks, cfg.timeout,
-                            lambda r, port: (cfg, r, port, outdir), _child)
-        deadline = time.monotonic() + cfg.timeout
-        failed_at = None
-        while any(p.is_alive() for p in procs):
-            now = time.monotonic()
-            if failed_at is None and any(p.exitcode not in (None, 0) for p in procs):
-                failed_at = now
-            if now > deadline or (failed_at is not None and now - failed_at > 5.0):
-                break
-            time.sleep(0.05)
-        alive = [r for r, p in enumerate(procs) if p.is_alive()]
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-        for p in procs:
-            p.join(timeout=10)
-        del store
-    errors = {}
-    for r in range(cfg.nranks):
-        path = os.path.join(outdir, f"rank{r}.error")
-        if os.path.exists(path):
-            with open(path) as f:
-                errors[r] = f.readline().strip()
-    if errors:
-        r0 = min(errors)
-        raise TrainRunError(f"rank {r0} failed: {errors[r0]}" +
-                            (f" (ranks {', '.join(map(str, sorted(errors)))} failed; full tracebacks in "
-                             f"{outdir}/rank*.error)" if len(errors) > 1 else f" (traceback in {outdir}/rank{r0}.error)"))
-    if alive:
-        raise TrainRunError(f"the run did not finish within --timeout {cfg.timeout:g} s: ranks "
-                            f"{', '.join(map(str, alive))} were still running and were killed")
-    bad = [r for r, p in enumerate(procs) if p.exitcode != 0]
-    if bad:
-        raise TrainRunError(f"rank {bad[0]} exited with code {procs[bad[0]].exitcode} without a "
-                            f"Python error (killed, or torch aborted: e.g. mismatched shapes)")
-    return time.perf_counter() - t0
-
-
-def run_torchrun_rank(cfg: TrainRunConfig, outdir: str) -> bool:
+def run_torchrun_rank(cfg: TrainRunConfig, outdir: str, started: float | None = None) -> bool:
     """Run this torchrun-started process as its rank; True on rank 0 (which converts)."""
-    rank, world, local = torchrun_env()  # type: ignore[misc]
+    from .launch import launch as launch_ranks
+
+    rank, world, _ = torchrun_env()  # type: ignore[misc]
     if world != cfg.nranks:
         raise UsageError(f"--ranks {cfg.nranks} but torchrun started {world} processes")
     os.makedirs(outdir, exist_ok=True)
-    try:
-        run_rank(cfg, rank, world, outdir, local_rank=local)
-    except Exception as e:  # one line here; the traceback in rank<r>.error, as for local ranks
-        with open(os.path.join(outdir, f"rank{rank}.error"), "w") as f:
-            f.write(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
-        raise TrainRunError(f"rank {rank} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                            f"(traceback in {outdir}/rank{rank}.error)") from None
+    got = launch_ranks(TrainJob(cfg, outdir, to_files=False), nranks=world, backend=backend_for(cfg.device, True),
+                       timeout=cfg.timeout, started=started)
+    if not got.ok:
+        raise TrainRunError(_failure_message(got, cfg, outdir))
     return rank == 0

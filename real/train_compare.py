@@ -38,20 +38,26 @@ from rankscope.simulator.program import CollKind, OpKind, Program
 from rankscope.simulator.topology import parse_topology
 from rankscope.simulator.trace import Trace
 from rankscope.simulator.training import TrainConfig, compile_step
+from rankscope.simulator.whatif import measured_peaks
 
 MEMORY_TOLERANCE = 0.10
 
 
-def train_config(strategy: str, bucket_bytes: int) -> TrainConfig:
-    """The simulator's configuration of what the real run does (see [Note: what must match])."""
+def train_config(strategy: str, bucket_bytes: int, checkpointing: str = "none",
+                 param_dtype: str = "fp32") -> TrainConfig:
+    """The simulator's configuration of what the real run does (see [Note: what must match]);
+    ``param_dtype="bf16"``: FSDP2's MixedPrecisionPolicy, whose fp32 shards are the master weights."""
     s = "zero3" if strategy in ("fsdp", "zero3") else strategy
-    return TrainConfig(strategy=s, precision="fp32", bucket_bytes=bucket_bytes, fsdp_version=2,
-                       reshard_after_forward=True, forward_prefetch=False, backward_prefetch=True)
+    return TrainConfig(strategy=s, precision=param_dtype, bucket_bytes=bucket_bytes, fsdp_version=2,
+                       reshard_after_forward=True, forward_prefetch=False, backward_prefetch=True,
+                       checkpointing=checkpointing, master_weights="param" if param_dtype == "bf16" else "optimizer")
 
 
-def simulated(model: Model, nranks: int, strategy: str, bucket_bytes: int):
+def simulated(model: Model, nranks: int, strategy: str, bucket_bytes: int, checkpointing: str = "none",
+              param_dtype: str = "fp32"):
     """(program, result) of one simulated step on a CPU-class device and a switch."""
-    prog = compile_step(model, nranks, train_config(strategy, bucket_bytes), parse_device("cpu"))
+    prog = compile_step(model, nranks, train_config(strategy, bucket_bytes, checkpointing, param_dtype),
+                        parse_device("cpu"))
     return prog, simulate(prog, parse_topology(f"switch:{nranks}"))
 
 
@@ -87,33 +93,14 @@ def measured_sequences(trace: Trace) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
-def measured_peaks(trace: Trace, step: int) -> dict[int, int]:
-    """Per rank, the largest bytes alive at any moment of training step ``step`` (its window)."""
-    p = trace.program
-    mt = memory_timeline(p, trace.start, trace.end)
-    out = {}
-    for rk, w in trace.meta.get("steps", {}).items():
-        r = int(rk)
-        if step >= len(w):
-            continue
-        a, b = w[step]
-        t, tot = mt.times[r], mt.total[r]
-        if tot.size == 0:
-            continue
-        inside = (t >= a) & (t <= b)
-        before = np.flatnonzero(t < a)
-        level = tot[before[-1]] if before.size else 0
-        out[r] = int(max(level, tot[inside].max() if inside.any() else level))
-    return out
-
-
-def compare(trace: Trace, model: Model, strategy: str, bucket_bytes: int = 25 << 20) -> dict[str, Any]:
+def compare(trace: Trace, model: Model, strategy: str, bucket_bytes: int = 25 << 20, checkpointing: str = "none",
+            param_dtype: str = "fp32") -> dict[str, Any]:
     """The report of [Note: what must match] for a measured trace of ``model`` under ``strategy``."""
     nranks = trace.program.nranks
-    prog, sim = simulated(model, nranks, strategy, bucket_bytes)
+    prog, sim = simulated(model, nranks, strategy, bucket_bytes, checkpointing, param_dtype)
     first_prog = prog
     if strategy == "ddp":
-        first_prog, _ = simulated(model, nranks, strategy, sys.maxsize)
+        first_prog, _ = simulated(model, nranks, strategy, sys.maxsize, checkpointing, param_dtype)
     seqs = measured_sequences(trace)
     n_steps = max((len(w) for w in trace.meta.get("steps", {}).values()), default=0)
     steps, mapping, setup, ok = [], [], {}, True
@@ -150,8 +137,9 @@ def compare(trace: Trace, model: Model, strategy: str, bucket_bytes: int = 25 <<
                          "ratio": ratio, "within_tolerance": abs(ratio - 1) <= MEMORY_TOLERANCE})
     return {
         "model": model.name, "strategy": strategy, "nranks": nranks, "micro_batch": model.micro_batch,
-        "train_config": {"strategy": prog.meta["strategy"], "precision": "fp32",
-                         "bucket_bytes": bucket_bytes, "fsdp_version": 2},
+        "train_config": {"strategy": prog.meta["strategy"], "precision": param_dtype,
+                         "bucket_bytes": bucket_bytes, "fsdp_version": 2, "checkpointing": checkpointing,
+                         "master_weights": prog.meta["master_weights"]},
         "collectives": {"match": bool(ok and steps), "steps": steps, "mapping": mapping,
                         "setup": {str(r): s for r, s in setup.items()},
                         "per_step_simulated": len(program_sequence(prog, 0))},

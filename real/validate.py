@@ -58,137 +58,28 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-import torch.distributed as dist
 
 from rankscope.simulator.engine import simulate
-from rankscope.simulator.errors import RankscopeError, UsageError
+from rankscope.simulator.errors import UsageError
 from rankscope.simulator.progress import Progress
 from rankscope.simulator.topology import Topology
 from rankscope.simulator.trace import write_text_atomic, write_trace
-from rankscope.simulator.units import format_bytes, format_seconds
+from rankscope.simulator.units import format_bytes
 
-from .calibrate import calibrate, fit, topology, write_topology
+from .calibrate import calibrate, topology, write_topology
 from .encoding import Encoding, aligned_program
-from .launch import RankContext, launch
-from .runner import RankFailed, run_programs
+from .launch import in_torchrun
+from .ringstep import CALIBRATION_SIZES, matmul_flops_per_s, ring_step_calibration, step_overhead
+from .runner import run_programs
+from .validate_fit import loaded_topology
+from .validate_report import plot
 
 DEFAULT_RANKS = (2, 4)
 DEFAULT_SIZES = tuple((64 << 10) << (2 * i) for i in range(6))      # 64 KiB .. 64 MiB by x4
-CALIBRATION_SIZES = (1 << 20, 4 << 20, 16 << 20)   # ring-step: bandwidth and reduction
-OVERHEAD_SIZE = 8 << 10                               # executor run: per-step overhead (α)
 TARGET_FROM = 1 << 20                                                # the issue's target: sizes >= 1 MiB
-_TAG = (1 << 30) + 2
-
-
-@dataclass(frozen=True)
-class RingStepJob:
-    """The ring-step calibration of [Note: the model and its calibration], on every rank."""
-
-    sizes: tuple[int, ...]
-    rounds: int = 20
-    elem_bytes: int = 8
-
-    def __call__(self, ctx: RankContext) -> list[dict[str, Any]] | None:
-        nxt, prv = (ctx.rank + 1) % ctx.world, (ctx.rank - 1) % ctx.world
-        mine = {}
-        for n in self.sizes:
-            k = max(n // self.elem_bytes, 1)
-            buf = torch.ones(k, dtype=torch.int64, device=ctx.device)
-            out, land = torch.ones_like(buf), torch.zeros_like(buf)  # sent, received; added into buf
-            self._round(out, buf, land, nxt, prv, ctx)  # warm-up: connections, pages
-            dist.barrier()
-            rounds, adds = [], []
-            t0 = time.monotonic_ns()
-            for i in range(self.rounds):  # as an all-reduce: reduce-scatter rounds, then all-gather's
-                add = self._round(out, buf, land, nxt, prv, ctx, reduce=i < self.rounds // 2)
-                t1 = time.monotonic_ns()
-                rounds.append((t1 - t0 - add) / 1e9)
-                if i < self.rounds // 2:
-                    adds.append(add / 1e9)
-                t0 = t1
-            mine[str(n)] = [float(np.mean(rounds)), float(np.mean(adds))]
-        ctx.publish("ringstep", mine)
-        dist.barrier()
-        if ctx.rank != 0:
-            return None
-        return [ctx.fetch("ringstep", r, wait=ctx.timeout) for r in range(ctx.world)]
-
-    @staticmethod
-    def _round(out: torch.Tensor, buf: torch.Tensor, land: torch.Tensor, nxt: int, prv: int,
-               ctx: RankContext, reduce: bool = True) -> int:
-        """One round (sending ``out``, which nothing writes); the nanoseconds its add took."""
-        r = dist.irecv(land, src=prv, tag=_TAG)
-        s = dist.isend(out, dst=nxt, tag=_TAG)
-        r.wait(ctx.wait_timeout)
-        t = time.monotonic_ns()
-        if reduce:
-            buf.add_(land)
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize(ctx.device)
-        t = time.monotonic_ns() - t
-        s.wait(ctx.wait_timeout)
-        return t
-
-
-@dataclass(frozen=True)
-class RingStepFit:
-    nranks: int
-    alpha: float                    # s per message
-    bw: float                       # B/s per flow with every rank busy
-    gamma: float                    # s per reduced byte
-    sizes: tuple[int, ...]
-    step_seconds: tuple[float, ...]  # median over ranks, adds excluded
-    residuals: tuple[float, ...]
-
-
-def ring_step_calibration(nranks: int, sizes: Sequence[int] = CALIBRATION_SIZES, *, rounds: int = 20,
-                          backend: str | None = None, timeout: float = 60.0) -> RingStepFit:
-    launched = launch(RingStepJob(tuple(sizes), rounds), nranks=nranks, backend=backend, timeout=timeout)
-    if not launched.ok:
-        raise RankFailed(launched.failure_message(), launched, None)
-    per_rank = launched.results.get(0)
-    if per_rank is None:
-        raise RankscopeError("validate runs on local ranks; start it without torchrun")
-    step = [float(np.median([r[str(n)][0] for r in per_rank])) for n in sizes]
-    add = [float(np.median([r[str(n)][1] for r in per_rank])) for n in sizes]
-    alpha, bw, res = relative_fit(sizes, step)
-    gamma = float(np.polyfit(np.asarray(sizes, float), np.asarray(add), 1)[0])
-    return RingStepFit(nranks, alpha, bw, max(gamma, 0.0), tuple(sizes), tuple(step), tuple(res.tolist()))
-
-
-def relative_fit(sizes: Sequence[int], times: Sequence[float]) -> tuple[float, float, np.ndarray]:
-    """α, bw and residuals of t = α + n / bw fitted by least squares on *relative* residuals (weights
-    1/t): validation judges relative error, and the sizes span three decades, so a plain fit would
-    be all large sizes (and α whatever noise leaves). Falls back to :func:`real.calibrate.fit` rules
-    (α >= 0, bw > 0)."""
-    n, t = np.asarray(sizes, dtype=np.float64), np.asarray(times, dtype=np.float64)
-    beta, alpha = np.polyfit(n, t, 1, w=1.0 / t)
-    if alpha < 0 or not beta > 0:
-        return fit(sizes, times)
-    return float(alpha), 1.0 / float(beta), t - (alpha + beta * n)
-
-
-def step_overhead(nranks: int, *, runs: int = 11, timeout: float = 60.0) -> tuple[float, list[float]]:
-    """α of [Note: the model and its calibration]: the median seconds per step of ``runs`` executor
-    runs of an OVERHEAD_SIZE ring all-reduce, after a warm-up; and the runs' seconds."""
-    prog = aligned_program("all-reduce", "ring", nranks, OVERHEAD_SIZE, Encoding(nranks).elem_bytes)
-    got = run_programs([prog] * (runs + 1), nranks=nranks, native=False, timeout=timeout)[1:]
-    secs = [g["seconds"] for g in got]
-    return float(np.median(secs)) / prog.n_steps, secs
-
-
-def loaded_topology(f: RingStepFit, alpha: float, meta: dict[str, Any]) -> Topology:
-    """A full mesh whose every link has the ring-step figures (every pair can be simulated; on a
-    ring only successor links carry traffic)."""
-    n = f.nranks
-    links = [[i, j, f.bw, alpha] for i in range(n) for j in range(n) if i != j]
-    return Topology.from_dict({"name": f"ring-step-calibrated:{n}", "nranks": n, "ring": list(range(n)),
-                               "links": links, "meta": meta})
 
 
 def calibrate_loaded(n: int, out_dir: str, timeout: float) -> tuple[Topology, dict[str, Any], dict[str, Any]]:
@@ -202,26 +93,6 @@ def calibrate_loaded(n: int, out_dir: str, timeout: float) -> tuple[Topology, di
     topo = write_topology(os.path.join(out_dir, f"calibrated-{n}.toml"), loaded_topology(f, alpha, meta))
     return topo, {"alpha": alpha, "overhead_runs": runs, "ring_step_alpha": f.alpha, "bw": f.bw, "gamma": f.gamma,
                   "fit_sizes": list(f.sizes), "fit_residuals": list(f.residuals)}, meta
-
-
-def matmul_flops_per_s(width: int = 1024, batch: int = 32, reps: int = 20) -> float:
-    """FLOP/s of the MLP's matmuls (forward and both backward shapes) on one thread, as each
-    rank runs them (real/train.py sets one thread per rank)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        x, w, g = torch.randn(batch, width), torch.randn(width, width), torch.randn(batch, width)
-        best = float("inf")
-        for _ in range(3):
-            t = time.perf_counter()
-            for _ in range(reps):
-                x @ w.T
-                g @ w
-                g.T @ x
-            best = min(best, time.perf_counter() - t)
-        return 3 * 2 * batch * width * width * reps / best
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _err(model: float, measured: float) -> float:
@@ -239,8 +110,6 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
     os.makedirs(out_dir, exist_ok=True)
     rows: list[dict[str, Any]] = []
     calib: dict[str, Any] = {}
-    from .launch import in_torchrun
-
     if in_torchrun():
         raise UsageError("validate launches its own local ranks; run it without torchrun")
     total = len(ranks) * (2 + repeats + len(sizes)) + (2 if fsdp else 0)
@@ -292,15 +161,11 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
               "median_abs_error_from_1MiB": float(np.median(e_all)) if e_all else None,
               "fsdp": fsdp_row, "out_dir": out_dir, "cores": len(os.sched_getaffinity(0))
               if hasattr(os, "sched_getaffinity") else os.cpu_count()}
-    plot = os.path.join(out_dir, "validate.png")
-    try:
-        from rankscope.simulator.plot import plot_sweep
-
-        plot_sweep(rows, plot, "ring all-reduce on this machine: measured vs simulated (ring-step calibrated)")
-        report["plot"] = plot
-    except RankscopeError as e:  # matplotlib missing: the table still stands
-        report["plot"] = None
-        report["plot_error"] = str(e)
+    png = os.path.join(out_dir, "validate.png")
+    failed = plot(rows, png)
+    report["plot"] = None if failed else png
+    if failed:
+        report["plot_error"] = failed
     write_text_atomic(os.path.join(out_dir, "validate.json"), lambda fh: json.dump(report, fh, indent=1))
     return report
 
@@ -354,38 +219,3 @@ def _fsdp(out_dir: str, calib: dict[str, Any], timeout: float, bar: Progress) ->
             "collectives_match": bool(measured_trace.meta["comparison"]["collectives"]["match"]),
             "collective_classes": classes,
             "real_trace": real_path, "sim_trace": sim_path}
-
-
-def format_report(r: dict[str, Any]) -> str:
-    lines = [f"rankscope validate: ring all-reduce, measured (median of {r['repeats']} runs; fastest beside it) "
-             f"vs simulated on the ring-step calibrated topology; {r['cores']} cores"]
-    for n, c in r["calibration"].items():
-        pp = f"; ping-pong bw {np.median([p['bw'] for p in c['pingpong']]) / 1e9:.2f} GB/s" if c["pingpong"] else ""
-        lines.append(f"  N={n}: per-step α {c['alpha'] * 1e6:.1f} us, ring-step bw {c['bw'] / 1e9:.2f} GB/s per flow, "
-                     f"γ {c['gamma'] * 1e9:.3f} ns/B{pp}")
-    lines.append(f"  {'N':>2} {'size':>9} {'measured':>10} {'(fastest)':>10} {'simulated':>10} {'error':>8} "
-                 f"{'ping-pong sim':>14} {'error':>8}")
-    for row in r["rows"]:
-        lines.append(f"  {row['nranks']:>2} {format_bytes(row['requested']):>9} {format_seconds(row['measured']):>10} "
-                     f"{format_seconds(row['measured_fastest']):>10} "
-                     f"{format_seconds(row['model']):>10} {row['error']:>+8.1%} "
-                     f"{format_seconds(row['pingpong_model']):>14} {row['pingpong_error']:>+8.1%}")
-    for n, s in r["summary"].items():
-        if s["median_abs_error"] is not None:
-            lines.append(f"  N={n}: median |error| for sizes >= 1 MiB: {s['median_abs_error']:.1%} "
-                         f"(ping-pong calibration: {s['pingpong_median_abs_error']:.1%}); the runs themselves "
-                         f"lie a median {s['measurement_spread']:.1%} from their median")
-    if r["median_abs_error_from_1MiB"] is not None:
-        lines.append(f"median |error|, sizes >= 1 MiB, all N: {r['median_abs_error_from_1MiB']:.1%} (target <= 15%)")
-    f = r.get("fsdp")
-    if f:
-        lines.append(f"FSDP step of {f['model']} on {f['nranks']} ranks: measured {format_seconds(f['measured_step'])}, "
-                     f"simulated {format_seconds(f['simulated_step'])} ({f['error']:+.1%}; compute at "
-                     f"{f['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s measured); collectives "
-                     f"{'match' if f['collectives_match'] else 'DIFFER'}")
-        for c in f.get("collective_classes", []):
-            lines.append(f"  {c['class']:<15} x{c['ops']:<3} simulated {format_seconds(c['model']):>9}  measured "
-                         f"{format_seconds(c['measured']):>9}  {c['error']:+.1%}  (last step, both ranks)")
-    lines.append(f"traces, topologies and validate.json in {r['out_dir']}" +
-                 (f"; plot {r['plot']}" if r.get("plot") else ""))
-    return "\n".join(lines)

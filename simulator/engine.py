@@ -17,7 +17,9 @@
   in the order they become ready, as NCCL kernels on one stream do. A collective starts when every
   rank's op has reached the head of its lane and takes the ring's closed form
   (:mod:`simulator.costs`) with α the slowest ring hop's route latency and β its smallest
-  bandwidth on the topology. Macro ops model no contention with other traffic.
+  bandwidth on the topology, or the seconds a cost model put in ``meta["coll_seconds"]`` (one per
+  collective id: NCCL's tuner, :func:`simulator.training.nccl_collective_seconds`). Macro ops model
+  no contention with other traffic.
 So one uncontended ring step costs α + c·β (+ c·γ), exactly the closed forms' terms.
 
 [Note: two paths, one answer]
@@ -174,6 +176,9 @@ def ring_alpha_beta(topo) -> tuple[float, float]:
 def _collective_durations(prog: Program, topo, gamma: float) -> np.ndarray:
     if prog.coll_kind.size == 0:
         return np.zeros(0)
+    given = prog.meta.get("coll_seconds")  # a cost model chose them (training.nccl_collective_seconds)
+    if given is not None:
+        return np.asarray(given, dtype=np.float64)
     alpha, beta = ring_alpha_beta(topo)
     n = prog.nranks
     forms = {CollKind.ALL_REDUCE: lambda s: costs.ring_all_reduce(n, s, alpha, beta, gamma),

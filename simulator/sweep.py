@@ -3,6 +3,10 @@
 algbw = S / t and busbw = algbw x factor (all-reduce 2(p-1)/p, reduce-scatter and all-gather
 (p-1)/p, broadcast 1), as nccl-tests defines them (NVIDIA/nccl-tests doc/PERFORMANCE.md); GB/s
 are 1e9 bytes per second, as nccl-tests reports.
+
+``nccl`` among the algorithms asks NCCL 2.20.3's tuner (:mod:`simulator.nccl`) per size: the row
+records its choice (algorithm/protocol/channels), NCCL's own predicted time, and the simulated
+time of that schedule on the protocol's view of the topology, side by side.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .collectives import build
+from .collectives import ALIASES, build
 from .costs import algbw, busbw
 from .engine import simulate
 from .progress import Progress
@@ -24,6 +28,8 @@ class SweepRow:
     algbw: float   # bytes/s
     busbw: float   # bytes/s
     method: str
+    choice: str = ""  # nccl: "algorithm/protocol/channels"
+    predicted: float | None = None  # nccl: NCCL's own predicted seconds
 
 
 def default_sizes(lo: int = 8, hi: int = 1 << 30) -> list[int]:
@@ -36,13 +42,23 @@ def default_sizes(lo: int = 8, hi: int = 1 << 30) -> list[int]:
 
 def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequence[int], topo, *,
               gamma: float = 0.0, pieces: int = 4, nodes: int | None = None,
-              progress: bool | None = None) -> list[SweepRow]:
+              progress: bool | None = None, nccl_algo: str | None = None,
+              nccl_proto: str | None = None) -> list[SweepRow]:
     rows = []
     with Progress(len(sizes) * len(algos), "sweep", force=bool(progress)) as bar:
         if progress is False:
             bar.enabled = False
+        tune = None
+        if "nccl" in algos:
+            from .nccl import tuning
+
+            tune = tuning(topo, nccl_algo, nccl_proto)
         for size in sizes:
             for algo in algos:
+                if algo == "nccl":
+                    rows.append(_nccl_row(collective, nranks, size, topo, tune, gamma))
+                    bar.step(f"{size} B nccl")
+                    continue
                 prog = build(collective, algo, nranks, size, pieces=pieces, nodes=nodes)
                 res = simulate(prog, topo, gamma=gamma, max_link_rows=0)
                 t = res.makespan
@@ -50,3 +66,13 @@ def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequenc
                                      res.info["method"]))
                 bar.step(f"{size} B {algo}")
     return rows
+
+
+def _nccl_row(collective: str, nranks: int, size: int, topo, tune, gamma: float) -> SweepRow:
+    from .nccl import nccl_collective, simulate_nccl
+
+    coll = ALIASES.get(collective, collective)
+    prog, ch = nccl_collective(coll, topo, size, tune=tune)
+    res, _, t = simulate_nccl(prog, topo, gamma=gamma, max_link_rows=0)
+    return SweepRow(size, "nccl", t, algbw(size, t), busbw(coll, nranks, size, t), res.info["method"],
+                    f"{ch.algo}/{ch.proto}/{ch.nchannels}", ch.predicted)

@@ -22,6 +22,12 @@ Presets (GB = 1e9 bytes, as nccl-tests reports; every figure is per link and dir
   "nvswitch<node>"); across nodes rank -> "nic<rank>" -> "fabric" -> "nic<peer>" -> peer. NIC:
   12 GB/s, NCCL's figure for a 100 Gb/s NIC (12.5 GB/s raw); latency NCCL's Ring/Simple
   per-hop network figure, 14 us, split over the 4 links of a route (3.5 us each). Same source.
+- ``nodes:MxG,gpu=h100,nics=8,nic=400Gb/s`` (options after a comma; ``dgx-a100,...`` and
+  ``dgx-h100,...`` are ``nodes:1x8,gpu=...``; a TOML file's ``[cluster]`` table): a GPU cluster as
+  NCCL sees it, :mod:`simulator.cluster`. Inside a node as above with the generation's NVLink
+  figures; across nodes rank -> "nic<node>.<j>" -> "fabric" -> "nic<peer node>.<k>" -> peer, where
+  j is the rank's rail (NIC), so GPUs of one rail share their NIC's links. One node has no NICs
+  (NCCL's ``ncclTopoTrimSystem`` drops them when every rank is local).
 Every preset's ring order is 0..N-1. Overrides are per link, numbers (bytes/s, s) or strings
 ("50 GB/s", "2 us"); None means not given: ``bw``, ``lat`` (ring, switch); ``intra_bw``,
 ``intra_lat`` (dgx-*, nodes); ``nic_bw``, ``nic_lat`` (nodes). TOML files: the README, "Topologies".
@@ -41,6 +47,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from .cluster import NodeSpec, node_spec, parse_options
 from .errors import TopologyError
 
 try:
@@ -63,6 +70,7 @@ _BW_UNITS = {"B/s": 0, "kB/s": 3, "MB/s": 6, "GB/s": 9, "TB/s": 12,
 _LAT_UNITS = {"s": 0, "ms": -3, "us": -6, "µs": -6, "ns": -9}
 _QTY = re.compile(r"^\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ/]+)\s*$")
 _PRESET = re.compile(r"^(?:(ring|switch)(?::(\d+))?|dgx-(a100|h100)|nodes:(\d+)x(\d+))$")
+_CLUSTER = re.compile(r"^(?:dgx-(a100|h100)|nodes:(\d+)x(\d+))\s*,(.*)$", re.IGNORECASE)  # units keep case
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -326,6 +334,9 @@ class Topology:
         out = [f"# rankscope topology; built from {json.dumps(self.meta, sort_keys=True, default=str)}",
                f"name = {json.dumps(self.name)}", f"ranks = {self.nranks}",
                f"ring = [{', '.join(map(str, self.ring))}]"]
+        for r, speed in enumerate(self.meta.get("rank_speed") or ()):
+            if speed != 1.0:
+                out += ["", "[[rank]]", f"id = {r}", f"speed = {float(speed)!r}"]
         for i, ((u, v), b, t) in enumerate(zip(self._ends, self.link_bw, self.link_lat)):
             out += ["", f"[[link]]  # id {i}", f"src = {_toml_node(u)}", f"dst = {_toml_node(v)}",
                     f"bw = {float(b)!r}  # {b / 1e9:g} GB/s", f"lat = {float(t)!r}  # {t * 1e6:g} us"]
@@ -433,6 +444,17 @@ def parse_topology(spec: str, nranks: int | None = None, **overrides) -> Topolog
     if nranks is not None:
         nranks = _count(nranks, "nranks")
     given = {k: v for k, v in overrides.items() if v is not None}
+    c = _CLUSTER.match(spec.strip())
+    if c is not None:
+        if given:
+            raise TopologyError(f"overrides {sorted(given)} do not apply to {spec!r}; give nvlink=, nic= options")
+        gpu, m_text, g_text, opts = c.groups()
+        options = parse_options(opts)
+        if gpu:
+            options.setdefault("gpu", gpu.lower())
+        nodes, per = (1, 8) if gpu else (int(m_text), int(g_text))
+        return cluster_topology(node_spec(nodes, per, options, lambda v, w: _quantity(v, w, True)), nranks,
+                                name=spec.strip())
     m = _PRESET.match(spec.strip().lower())
     if m is None:
         if spec.strip().lower().endswith(".toml") or "/" in spec or Path(spec).is_file():
@@ -472,6 +494,30 @@ def parse_topology(spec: str, nranks: int | None = None, **overrides) -> Topolog
     return _checked(f"nodes:{nodes}x{per}", n, nranks, links, meta)
 
 
+def cluster_topology(spec: NodeSpec, nranks: int | None = None, name: str | None = None) -> Topology:
+    """The links of a GPU cluster (see the module docstring); ``meta["cluster"]`` keeps the spec."""
+    per, n = spec.gpus, spec.nranks
+    intra_lat = NVLINK_HOP_LAT / 2
+    if spec.nvswitch:
+        intra = [_star_links(range(k * per, (k + 1) * per), f"nvswitch{k}", spec.gpu_nvlink_bw, intra_lat)
+                 for k in range(spec.nodes)]
+        links = [row for half in (0, 1) for part in intra for row in part[half * per:(half + 1) * per]]
+    else:  # 1 or 2 GPUs joined by their NVLinks directly
+        links = [(k * per + a, k * per + b, spec.gpu_nvlink_bw, NVLINK_HOP_LAT, f"nvlink {k}:{a}->{b}")
+                 for k in range(spec.nodes) for a in range(per) for b in range(per) if a != b]
+    if spec.nodes > 1:
+        nic = lambda r: f"nic{r // per}.{spec.rail(r % per)}"
+        nics = [f"nic{k}.{j}" for k in range(spec.nodes) for j in range(spec.nics)]
+        bw, lat = spec.nic_bw, NET_HOP_LAT / 4
+        links += [(r, nic(r), bw, lat, f"nic up {r}") for r in range(n)]
+        links += [(x, "fabric", bw, lat, f"fabric up {x}") for x in nics]
+        links += [("fabric", x, bw, lat, f"fabric down {x}") for x in nics]
+        links += [(nic(r), r, bw, lat, f"nic down {r}") for r in range(n)]
+    label = name or f"nodes:{spec.nodes}x{per},gpu={spec.gpu}"
+    meta = {"preset": "cluster", "nodes": spec.nodes, "ranks_per_node": per, "cluster": spec.to_dict()}
+    return _checked(label, n, nranks, links, meta)
+
+
 def _overrides(spec: str, given: dict, **defaults) -> dict:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -509,9 +555,12 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
     except (OSError, UnicodeDecodeError) as e:
         raise TopologyError(f"cannot read topology file {str(path)!r}: {e}") from None
     where = str(path)
-    extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "nccl"})
+    if "cluster" in doc:
+        return _toml_cluster(doc, where, path, nranks)
+    extra = sorted(set(doc) - {"name", "ranks", "ring", "link", "rank", "nccl"})
     if extra:
-        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[link]] and [nccl]")
+        raise TopologyError(f"{where}: unknown key {extra[0]!r}; the keys are name, ranks, ring, [[rank]], [[link]] "
+                            "and [nccl]")
     if not isinstance(doc.get("nccl", {}), dict):  # NCCL's channel layout (simulator/interop/nccl_topology.py), kept as meta
         raise TopologyError(f"{where}: 'nccl' must be a table, written [nccl]")
     if "ranks" not in doc:
@@ -537,8 +586,48 @@ def _load_toml(path: Path, nranks: int | None) -> Topology:
         if both:
             links.append((t["dst"], t["src"], t["bw"], t["lat"], f"{label} (reverse)"))
     n = _count(doc["ranks"], f"{where}: ranks")
+    meta = {"preset": "toml", "path": where, **({"nccl": doc["nccl"]} if "nccl" in doc else {})}
+    if "rank" in doc:
+        meta["rank_speed"] = _rank_speeds(doc["rank"], n, where)
     try:
-        return _checked(doc.get("name", path.stem), n, nranks, links, {"preset": "toml", "path": where,
-                        **({"nccl": doc["nccl"]} if "nccl" in doc else {})}, doc.get("ring"))
+        return _checked(doc.get("name", path.stem), n, nranks, links, meta, doc.get("ring"))
     except TopologyError as e:  # say which file, once
         raise e if str(e).startswith(where) else TopologyError(f"{where}: {e}") from None
+
+
+def _rank_speeds(raw, n: int, where: str) -> list[float]:
+    """``[[rank]]`` tables (``id``, ``speed``: compute runs at ``speed`` x the device's rate, so a
+    rank's compute ops take 1/speed as long) as one factor per rank, 1.0 where none is given."""
+    if not isinstance(raw, list):
+        raise TopologyError(f"{where}: 'rank' must be an array of tables, written [[rank]]")
+    speeds = [1.0] * n
+    seen = set()
+    for k, t in enumerate(raw, 1):
+        label = f"{where}: [[rank]] #{k}"
+        if not isinstance(t, dict) or sorted(t) != ["id", "speed"]:
+            raise TopologyError(f"{label}: a rank table has exactly the keys id and speed")
+        r, speed = t["id"], t["speed"]
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < n or r in seen:
+            raise TopologyError(f"{label}: id = {r!r} must be a rank 0..{n - 1}, given once")
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed < math.inf:
+            raise TopologyError(f"{label}: speed = {speed!r} must be a number > 0 (1 = the device's rate)")
+        seen.add(r)
+        speeds[r] = float(speed)
+    return speeds
+
+
+def _toml_cluster(doc: dict, where: str, path: Path, nranks: int | None) -> Topology:
+    """A ``[cluster]`` table: ``nodes``, ``gpus`` and the options of [Note: cluster presets]."""
+    extra = sorted(set(doc) - {"name", "cluster"})
+    if extra:
+        raise TopologyError(f"{where}: key {extra[0]!r} cannot go with [cluster]; a cluster file has name and "
+                            "[cluster] (nodes, gpus, gpu, nvlinks, nvlink, nvswitch, nvls, nics, nic)")
+    t = doc["cluster"]
+    if not isinstance(t, dict) or "nodes" not in t or "gpus" not in t:
+        raise TopologyError(f"{where}: [cluster] needs nodes and gpus, e.g. nodes = 2, gpus = 8")
+    options = {k: v for k, v in t.items() if k not in ("nodes", "gpus")}
+    try:
+        spec = node_spec(t["nodes"], t["gpus"], options, lambda v, w: _quantity(v, w, True))
+        return cluster_topology(spec, nranks, name=doc.get("name", path.stem))
+    except TopologyError as e:
+        raise TopologyError(f"{where}: {e}") from None

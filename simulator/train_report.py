@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .memory import exposed_comm, memory_timeline
@@ -31,3 +32,33 @@ def train_report(prog: Program, sim) -> dict[str, Any]:
     n_coll = {k: int(((prog.kind == OpKind.COLLECTIVE) & (prog.rank == 0)).sum()) for k in ("all",)}
     return {"program": prog.meta, "rows": rows, "collectives_per_rank": n_coll["all"],
             "step_time": sim.makespan, "method": sim.info["method"]}
+
+
+def peak_bytes(prog: Program, sim) -> int:
+    """The largest per-rank peak of a simulated step."""
+    mt = memory_timeline(prog, sim.start, sim.end)
+    return max(mt.peak(r)[0] for r in range(prog.nranks))
+
+
+def find_max_batch(peak_of: Callable[[int], int], limit: int, cap: int = 1 << 20) -> tuple[int, int | None]:
+    """The largest micro-batch b <= ``cap`` with ``peak_of(b) <= limit``, and its peak (0, None if
+    even b = 1 does not fit). Doubling from 1, then bisection: 2·log2(b) evaluations of
+    ``peak_of`` (compile + simulate), which must not decrease as b grows (activations and
+    gradients grow with it, nothing shrinks)."""
+    peaks: dict[int, int] = {}
+
+    def fits(b: int) -> bool:
+        if b not in peaks:
+            peaks[b] = peak_of(b)
+        return peaks[b] <= limit
+
+    if not fits(1):
+        return 0, None
+    lo = 1
+    while lo < cap and fits(min(2 * lo, cap)):
+        lo = min(2 * lo, cap)
+    hi = min(2 * lo, cap + 1)   # does not fit (or is past the cap)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo, peaks[lo]

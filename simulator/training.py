@@ -49,9 +49,20 @@ STRATEGIES = ("ddp", "zero1", "zero2", "zero3")
 ALIASES = {"fsdp": "zero3", "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3"}
 
 
+CHECKPOINTING = ("none", "selective", "full")
+DTYPE_BYTES = {"bf16": 2, "fp32": 4}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one step is run. ``bucket_bytes`` is DDP's bucket_cap_mb (25 MiB by default)."""
+    """How one step is run. ``bucket_bytes`` is DDP's bucket_cap_mb (25 MiB by default).
+
+    Precision (see [Note: mixed precision]): ``precision`` is the parameters' compute dtype (FSDP2's
+    ``param_dtype``); ``reduce_dtype`` the gradient collectives' (None: the gradients' own dtype);
+    ``master_weights`` where the fp32 master copy lives; ``fp32_grad_accum`` an fp32 gradient
+    accumulator beside the 16-bit gradients. ``grad_accum`` micro-batches per step, reduced once
+    on the last (``grad_sync="last"``) or after each (``"every"``); see [Note: gradient accumulation].
+    ``checkpointing`` and ``attention``: what a layer keeps for backward (simulator/models.py)."""
 
     strategy: str = "zero3"
     precision: str = "bf16"                 # bf16 mixed precision, or fp32
@@ -60,6 +71,13 @@ class TrainConfig:
     reshard_after_forward: bool = True
     forward_prefetch: bool = False
     backward_prefetch: bool = True
+    checkpointing: str = "none"             # none | selective | full (Korthikanti et al. 2022)
+    attention: str = "flash"                # flash (no s² tensor kept) | eager
+    reduce_dtype: str | None = None
+    master_weights: str = "optimizer"       # optimizer (DeepSpeed/Megatron) | param (FSDP2, autocast)
+    fp32_grad_accum: bool = False
+    grad_accum: int = 1
+    grad_sync: str | None = None            # last | every; None: last, but every for ZeRO-2
 
     def __post_init__(self) -> None:
         s = ALIASES.get(self.strategy.lower(), self.strategy.lower())
@@ -72,12 +90,44 @@ class TrainConfig:
             raise UsageError(f"FSDP version must be 1 or 2, got {self.fsdp_version}")
         if self.bucket_bytes < 1:
             raise UsageError(f"bucket size must be >= 1 byte, got {self.bucket_bytes}")
+        if self.checkpointing not in CHECKPOINTING:
+            raise UsageError(f"checkpointing must be one of {', '.join(CHECKPOINTING)}, got {self.checkpointing!r}")
+        if self.attention not in ("flash", "eager"):
+            raise UsageError(f"attention must be flash or eager, got {self.attention!r}")
+        if self.reduce_dtype not in (None, "bf16", "fp32"):
+            raise UsageError(f"reduce dtype must be bf16 or fp32, got {self.reduce_dtype!r}")
+        if self.master_weights not in ("optimizer", "param"):
+            raise UsageError(f"master weights must be 'optimizer' or 'param', got {self.master_weights!r}")
+        if self.master_weights == "param" and s in ("zero1", "zero2"):
+            raise UsageError(f"{s} keeps its fp32 master weights in the optimizer's shard: "
+                             "--master-weights param is for ddp (autocast) and zero3 (FSDP2)")
+        if self.fp32_grad_accum and (self.precision == "fp32" or self.master_weights == "param"):
+            raise UsageError("--fp32-grad-accum: the gradients are fp32 already (fp32 or master weights in the param)")
+        if self.grad_accum < 1:
+            raise UsageError(f"--grad-accum must be >= 1 micro-batch, got {self.grad_accum}")
+        sync = self.grad_sync or ("every" if s == "zero2" else "last")
+        if sync not in ("last", "every"):
+            raise UsageError(f"gradient sync must be 'last' or 'every', got {self.grad_sync!r}")
+        if s == "zero2" and sync == "last":
+            raise UsageError("zero2 keeps only its gradient shard: it reduces every micro-batch (--grad-sync every)")
+        object.__setattr__(self, "grad_sync", sync)
 
     @property
     def bytes_per(self) -> dict[str, int]:
-        """Bytes per parameter: compute copy, gradient, optimizer state."""
-        return {"param": 2, "grad": 2, "optim": 12} if self.precision == "bf16" else \
-            {"param": 4, "grad": 4, "optim": 8}
+        """Bytes per parameter element (see [Note: mixed precision]): the persistent ``param``,
+        ``grad`` and ``optim``; ``gather``, the compute copy all-gathered and kept unsharded;
+        ``unsharded_grad``, a gradient as backward writes it; ``reduce``, a reduced element."""
+        if self.precision == "fp32":
+            b = {"param": 4, "grad": 4, "optim": 8, "gather": 4, "unsharded_grad": 4}
+        elif self.master_weights == "param":  # DDP under autocast: its gradients are the fp32 params'
+            ug = 4 if self.strategy == "ddp" else 2
+            b = {"param": 4, "grad": 4, "optim": 8, "gather": 2, "unsharded_grad": ug}
+        else:
+            b = {"param": 2, "grad": 2 + 4 * self.fp32_grad_accum, "optim": 12, "gather": 2,
+                 "unsharded_grad": 2}
+        default = 4 if self.fp32_grad_accum else b["unsharded_grad"]
+        b["reduce"] = DTYPE_BYTES[self.reduce_dtype] if self.reduce_dtype else default
+        return b
 
 
 def padded_unit_params(model: Model, nranks: int, cfg: TrainConfig) -> list[int]:
@@ -152,7 +202,7 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
     if nranks < 1:
         raise UsageError(f"--ranks must be >= 1, got {nranks}")
     t = _Template()
-    n, L, b = nranks, len(model.units), cfg.bytes_per
+    n, L, b, K = nranks, len(model.units), cfg.bytes_per, cfg.grad_accum
     padded = padded_unit_params(model, n, cfg)
     psi = model.params
     z3 = cfg.strategy == "zero3"
@@ -165,103 +215,132 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
         "optim": shard_elems if cfg.strategy != "ddp" else psi,
     }
     first = [t.alloc(t.buffer(name, persist[name] * b[name], name)) for name in MODEL_STATE]
-    act = [t.buffer(f"{u.name}.activations", model.act_bytes(u, cfg.precision), "activation")
-           for u in model.units]
-    fwd, bwd = [None] * L, [None] * L
+    ck = (cfg.precision, cfg.checkpointing, cfg.attention)
+    act_bytes = [model.act_bytes(u, *ck) for u in model.units]
+    rec_bytes = [model.recompute_bytes(u, *ck) for u in model.units]
     fwd_flops = [model.fwd_flops(u) for u in model.units]
+    rec_flops = [model.recompute_flops(u, cfg.checkpointing, cfg.attention) for u in model.units]
+    def activations(sfx: str) -> list[int]:
+        return [t.buffer(f"{u.name}.activations{sfx}", act_bytes[i], "activation") for i, u in enumerate(model.units)]
 
-    # -- forward ------------------------------------------------------------------------------
-    start = len(t.kind)
-    unsh = [t.buffer(f"{u.name}.unsharded", padded[i] * b["param"], "param_unsharded")
+    acts0 = activations("" if K == 1 else " mb0")   # buffer order: state, activations, unsharded, grads
+    unsh = [t.buffer(f"{u.name}.unsharded", padded[i] * b["gather"], "param_unsharded")
             for i, u in enumerate(model.units)] if z3 else []
-    gathered: dict[int, tuple[int, int]] = {}   # unit -> (alloc op, all-gather op), current pass
-    freed: dict[int, int] = {}                  # unit -> free op of its unsharded params
-
-    def gather(i: int, *after) -> tuple[int, int]:
-        a = t.alloc(unsh[i], *after)
-        g = t.coll(CollKind.ALL_GATHER, padded[i] * b["param"], unsh[i], a)
-        gathered[i] = (a, g)
-        return gathered[i]
-
-    prev = None
-    for i in range(L):
-        if z3:
-            if i not in gathered:
-                gather(i, prev if prev is not None else first[-1])
-            if cfg.forward_prefetch and i + 1 < L:
-                # at most two units unsharded at once: the next one waits for the one before
-                gather(i + 1, freed.get(i - 1, gathered[i][1]) if cfg.reshard_after_forward else gathered[i][1])
-        al = t.alloc(act[i], prev)
-        fwd[i] = t.run(fwd_flops[i], f"fwd {model.units[i].name}", al, prev, gathered[i][1] if z3 else first[-1])
-        if z3 and cfg.reshard_after_forward:
-            freed[i] = t.free(unsh[i], fwd[i])
-        prev = fwd[i]
-    t.phase("forward", start)
-
-    # -- backward -----------------------------------------------------------------------------
-    start = len(t.kind)
+    gbuf = [t.buffer(f"{u.name}.grad_unsharded", padded[i] * b["unsharded_grad"], "grad_unsharded")
+            for i, u in enumerate(model.units)] if z3 else []
     grad_colls: list[int] = []
-    if z3:
-        gbuf = [t.buffer(f"{u.name}.grad_unsharded", padded[i] * b["grad"], "grad_unsharded")
-                for i, u in enumerate(model.units)]
-        gathered.clear()
-        freed_b: dict[int, int] = {}
-        grad_freed: list[int] = []
-        for i in reversed(range(L)):
-            if cfg.reshard_after_forward:
+    grad_freed: list[int] = []
+    prev = None
+    for k in range(K):
+        sfx = "" if K == 1 else f" mb{k}"
+        reduce_now = k == K - 1 or cfg.grad_sync == "every"
+        act = acts0 if k == 0 else activations(sfx)
+        fwd, bwd = [None] * L, [None] * L
+
+        # -- forward --------------------------------------------------------------------------
+        start = len(t.kind)
+        gathered: dict[int, tuple[int, int]] = {}   # unit -> (alloc op, all-gather op), current pass
+        freed: dict[int, int] = {}                  # unit -> free op of its unsharded params
+
+        def gather(i: int, *after, gathered=gathered) -> tuple[int, int]:
+            a = t.alloc(unsh[i], *after)
+            g = t.coll(CollKind.ALL_GATHER, padded[i] * b["gather"], unsh[i], a)
+            gathered[i] = (a, g)
+            return gathered[i]
+
+        for i in range(L):
+            if z3:
                 if i not in gathered:
-                    gather(i, prev)
-                if cfg.backward_prefetch and i - 1 >= 0:
-                    gather(i - 1, freed_b.get(i + 1, gathered[i][1]))
-                ready = gathered[i][1]
-            else:
-                ready = fwd[i]
-            # two unit gradients in flight at most (FSDP2 keeps one reduce-scatter input alive)
-            ga = t.alloc(gbuf[i], prev, grad_freed[-2] if len(grad_freed) >= 2 else None)
-            bwd[i] = t.run(2 * fwd_flops[i], f"bwd {model.units[i].name}", ready, ga, prev, fwd[i])
-            t.free(act[i], bwd[i])
-            freed_b[i] = t.free(unsh[i], bwd[i])
-            rs = t.coll(CollKind.REDUCE_SCATTER, padded[i] * b["grad"], gbuf[i], bwd[i])
-            grad_freed.append(t.free(gbuf[i], rs))
-            grad_colls.append(rs)
-            prev = bwd[i]
-    else:
-        buckets = _buckets([model.units[i].params * b["grad"] for i in reversed(range(L))], cfg.bucket_bytes)
-        order = list(reversed(range(L)))
-        bucket_freed: list[int] = []
-        for k, bucket in enumerate(buckets):
-            units = [order[j] for j in bucket]
-            nbytes = sum(model.units[i].params for i in units) * b["grad"]
-            gb = None
-            if cfg.strategy == "zero2":
-                gb = t.buffer(f"bucket{k}.grad", nbytes, "grad_unsharded")
-                # double buffering: bucket k waits until bucket k-2 is reduced and freed
-                ga = t.alloc(gb, prev, bucket_freed[-2] if len(bucket_freed) >= 2 else None)
-            for i in units:
-                bwd[i] = t.run(2 * fwd_flops[i], f"bwd {model.units[i].name}", prev, fwd[i],
-                               ga if gb is not None else None)
-                t.free(act[i], bwd[i])
+                    gather(i, prev if prev is not None else first[-1])
+                if cfg.forward_prefetch and i + 1 < L:
+                    # at most two units unsharded at once: the next one waits for the one before
+                    gather(i + 1, freed.get(i - 1, gathered[i][1]) if cfg.reshard_after_forward else gathered[i][1])
+            al = t.alloc(act[i], prev)
+            fwd[i] = t.run(fwd_flops[i], f"fwd {model.units[i].name}{sfx}", al, prev,
+                           gathered[i][1] if z3 else first[-1])
+            if z3 and cfg.reshard_after_forward:
+                freed[i] = t.free(unsh[i], fwd[i])
+            prev = fwd[i]
+        t.phase(f"forward{sfx}", start)
+
+        # -- backward -------------------------------------------------------------------------
+        start = len(t.kind)
+
+        def backward(i: int, *deps, sfx=sfx, act=act) -> int:
+            """Unit i's backward (with its recomputation, if any) and the frees it allows."""
+            rb = t.buffer(f"{model.units[i].name}.recomputed{sfx}", rec_bytes[i], "activation") if rec_bytes[i] else None
+            ra = t.alloc(rb, *deps) if rb is not None else None
+            op = t.run(2 * fwd_flops[i] + rec_flops[i], f"bwd {model.units[i].name}{sfx}", *deps, ra)
+            t.free(act[i], op)
+            if rb is not None:
+                t.free(rb, op)
+            return op
+
+        if z3:
+            gathered.clear()
+            freed_b: dict[int, int] = {}
+            for i in reversed(range(L)):
+                if cfg.reshard_after_forward:
+                    if i not in gathered:
+                        gather(i, prev)
+                    if cfg.backward_prefetch and i - 1 >= 0:
+                        gather(i - 1, freed_b.get(i + 1, gathered[i][1]))
+                    ready = gathered[i][1]
+                else:
+                    ready = fwd[i]
+                # two unit gradients in flight at most (FSDP2 keeps one reduce-scatter input alive);
+                # without a sync the unsharded gradients stay until the last micro-batch reduces them
+                ga = t.alloc(gbuf[i], prev, grad_freed[-2] if len(grad_freed) >= 2 else None) \
+                    if k == 0 or cfg.grad_sync == "every" else None
+                bwd[i] = backward(i, ready, ga, prev, fwd[i])
+                freed_b[i] = t.free(unsh[i], bwd[i])
+                if reduce_now:
+                    rs = t.coll(CollKind.REDUCE_SCATTER, padded[i] * b["reduce"], gbuf[i], bwd[i])
+                    grad_freed.append(t.free(gbuf[i], rs))
+                    grad_colls.append(rs)
                 prev = bwd[i]
-            kind = CollKind.ALL_REDUCE if cfg.strategy == "ddp" else CollKind.REDUCE_SCATTER
-            c = t.coll(kind, nbytes, gb if gb is not None else -1, prev)
-            grad_colls.append(c)
-            if gb is not None:
-                bucket_freed.append(t.free(gb, c))
-    t.phase("backward", start)
+        else:
+            buckets = _buckets([model.units[i].params * b["unsharded_grad"] for i in reversed(range(L))],
+                               cfg.bucket_bytes)
+            order = list(reversed(range(L)))
+            bucket_freed: list[int] = []
+            for j, bucket in enumerate(buckets):
+                units = [order[x] for x in bucket]
+                elems = sum(model.units[i].params for i in units)
+                gb = None
+                if cfg.strategy == "zero2":
+                    gb = t.buffer(f"bucket{j}.grad{sfx}", elems * b["unsharded_grad"], "grad_unsharded")
+                    # double buffering: bucket j waits until bucket j-2 is reduced and freed
+                    ga = t.alloc(gb, prev, bucket_freed[-2] if len(bucket_freed) >= 2 else None)
+                for i in units:
+                    bwd[i] = backward(i, prev, fwd[i], ga if gb is not None else None)
+                    prev = bwd[i]
+                if not reduce_now:
+                    continue
+                kind = CollKind.ALL_REDUCE if cfg.strategy == "ddp" else CollKind.REDUCE_SCATTER
+                c = t.coll(kind, elems * b["reduce"], gb if gb is not None else -1, prev)
+                grad_colls.append(c)
+                if gb is not None:
+                    bucket_freed.append(t.free(gb, c))
+        t.phase(f"backward{sfx}", start)
 
     # -- optimizer ----------------------------------------------------------------------------
     start = len(t.kind)
     opt = t.run(12.0 * persist["optim"], "optimizer step", prev, *grad_colls)
     if cfg.strategy in ("zero1", "zero2"):
-        for bucket in _buckets([model.units[i].params * b["param"] for i in range(L)], cfg.bucket_bytes):
-            nbytes = sum(model.units[i].params for i in bucket) * b["param"]
+        for bucket in _buckets([model.units[i].params * b["gather"] for i in range(L)], cfg.bucket_bytes):
+            nbytes = sum(model.units[i].params for i in bucket) * b["gather"]
             t.coll(CollKind.ALL_GATHER, nbytes, -1, opt)
     t.phase("optimizer", start)
     meta = {"kind": "train", "model": model.name, "params": psi, "strategy": cfg.strategy,
             "precision": cfg.precision, "nranks": n, "micro_batch": model.micro_batch,
+            "seq_len": model.tokens_per_sample, "grad_accum": K, "grad_sync": cfg.grad_sync,
+            "checkpointing": cfg.checkpointing, "attention": cfg.attention,
+            "master_weights": cfg.master_weights, "reduce_dtype": cfg.reduce_dtype,
+            "fp32_grad_accum": cfg.fp32_grad_accum, "bytes_per_param": dict(b),
             "fsdp_version": cfg.fsdp_version, "reshard_after_forward": cfg.reshard_after_forward,
             "forward_prefetch": cfg.forward_prefetch, "backward_prefetch": cfg.backward_prefetch,
-            "bucket_bytes": cfg.bucket_bytes, "device": device.name,
+            "bucket_bytes": cfg.bucket_bytes, "device": device.name, "device_memory": device.memory,
             "flops_per_s": device.flops_per_s(cfg.precision),
             "padding_bytes": (sum(padded) - psi) * b["param"] if z3 else (flat_shard * n - psi) * b["optim"]}
     return replicate(t, n, device.flops_per_s(cfg.precision), meta)
@@ -284,3 +363,21 @@ def replicate(t: _Template, n: int, flops_per_s: float, meta: dict) -> Program:
         tuple(t.buffers), np.zeros(0), np.zeros(0), np.zeros(0),
         flops / flops_per_s, np.zeros(len(t.compute)), tuple(c[1] for c in t.compute),
         tuple(t.phases), meta, colls[:, 0], colls[:, 1], colls[:, 2]).validate()
+
+
+def nccl_collective_seconds(prog: Program, topo, algo: str | None = None, proto: str | None = None) -> np.ndarray:
+    """Each collective of a training program timed as NCCL times it: its tuner's choice and predicted
+    time (:mod:`simulator.nccl`) for that collective and size on ``topo``. The engine takes these
+    (``meta["coll_seconds"]``) instead of the ring's closed form. Predicted, not simulated: a
+    ZeRO-3 step of Llama-2-70B on 1024 ranks holds thousands of collectives of millions of
+    transfers each; single collectives are simulated with ``sim --algo nccl``."""
+    from .nccl import tuning
+
+    tune = tuning(topo, algo, proto)
+    cache: dict[tuple[int, int], float] = {}
+    out = np.empty(prog.coll_kind.size)
+    for i, key in enumerate(zip(prog.coll_kind.tolist(), prog.coll_bytes.tolist())):
+        if key not in cache:
+            cache[key] = tune.choose(CollKind(key[0]).label, key[1]).predicted
+        out[i] = cache[key]
+    return out

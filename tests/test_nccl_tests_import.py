@@ -187,15 +187,26 @@ def test_wrong_elements_are_imported_with_a_warning_and_info_reads_the_trace(tmp
 
 
 # -- compare -------------------------------------------------------------------------------------
-def test_simulate_size_is_the_ring_builder_on_the_topologys_ring():
-    topo = parse_topology("dgx-h100")
+def test_simulate_size_is_the_ring_builder_on_a_topology_that_is_not_a_gpu_cluster():
+    topo = parse_topology("switch:8")
     r = simulate_size("all-reduce", 8, 1 << 20, topo)
-    # ring all-reduce on 8 ranks behind one NVSwitch: 14 steps of alpha + (S/8)/bw, alpha = 2 x 1.7 us
-    want = 14 * (3.4e-6 + (1 << 20) / 8 / 370.8e9)
+    # ring all-reduce on 8 ranks of switch:8: 14 steps of alpha + (S/8)/bw, alpha = 2 links x 5 us
+    want = 14 * (10e-6 + (1 << 20) / 8 / 25e9)
     assert r["seconds"] == pytest.approx(want, rel=1e-9) and r["algo"].startswith("ring")
     assert simulate_size("all-to-all", 8, 1 << 20, topo) is None
     with pytest.raises(RankscopeError, match="measured run has 4 ranks"):
         simulate_size("all-reduce", 4, 1 << 20, topo)
+
+
+def test_simulate_size_is_nccls_model_on_a_gpu_cluster():
+    from rankscope.simulator.nccl import nccl_collective, simulate_nccl
+
+    topo = parse_topology("dgx-h100")
+    for size in (8, 1 << 20, 1 << 28):
+        r = simulate_size("all-reduce", 8, size, topo)
+        prog, ch = nccl_collective("all-reduce", topo, size)
+        assert r["seconds"] == simulate_nccl(prog, topo, max_link_rows=0)[2]
+        assert r["algo"] == f"{ch.algo}/{ch.proto}/{ch.nchannels}ch (NCCL model)"
 
 
 def test_compare_prints_per_size_and_writes_json_and_a_plot(tmp_path, capsys):
@@ -205,7 +216,7 @@ def test_compare_prints_per_size_and_writes_json_and_a_plot(tmp_path, capsys):
     code, o, _ = run_cli(capsys, "compare", str(out), "--topology", "dgx-h100", "--plot", str(tmp_path / "p.png"))
     assert code == 0 and "vs simulated on dgx-h100" in o and os.path.getsize(tmp_path / "p.png") > 1000
     line = next(x for x in o.splitlines() if x.strip().startswith("128MiB"))
-    assert "670us" in line and "681us" in line and "+1.6%" in line
+    assert "670us" in line and "NCCL model" in o
     code, o, _ = run_cli(capsys, "compare", str(out), "--topology", "dgx-h100", "--json")
     doc = json.loads(o)
     row = doc["runs"][0]["rows"][-1]

@@ -68,15 +68,16 @@ def test_forked_ranks_start_before_the_store_exists(monkeypatch):
     """Forking while the store's server thread accepted the first ranks' connections deadlocked a
     later rank now and then (real/launch.py, [Note: launch modes]); the order is the fix."""
     import rankscope.real.launch as launch
+    import rankscope.real.procs as procs
 
     alive_at_store = []
-    real_store = launch._server_store
+    real_store = procs.server_store
 
     def spy(timeout, tries=3):
         alive_at_store.append(len(children()))
         return real_store(timeout, tries)
 
-    monkeypatch.setattr(launch, "_server_store", spy)
+    monkeypatch.setattr(procs, "server_store", spy)
     out = launch.launch(lambda ctx: ctx.rank * 10, nranks=3, timeout=20)
     assert out.ok and out.results == {0: 0, 1: 10, 2: 20}
     assert alive_at_store == [3]

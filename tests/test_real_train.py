@@ -105,10 +105,10 @@ def _wait_for_no_children():
 def test_a_rank_that_raises_fails_the_run_and_leaves_no_process(tmp_path, monkeypatch):
     real_rank = real_train.run_rank
 
-    def flaky(cfg, rank, *a, **k):
-        if rank == 1:
+    def flaky(cfg, ctx, *a, **k):
+        if ctx.rank == 1:
             raise RuntimeError("boom on rank 1")
-        return real_rank(cfg, rank, *a, **k)
+        return real_rank(cfg, ctx, *a, **k)
 
     monkeypatch.setattr(real_train, "run_rank", flaky)   # the forked ranks inherit it
     with pytest.raises(TrainRunError, match="rank 1 failed: RuntimeError: boom on rank 1"):
@@ -117,7 +117,7 @@ def test_a_rank_that_raises_fails_the_run_and_leaves_no_process(tmp_path, monkey
 
 
 def test_a_rank_that_hangs_hits_the_timeout(tmp_path, monkeypatch):
-    def hang(cfg, rank, *a, **k):
+    def hang(cfg, ctx, *a, **k):
         import time
 
         time.sleep(60)

@@ -99,15 +99,22 @@ def test_published_parameter_counts(name, billions):
     assert round(parse_model(name).params / 1e9, 3 if billions < 1 else 2 if billions < 10 else 1) == billions
 
 
-def test_flops_follow_2_params_tokens():
+def test_flops_follow_2_params_tokens_plus_the_attention_core():
+    """Narayanan et al. SC'21: 2·params·tokens + 4·b·s²·h forward; flash attention's backward
+    recomputes QKᵀ (2·b·s²·h); eager attention without recomputation makes backward 2 x forward."""
     model = parse_model("llama2-7b")
-    prog = compile_step(model, 2, TrainConfig(strategy="ddp"), H100)
     rate = H100.flops_per_s("bf16")
-    labels = list(prog.compute_label)
-    fwd = prog.compute_seconds[labels.index("fwd layer0")] * rate
-    bwd = prog.compute_seconds[labels.index("bwd layer0")] * rate
-    assert fwd == pytest.approx(2 * model.units[1].params * 4096)
-    assert bwd == pytest.approx(2 * fwd)
+    s, h = 4096, 4096
+    for attention, extra in (("flash", 2 * s * s * h), ("eager", 0)):
+        prog = compile_step(model, 2, TrainConfig(strategy="ddp", attention=attention), H100)
+        labels = list(prog.compute_label)
+        fwd = prog.compute_seconds[labels.index("fwd layer0")] * rate
+        bwd = prog.compute_seconds[labels.index("bwd layer0")] * rate
+        assert fwd == pytest.approx(2 * model.units[1].params * s + 4 * s * s * h)
+        assert bwd == pytest.approx(2 * fwd + extra)
+    mlp = compile_step(parse_model("mlp:2x64"), 2, TrainConfig(strategy="ddp"), H100)
+    labels = list(mlp.compute_label)
+    assert mlp.compute_seconds[labels.index("fwd layer0")] * rate == pytest.approx(2 * (64 * 64 + 64) * 32)
 
 
 def test_fsdp1_and_fsdp2_padding():

@@ -25,6 +25,7 @@ VERBS: dict[str, str] = {
     "demo": "tui", "replay": "tui", "learn": "tui",
     "real": "real", "calibrate": "real", "validate": "real",
     "import": "interop", "export": "interop",
+    "whatif": "whatif",
 }
 """verb -> the module of this package that registers it."""
 

@@ -20,13 +20,15 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from rankscope.simulator.collectives import ALGORITHMS, ALIASES
-from rankscope.simulator.errors import UsageError, check_output
+from rankscope.simulator.errors import UsageError
 from rankscope.simulator.units import format_bytes, format_seconds, parse_size
 
 from .args import byte_size, byte_sizes, int_at_least, seconds
+from .real_env import check_writable, need_torch
 
 DEFAULT_LOCAL_RANKS = 4
 
@@ -62,6 +64,10 @@ def register(sub: Any) -> None:
         p.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces (default 4)")
         p.add_argument("--root", type=int_at_least(0), default=0, help="broadcast root (default 0)")
         p.add_argument("--nodes", type=int_at_least(1), help="M for the hierarchical all-reduce (N = M x G)")
+        p.add_argument("--topology", "-t", help="with --algo nccl: the GPU cluster preset whose NCCL choice runs "
+                       "(e.g. nodes:2x2,gpu=h100); its ranks must be --ranks")
+        p.add_argument("--nccl-algo", help="with --algo nccl: as NCCL_ALGO (ring, tree, nvls, nvls_tree)")
+        p.add_argument("--nccl-proto", help="with --algo nccl: as NCCL_PROTO (ll, ll128, simple)")
         p.add_argument("--inject-fault", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_real, collective=coll)
     s = verbs.add_parser("sweep", help="time native collectives and rankscope's P2P programs over sizes")
@@ -128,26 +134,45 @@ def _failed(e: Exception) -> int:
 
 
 def cmd_real(args: argparse.Namespace) -> int:
+    started = time.monotonic()  # the --timeout budget of a rank that hangs counts from here
+    need_torch("real")
     from rankscope.real.encoding import Encoding, aligned_program
     from rankscope.real.faults import parse_fault
     from rankscope.real.runner import RankFailed, run_programs
 
-    check_output(args.out)
+    check_writable(args.out)
     n = _nranks(args)
-    prog = aligned_program(args.collective, args.algo, n, args.size, Encoding(n).elem_bytes,
-                           pieces=args.pieces, root=args.root, nodes=args.nodes)
+    algo, nodes, choice = args.algo, args.nodes, None
+    if algo == "nccl":
+        from rankscope.simulator.nccl import p2p_choice
+        from rankscope.simulator.topology import parse_topology
+
+        if not args.topology:
+            raise UsageError("--algo nccl needs --topology: the GPU cluster whose NCCL choice to run")
+        algo, nodes, choice = p2p_choice(args.collective, parse_topology(args.topology, n), args.size,
+                                         args.nccl_algo, args.nccl_proto)
+    elif args.topology or args.nccl_algo or args.nccl_proto:
+        raise UsageError("--topology, --nccl-algo and --nccl-proto go with --algo nccl")
+    prog = aligned_program(args.collective, algo, n, args.size, Encoding(n).elem_bytes,
+                           pieces=args.pieces, root=args.root, nodes=nodes)
+    if choice is not None:
+        prog.meta["nccl"] = choice.to_dict()
     try:
         out = run_programs([prog], [args.out], nranks=args.ranks, backend=args.backend,
                            timeout=args.timeout, check_steps=args.check_steps,
-                           fault=parse_fault(args.inject_fault))
+                           fault=parse_fault(args.inject_fault), started=started)
     except RankFailed as e:
         return _failed(e)
     if not out:  # another rank of a torchrun job: rank 0 reports
         return 0
     s = out[0]
     if args.json:
-        print(json.dumps(s))
+        print(json.dumps({**s, "nccl": choice.to_dict()} if choice is not None else s))
     else:
+        if choice is not None:
+            print(f"NCCL {choice.to_dict()['nccl_version']} on {args.topology}: {choice.algo}/{choice.proto}, "
+                  f"{choice.nchannels} channels (NCCL predicts {format_seconds(choice.predicted)}); running {algo} "
+                  f"with {prog.meta.get('nchannels')} channels on {s['executor']}")
         print(format_summary(s))
     if s["mismatch"]:
         print(f"rankscope: error: {s['mismatch']}", file=sys.stderr)
@@ -175,10 +200,11 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    need_torch("real sweep")
     from rankscope.real.runner import RankFailed
     from rankscope.real.sweep import DEFAULT_ALGOS, Group, Impl, format_table, run_sweep
 
-    check_output(args.out_dir, folder=True)
+    check_writable(args.out_dir, folder=True)
     coll = ALIASES.get(args.collective, args.collective)
     colls = list(ALGORITHMS) if coll == "all" else [coll]
     if colls[0] not in ALGORITHMS:
@@ -218,10 +244,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    need_torch("validate")
     from rankscope.real.runner import RankFailed
-    from rankscope.real.validate import DEFAULT_SIZES, format_report, validate
+    from rankscope.real.validate import DEFAULT_SIZES, validate
+    from rankscope.real.validate_report import format_report
 
-    check_output(args.out_dir, folder=True)
+    check_writable(args.out_dir, folder=True)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
     try:
         report = validate(args.ranks, sizes, repeats=args.repeats, out_dir=args.out_dir, fsdp=not args.no_fsdp,
@@ -233,10 +261,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    need_torch("calibrate")
     from rankscope.real.calibrate import DEFAULT_SIZES, calibrate, detours, topology, write_topology
     from rankscope.real.runner import RankFailed
 
-    check_output(args.out)
+    check_writable(args.out)
     sizes = [x for group in args.sizes for x in group] if args.sizes else list(DEFAULT_SIZES)
     if len(set(sizes)) < 2:
         raise UsageError(f"calibration needs at least two different sizes to fit latency and bandwidth, "

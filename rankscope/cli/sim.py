@@ -22,8 +22,15 @@ def add_collective_args(p: argparse.ArgumentParser, default: str | None = None) 
     else:
         p.add_argument("collective", nargs="?", default=default,
                        help=f"one of {', '.join(ALGORITHMS)} (default {default})")
-    p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier for all-reduce; "
-                   "ring or tree for broadcast")
+    p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier, nccl-ring, nccl-tree for "
+                   "all-reduce; ring or tree for broadcast; nccl: what NCCL 2.20.3's tuner picks on a GPU "
+                   "cluster --topology (also for the collectives of sim train)")
+    p.add_argument("--nccl-algo", help="with --algo nccl: allow only these NCCL algorithms, as NCCL_ALGO "
+                   "(ring, tree, nvls, nvls_tree; ^x excludes)")
+    p.add_argument("--nccl-proto", help="with --algo nccl: allow only these protocols, as NCCL_PROTO "
+                   "(ll, ll128, simple; ^x excludes)")
+    p.add_argument("--explain", action="store_true", help="with --algo nccl: print every candidate "
+                   "(algorithm/protocol) and NCCL's predicted time for it")
     p.add_argument("--ranks", "-n", type=int_at_least(1),
                    help="number of ranks N (default: the --topology's, else 4)")
     p.add_argument("--size", "-s", type=byte_size, default=parse_size("64MiB"),
@@ -37,6 +44,47 @@ def program_from_args(a: argparse.Namespace) -> Program:
     return build(a.collective, a.algo, a.ranks, a.size, pieces=a.pieces, root=a.root, nodes=a.nodes)
 
 
+def _check_nccl_flags(a: argparse.Namespace) -> None:
+    if a.algo != "nccl" and (a.nccl_algo or a.nccl_proto or a.explain):
+        raise UsageError("--nccl-algo, --nccl-proto and --explain go with --algo nccl")
+
+
+def _explain(ch, out=None) -> None:
+    print(f"NCCL {ch.to_dict()['nccl_version']} tuner, {ch.collective} of {ch.nbytes} B: candidates "
+          "(predicted time; '-' = disabled)", file=out)
+    for name, t in sorted(ch.candidates.items(), key=lambda kv: (kv[1] is None, kv[1] or 0)):
+        mark = "  <- chosen" if name == f"{ch.algo}/{ch.proto}" else ""
+        print(f"  {name:<18}{'-' if t is None else format_seconds(t):>12}{mark}", file=out)
+
+
+def cmd_sim_nccl(a: argparse.Namespace) -> int:
+    from rankscope.simulator.nccl import nccl_collective, simulate_nccl
+    from rankscope.simulator.units import format_seconds as fs
+
+    topo = topology_from_args(a, a.ranks)
+    prog, ch = nccl_collective(a.collective, topo, a.size, algo=a.nccl_algo, proto=a.nccl_proto)
+    sim, view, seconds = simulate_nccl(prog, topo, gamma=a.gamma)
+    if a.out:
+        from rankscope.simulator.trace import write_trace
+
+        write_trace(a.out, sim.to_trace(prog, view, meta={"nccl": ch.to_dict(), "simulated_seconds": seconds}))
+    if a.json:
+        doc = sim_json(prog, a.limit, sim, view)
+        doc["nccl"] = {**ch.to_dict(), "simulated": seconds}
+        dump_json(doc)
+        return 0
+    print(f"NCCL {ch.to_dict()['nccl_version']} on {topo.name}: {ch.collective} of {ch.nbytes} B -> {ch.algo}/"
+          f"{ch.proto}, {ch.nchannels} channels; NCCL predicts {fs(ch.predicted)}, simulated {fs(seconds)} "
+          f"(schedule {fs(sim.makespan)} + base latency)")
+    if a.explain:
+        _explain(ch)
+    print()
+    print_sim(prog, a.limit, sim, view)
+    if a.out:
+        print(f"trace written to {a.out}")
+    return 0
+
+
 def _gb(x: float) -> str:
     return format_dec_bytes(x)
 
@@ -46,45 +94,105 @@ def _train_config(a: argparse.Namespace, strategy: str):
 
     return TrainConfig(strategy=strategy, precision=a.precision, bucket_bytes=int(a.bucket_mb * 2**20),
                        fsdp_version=a.fsdp_version, reshard_after_forward=not a.no_reshard_after_forward,
-                       forward_prefetch=a.forward_prefetch, backward_prefetch=not a.no_backward_prefetch)
+                       forward_prefetch=a.forward_prefetch, backward_prefetch=not a.no_backward_prefetch,
+                       checkpointing=a.checkpointing, attention=a.attention, reduce_dtype=a.reduce_dtype,
+                       master_weights=a.master_weights, fp32_grad_accum=a.fp32_grad_accum,
+                       grad_accum=a.grad_accum, grad_sync=a.grad_sync)
+
+
+def _fits(peak: int, limit: int | None) -> str:
+    return "-" if limit is None else "yes" if peak <= limit else "NO"
+
+
+def _max_batches(a: argparse.Namespace, strategies, device, topo, limit: int) -> int:
+    """``--find-max-batch``: the largest micro-batch that fits, per strategy."""
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.models import parse_model
+    from rankscope.simulator.rank_speed import with_topology_speeds
+    from rankscope.simulator.train_report import find_max_batch, peak_bytes
+    from rankscope.simulator.training import compile_step
+
+    rows = []
+    for strat in strategies:
+        cfg = _train_config(a, strat)
+
+        def peak_of(b: int, cfg=cfg) -> int:
+            prog = with_topology_speeds(compile_step(parse_model(a.model, b, a.seq_len), a.ranks, cfg, device), topo)
+            return peak_bytes(prog, simulate(prog, topo, gamma=a.gamma))
+
+        best, peak = find_max_batch(peak_of, limit)
+        rows.append({"strategy": cfg.strategy, "max_micro_batch": best, "peak": peak})
+    if a.json:
+        dump_json({"model": a.model, "nranks": a.ranks, "gpu_memory": limit, "rows": rows})
+        return 0
+    print(f"{a.model}: largest micro-batch per rank that fits in {_gb(limit)} on {a.ranks} ranks "
+          f"({a.checkpointing} checkpointing, grad-accum {a.grad_accum})")
+    print(f"{'strategy':<9}{'micro-batch':>12}{'peak':>10}")
+    for r in rows:
+        print(f"{r['strategy']:<9}{r['max_micro_batch'] or 'none fits':>12}"
+              f"{_gb(r['peak']) if r['peak'] is not None else '-':>10}")
+    return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from rankscope.simulator.engine import simulate
     from rankscope.simulator.models import parse_device, parse_model
+    from rankscope.simulator.rank_speed import with_topology_speeds
     from rankscope.simulator.train_report import train_report
     from rankscope.simulator.training import STRATEGIES, compile_step
 
     if a.out and a.compare_strategies:
         raise UsageError("--out writes one trace: give --strategy S instead of --compare-strategies")
     check_output(a.out)
-    model = parse_model(a.model, a.micro_batch)
+    model = parse_model(a.model, a.micro_batch, a.seq_len)
     device = parse_device(a.device, a.mfu)
+    limit = a.gpu_memory if a.gpu_memory is not None else device.memory
     topo = topology_from_args(a, a.ranks)
     strategies = STRATEGIES if a.compare_strategies else (a.strategy,)
+    if a.find_max_batch:
+        if limit is None:
+            raise UsageError(f"--find-max-batch needs a memory size: --gpu-memory (device {device.name} has none)")
+        if a.out:
+            raise UsageError("--find-max-batch writes no trace: leave out --out")
+        return _max_batches(a, strategies, device, topo, limit)
     reports = []
+    if a.algo not in ("ring", "nccl"):
+        raise UsageError(f"sim train times its collectives with --algo ring (the closed form) or nccl, not {a.algo!r}")
     for strat in strategies:
         prog = compile_step(model, a.ranks, _train_config(a, strat), device)
+        if a.algo == "nccl":
+            from rankscope.simulator.training import nccl_collective_seconds
+
+            prog.meta["coll_seconds"] = nccl_collective_seconds(prog, topo, a.nccl_algo, a.nccl_proto).tolist()
+            prog.meta["collective_model"] = "nccl"
+        prog = with_topology_speeds(prog, topo)
         sim = simulate(prog, topo, gamma=a.gamma)
         if a.out and not a.compare_strategies:
             from rankscope.simulator.trace import write_trace
 
             write_trace(a.out, sim.to_trace(prog, topo))
-        reports.append(train_report(prog, sim))
+        rep = train_report(prog, sim)
+        rep["peak"] = max(r["peak"] for r in rep["rows"])
+        rep["gpu_memory"], rep["fits"] = limit, None if limit is None else rep["peak"] <= limit
+        reports.append(rep)
     if a.json:
         dump_json({"model": model.name, "params": model.params, "nranks": a.ranks, "topology": topo.name,
                "reports": reports if a.compare_strategies else reports[0]})
         return 0
-    print(f"{model.name}: {format_count(model.params)} parameters, micro-batch {model.micro_batch}, {a.precision}, "
-          f"{a.ranks} ranks on {topo.name}, device {device.name} at {device.efficiency:.0%} of peak")
+    seq = f", seq {model.tokens_per_sample}" if model.tokens_per_sample > 1 else ""
+    accum = f" x {a.grad_accum} (sync {reports[0]['program']['grad_sync']})" if a.grad_accum > 1 else ""
+    print(f"{model.name}: {format_count(model.params)} parameters, micro-batch {model.micro_batch}{accum}{seq}, "
+          f"{a.precision}, checkpointing {a.checkpointing}, {a.ranks} ranks on {topo.name}, device {device.name} "
+          f"at {device.efficiency:.0%} of peak" + (f", {_gb(limit)} of memory" if limit is not None else "")
+          + "; collectives " + ("timed by NCCL 2.20.3's tuner" if a.algo == "nccl" else "timed by the ring's closed form"))
     if a.compare_strategies:
-        print(f"\n{'strategy':<9}{'model state':>12}{'peak':>9}{'step':>10}{'exposed comm':>13}"
+        print(f"\n{'strategy':<9}{'model state':>12}{'peak':>9}{'fits':>5}{'step':>10}{'exposed comm':>13}"
               f"{'sent/rank':>11}  peak at")
         for rep in reports:
             r0 = rep["rows"][0]
-            print(f"{rep['program']['strategy']:<9}{_gb(r0['model_state']):>12}{_gb(r0['peak']):>9}"
-                  f"{format_seconds(r0['step_time']):>10}{format_seconds(r0['exposed_comm']):>13}"
-                  f"{_gb(r0['bytes_sent']):>11}  {r0['peak_at']}")
+            print(f"{rep['program']['strategy']:<9}{_gb(r0['model_state']):>12}{_gb(rep['peak']):>9}"
+                  f"{_fits(rep['peak'], limit):>5}{format_seconds(r0['step_time']):>10}"
+                  f"{format_seconds(r0['exposed_comm']):>13}{_gb(r0['bytes_sent']):>11}  {r0['peak_at']}")
         return 0
     rep = reports[0]
     pm = rep["program"]
@@ -106,6 +214,11 @@ def cmd_train(a: argparse.Namespace) -> int:
               f"{format_seconds(r['exposed_comm']):>10}{_gb(r['bytes_sent']):>9}  {r['peak_at']}")
     print("each column is its category's own peak over the step (simulator.memory categories): full p = "
           "param_unsharded, full g = grad_unsharded; state = params + grads + optim")
+    if limit is not None and rep["peak"] > limit:
+        print(f"DOES NOT FIT: peak {_gb(rep['peak'])} is {_gb(rep['peak'] - limit)} over the {_gb(limit)} of "
+              f"device memory (--gpu-memory; try --checkpointing full, a smaller --micro-batch or zero3)")
+    elif limit is not None:
+        print(f"fits: peak {_gb(rep['peak'])} of {_gb(limit)} device memory")
     if a.out:
         print(f"trace written to {a.out}")
     return 0
@@ -115,9 +228,12 @@ def cmd_sim(a: argparse.Namespace) -> int:
     from rankscope.simulator.engine import simulate
 
     resolve_ranks(a, 4)
+    _check_nccl_flags(a)
     if a.collective == "train":
         return cmd_train(a)
     check_output(a.out)
+    if a.algo == "nccl":
+        return cmd_sim_nccl(a)
     prog = program_from_args(a)
     topo = topology_from_args(a, prog.nranks)
     sim = simulate(prog, topo, gamma=a.gamma)
@@ -172,17 +288,24 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     if not sizes:
         raise UsageError(f"no sizes between --min {a.min} and --max {a.max}")
     topo = topology_from_args(a, a.ranks)
+    if (a.nccl_algo or a.nccl_proto) and "nccl" not in algos:
+        raise UsageError("--nccl-algo and --nccl-proto go with --algos nccl")
     rows = run_sweep(coll, algos, a.ranks, sizes, topo, gamma=a.gamma, pieces=a.pieces, nodes=a.nodes,
-                     progress=False if (a.json or a.csv) else None)
+                     progress=False if (a.json or a.csv) else None, nccl_algo=a.nccl_algo, nccl_proto=a.nccl_proto)
     if a.json:
         dump_json({"collective": coll, "nranks": a.ranks, "topology": topo.name, "gamma": a.gamma,
                "rows": [r.__dict__ for r in rows]})
         return 0
     if a.csv:
-        print("size,algo,seconds,algbw_GBps,busbw_GBps,method")
+        nccl = "nccl" in algos  # two more columns: NCCL's choice and its predicted seconds
+        print("size,algo,seconds,algbw_GBps,busbw_GBps,method" + (",nccl_choice,nccl_predicted_seconds" if nccl else ""))
         for r in rows:
-            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method}")
+            pred = "" if r.predicted is None else f"{r.predicted:.9g}"
+            print(f"{r.size},{r.algo},{r.seconds:.9g},{r.algbw / 1e9:.6g},{r.busbw / 1e9:.6g},{r.method}"
+                  + (f",{r.choice},{pred}" if nccl else ""))
         return 0
+    if "nccl" in algos:
+        return _print_nccl_sweep(coll, a, topo, rows, sizes, [x for x in algos if x != "nccl"])
     print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}, gamma {a.gamma} s/B "
           f"(simulated; GB/s = 1e9 B/s as nccl-tests)")
     print("#" + " " * 13 + "".join(f"{algo:^27}" for algo in algos))
@@ -192,6 +315,23 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         cells = "".join(f"{by[size, x].seconds * 1e6:>11.2f}{by[size, x].algbw / 1e9:>8.2f}"
                         f"{by[size, x].busbw / 1e9:>8.2f}" for x in algos)
         print(f" {size:>12}{cells}")
+    return 0
+
+
+def _print_nccl_sweep(coll: str, a: argparse.Namespace, topo, rows, sizes, others) -> int:
+    from rankscope.simulator.costs import busbw
+
+    print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}; nccl = NCCL 2.20.3's tuner: its "
+          "choice (algorithm/protocol/channels), its predicted time and the simulated time of that schedule "
+          "(GB/s = 1e9 B/s as nccl-tests)")
+    head = f"#{'size (B)':>12}  {'nccl choice':<20}{'NCCL (us)':>11}{'sim (us)':>11}{'busbw NCCL':>11}{'busbw sim':>10}"
+    print(head + "".join(f"{x + ' (us)':>14}{'busbw':>8}" for x in others))
+    by = {(r.size, r.algo): r for r in rows}
+    for size in sizes:
+        r = by[size, "nccl"]
+        cells = "".join(f"{by[size, x].seconds * 1e6:>14.2f}{by[size, x].busbw / 1e9:>8.2f}" for x in others)
+        print(f" {size:>12}  {r.choice:<20}{r.predicted * 1e6:>11.2f}{r.seconds * 1e6:>11.2f}"
+              f"{busbw(coll, a.ranks, size, r.predicted) / 1e9:>11.2f}{r.busbw / 1e9:>10.2f}{cells}")
     return 0
 
 
@@ -262,6 +402,24 @@ def register(sub) -> None:
     t.add_argument("--forward-prefetch", action="store_true")
     t.add_argument("--no-backward-prefetch", action="store_true")
     t.add_argument("--bucket-mb", type=float, default=25.0, help="DDP/ZeRO bucket size in MiB (default 25)")
+    t.add_argument("--seq-len", type=int_at_least(1), help="tokens per sample (transformer presets; default the "
+                   "preset's: 1024 GPT-2, 4096 Llama-2)")
+    t.add_argument("--checkpointing", choices=("none", "selective", "full"), default="none",
+                   help="activation recomputation (Korthikanti et al. 2022; default none)")
+    t.add_argument("--attention", choices=("flash", "eager"), default="flash",
+                   help="flash (default): no s^2 tensor kept; eager keeps the 5as^2b attention core")
+    t.add_argument("--reduce-dtype", choices=("bf16", "fp32"),
+                   help="dtype of the gradient collectives (default: the gradients')")
+    t.add_argument("--master-weights", choices=("optimizer", "param"), default="optimizer",
+                   help="optimizer: 16-bit params and grads, fp32 master in the optimizer (2+2+12 B, default); "
+                   "param: the stored parameter is the fp32 master, as FSDP2's MixedPrecisionPolicy (4+4+8 B)")
+    t.add_argument("--fp32-grad-accum", action="store_true", help="an fp32 gradient accumulator (+4 B/param)")
+    t.add_argument("--grad-accum", type=int_at_least(1), default=1, help="micro-batches per step (default 1)")
+    t.add_argument("--grad-sync", choices=("last", "every"),
+                   help="reduce gradients on the last micro-batch (default; zero2: every) or after every one")
+    t.add_argument("--gpu-memory", type=byte_size, help="device memory (default the --device's: 80GB a100/h100)")
+    t.add_argument("--find-max-batch", action="store_true",
+                   help="the largest micro-batch that fits, per strategy (with --compare-strategies: all)")
     s.add_argument("--out", "-o", help="write the simulated trace to this file (Arrow IPC, trace format v1)")
     s.add_argument("--limit", type=int_at_least(0), default=4096,
                    help="print at most this many ops (default 4096; 0 = all)")
@@ -274,13 +432,16 @@ def register(sub) -> None:
     i.set_defaults(func=cmd_info)
     w = sub.add_parser("sweep", help="nccl-tests-style table of simulated time, algbw, busbw over sizes")
     w.add_argument("collective", nargs="?", default="all-reduce", help="default all-reduce")
-    w.add_argument("--algos", help="comma-separated (default: every algorithm of the collective but hier)")
+    w.add_argument("--algos", help="comma-separated (default: every algorithm of the collective but hier); "
+                   "nccl: NCCL's choice per size, its predicted and the simulated time")
     w.add_argument("--ranks", "-n", type=int_at_least(1),
                    help="number of ranks (default: the --topology's, else 8)")
     w.add_argument("--min", type=byte_size, default=8, help="smallest size (default 8B)")
     w.add_argument("--max", type=byte_size, default=1 << 30, help="largest size (default 1GiB); sizes double")
     w.add_argument("--pieces", type=int_at_least(1), default=4, help="pipelined broadcast pieces")
     w.add_argument("--nodes", type=int_at_least(1), help="M for --algos hier")
+    w.add_argument("--nccl-algo", help="with --algos nccl: allow only these NCCL algorithms (as NCCL_ALGO)")
+    w.add_argument("--nccl-proto", help="with --algos nccl: allow only these protocols (as NCCL_PROTO)")
     add_topology_args(w)
     fmt = w.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")

@@ -15,12 +15,14 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from typing import Any
 
-from rankscope.simulator.errors import RankscopeError, check_output
+from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.units import format_dec_bytes, format_seconds
 
 from .args import int_at_least, seconds
+from .real_env import check_writable, need_torch
 
 
 def register_train(verbs) -> None:
@@ -39,10 +41,14 @@ def register_train(verbs) -> None:
     p.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket_cap_mb (default 25)")
     p.add_argument("--timeout", type=seconds, default=120.0,
                    help="seconds for the whole run and for any collective (default 120)")
+    p.add_argument("--checkpointing", choices=("none", "full"), default="none",
+                   help="full: torch.utils.checkpoint on every unit (default none)")
+    p.add_argument("--param-dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: FSDP2's MixedPrecisionPolicy(param_dtype=torch.bfloat16) (fsdp only; default fp32)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: CUDA when there (under torchrun), else CPU")
+                   help="auto: CPU for local ranks, CUDA under torchrun when there; cuda: one GPU per local rank")
     p.add_argument("--start-method", choices=("fork", "forkserver", "spawn"),
-                   help="how to start the local ranks (default fork on Linux, else spawn)")
+                   help="how to start the local ranks (default fork on CPUs, spawn on CUDA)")
     p.add_argument("--profile-dir", help="keep the per-rank profiler traces, stats and flight-recorder "
                    "dumps in this folder (default: a temporary folder, removed)")
     p.add_argument("--out", "-o", help="write the trace to this file (Arrow IPC, trace format v1)")
@@ -51,24 +57,22 @@ def register_train(verbs) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    started = time.monotonic()  # --timeout counts from here
+    need_torch("real train")
     from rankscope.real.profile_convert import convert_run
     from rankscope.real.train import TrainRunConfig, launch, run_torchrun_rank, torchrun_env
     from rankscope.simulator.trace import write_trace
 
-    check_output(a.out)
-    check_output(a.profile_dir, folder=True)
-    if a.device == "cuda" and torchrun_env_set() is False:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RankscopeError("--device cuda, but this torch sees no CUDA device (a CPU build, or no GPU)")
+    check_writable(a.out)
+    check_writable(a.profile_dir, folder=True)
     cfg = TrainRunConfig(model=a.model, strategy=a.strategy, nranks=a.ranks, steps=a.steps,
                          micro_batch=a.micro_batch, bucket_mb=a.bucket_mb, timeout=a.timeout,
-                         start_method=a.start_method, device=a.device)
+                         start_method=a.start_method, device=a.device, checkpointing=a.checkpointing,
+                         param_dtype=a.param_dtype)
     wall = None
     if torchrun_env() is not None:
         folder = a.profile_dir or f"{a.out or 'rankscope-train'}.profiles"
-        if not run_torchrun_rank(cfg, folder):
+        if not run_torchrun_rank(cfg, folder, started):
             return 0
         keep = True
     else:
@@ -77,7 +81,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         os.makedirs(folder, exist_ok=True)
         _clear_run_files(folder)  # a kept folder may hold an earlier run's files
         try:
-            wall = launch(cfg, folder)
+            wall = launch(cfg, folder, started)
         except RankscopeError:
             if not keep:
                 print(f"rankscope: the run's files are kept in {folder}", file=sys.stderr)
@@ -97,13 +101,6 @@ def cmd_train(a: argparse.Namespace) -> int:
     else:
         _print(trace.meta["run"], comp, wall, a.out, folder if keep else None)
     return 0 if comp["collectives"]["match"] else 1
-
-
-def torchrun_env_set() -> bool:
-    """Whether this process was started by torchrun (see rankscope.real.train.torchrun_env)."""
-    from rankscope.real.train import torchrun_env
-
-    return torchrun_env() is not None
 
 
 def _clear_run_files(folder: str) -> None:

@@ -7,17 +7,25 @@
 - collectives, NCCL builds: ``record_param_comms`` CPU ops (``Collective name``, ``In msg nelems``,
   ``Out msg nelems``, ``dtype``, ``Group size``, ``Process Group Name``/``Ranks``) give the issue
   order, kind and size; the NCCL kernel each one launched (through the ``correlation`` id of the
-  ``cudaLaunchKernel`` inside it, else in order) gives when it ran on the GPU.
+  launch inside it, else in order) gives when it ran on the GPU. A launch is a ``cuda_runtime``
+  event (``cudaLaunchKernel``, ``cudaLaunchKernelExC``) or a ``cuda_driver`` one: NCCL >= 2.19
+  launches its ``ncclDevKernel_*`` kernels with the driver's ``cuLaunchKernelEx``, which Kineto
+  files under ``cuda_driver`` (pytorch/kineto#1380). Kernel names: ``ncclKernel_*`` (NCCL < 2.19)
+  and ``ncclDevKernel_*`` both start with ``nccl``.
 - collectives, gloo (no ``record_param_comms`` there): ``c10d::*`` CPU ops give the issue order,
   kind and shapes (``record_shapes=True``); ``gloo:*`` ops on gloo's worker threads give when it
   ran. They are matched in order: gloo's workers take work first in, first out. gloo runs a
   reduce-scatter as ``gloo:all_reduce`` (a full all-reduce plus a copy): the kind stays the one the
   program issued, the implementation is kept in ``impl``.
+- annotations: only ``cat == "user_annotation"`` events, the CPU-side ``record_function``
+  ranges. On CUDA, Kineto also writes a ``gpu_user_annotation`` copy of each range on every GPU
+  stream that ran kernels inside it (pytorch/kineto#1022, #1393): taken as well, one training step
+  would become one window per stream.
 - compute spans: ``rankscope::<label>`` annotations (what ``rankscope real train`` and the Kineto
   exporter write); else FSDP2's own: ``fwd X`` from the end of ``FSDP::pre_forward (X)`` to the
   start of ``FSDP::post_forward (X)``, ``bwd X`` from the end of ``FSDP::pre_backward (X)`` to the
   start of its first ``FSDP::post_backward_*``; and ``Optimizer.step#...`` as ``optimizer step``.
-- training steps: ``ProfilerStep#k`` annotations.
+- training steps: ``ProfilerStep#k`` annotations (CPU side, see above).
 - memory: ``[memory]`` instant events (``profile_memory=True``): the CUDA caching allocator's on a
   GPU run (device type 1), else the CPU allocator's; :mod:`.kineto_memory` rebuilds the
   allocations (see its [Note: frees the profiler misses]).
@@ -41,6 +49,8 @@ from .measured import RankRecord, Span, build_trace
 
 RANK_IN_NAME = re.compile(r"rank[_\-.]?(\d+)", re.I)
 SUFFIXES = (".json", ".json.gz")
+ANNOTATION = "user_annotation"               # record_function ranges on the CPU thread
+LAUNCH_CATS = ("cuda_runtime", "cuda_driver")  # kernel launches: runtime API, or the driver's
 
 
 def kineto_files(items: list[str]) -> list[str]:
@@ -164,7 +174,7 @@ class _RankParser:
 
     def _nccl(self, rpc: list[_Ev]) -> list[MeasuredCollective]:
         kernels = [e for e in self.x if e.cat == "kernel" and e.name.lower().startswith("nccl")]
-        launches = [e for e in self.x if e.cat == "cuda_runtime" and "Launch" in e.name]
+        launches = [e for e in self.x if e.cat in LAUNCH_CATS and "Launch" in e.name]
         by_corr = {k.args.get("correlation"): k for k in kernels if "correlation" in k.args}
         out, used = [], set()
         calls = []
@@ -271,12 +281,13 @@ class _RankParser:
 
     # -- compute spans and steps ---------------------------------------------------------------
     def spans(self) -> list[Span]:
-        ours = [Span(e.name[len("rankscope::"):], e.t, e.end) for e in self.x
+        notes = [e for e in self.x if e.cat == ANNOTATION]
+        ours = [Span(e.name[len("rankscope::"):], e.t, e.end) for e in notes
                 if e.name.startswith("rankscope::")]
         if ours:
             return ours
         out = []
-        fsdp = [e for e in self.x if e.name.startswith("FSDP::")]
+        fsdp = [e for e in notes if e.name.startswith("FSDP::")]
         for e in fsdp:
             m = re.match(r"FSDP::pre_(forward|backward) \((.*)\)$", e.name)
             if not m:
@@ -289,11 +300,11 @@ class _RankParser:
                             and f.name.endswith(f"({unit})") and f.t >= e.end), None)
             if end is not None:
                 out.append(Span(f"{'fwd' if what == 'forward' else 'bwd'} {unit}", e.end, end.t))
-        out += [Span("optimizer step", e.t, e.end) for e in self.x if e.name.startswith("Optimizer.step#")]
+        out += [Span("optimizer step", e.t, e.end) for e in notes if e.name.startswith("Optimizer.step#")]
         return out
 
     def steps(self) -> list[tuple[float, float]]:
-        st = [e for e in self.x if re.match(r"ProfilerStep\s*#\s*\d+", e.name)]
+        st = [e for e in self.x if e.cat == ANNOTATION and re.match(r"ProfilerStep\s*#\s*\d+", e.name)]
         return [(e.t, e.end) for e in sorted(st, key=lambda e: e.t)]
 
 

@@ -1,12 +1,13 @@
 """Measured (a nccl-tests import) against simulated, size by size; busbw against size as a PNG.
 
 [Note: the simulated side]
-:func:`simulate_size` is the one place a size is simulated: today the rankscope ring builder of
-the collective (:mod:`simulator.collectives`; broadcast: the pipelined ring) laid on the
-topology's ring order (``ring`` of a TOML file: channel 0's ring when the file came from ``import
-nccl-log``), simulated by :func:`simulator.engine.simulate`. That is one channel; NCCL runs
-``nchannels`` rings of 1/k of the buffer each, and picks tree, NVLS or ring and LL, LL128 or
-Simple by size: once NCCL's model (``simulator.nccl``) is in, this function calls it instead.
+:func:`simulate_size` is the one place a size is simulated. On a GPU-cluster topology (a
+``nodes:MxG,...`` or ``dgx-*`` preset, or a TOML ``[cluster]`` table) it is NCCL's model
+(:mod:`simulator.nccl`): the algorithm, protocol and channel count NCCL's tuner picks for the size,
+run as that schedule. On any other topology (a link-by-link TOML such as ``import nccl-log``
+writes, which says how NCCL saw the machine but not its GPU generation) it is the rankscope ring
+builder of the collective (broadcast: the pipelined ring) laid on the topology's ring order
+(channel 0's ring for an imported log): one channel, where NCCL runs ``nchannels``.
 NCCL's own prediction beside it comes from the tuning table the log printed
 (:func:`nccl_predict`), where the topology has one.
 """
@@ -43,6 +44,18 @@ def simulate_size(collective: str, nranks: int, size: int, topo) -> dict[str, An
     if topo.nranks != nranks:
         raise UsageError(f"the measured run has {nranks} ranks, topology {topo.name!r} {topo.nranks}; "
                          "give the topology of the machine the run used")
+    from ..nccl import cluster_of, nccl_collective, simulate_nccl
+
+    try:
+        cluster_of(topo)
+    except UsageError:  # not a GPU cluster NCCL's model knows: one ring on the topology's ring order
+        pass
+    else:
+        if collective != "broadcast":
+            prog, ch = nccl_collective(collective, topo, int(size))
+            res, _, seconds = simulate_nccl(prog, topo, max_link_rows=0)
+            return {"seconds": float(seconds), "algo": f"{ch.algo}/{ch.proto}/{ch.nchannels}ch (NCCL model)",
+                    "method": res.info["method"]}
     prog = build(collective, "ring", nranks, int(size))
     order = np.asarray(topo.ring, dtype=np.int32)
     if not np.array_equal(order, np.arange(nranks)):  # the builder's ring 0 -> 1 -> ... laid on topo.ring

@@ -1,0 +1,118 @@
+"""NCCL's double binary tree all-reduce as a program: reduce up, broadcast down, pipelined in chunks.
+
+[Note: the double binary tree]
+Across nodes NCCL builds two binary trees over the node indices (src/graph/trees.cc,
+``ncclGetBtree``/``ncclGetDtree``): tree 0 takes the lowest set bit of a node's index to find its
+parent and children; tree 1 is tree 0 mirrored (``n-1-i``) when the node count is even, shifted by
+one when it is odd, so that a node which is an inner vertex of one tree is a leaf of the other.
+Channel c uses tree ``c mod 2`` (src/graph/connect.cc, ``connectTrees``), so each tree carries
+half of the data. Inside a node the channel is a chain: the node's head GPU (the one on the
+channel's NIC, local ``c mod G``) talks to the other nodes, the rest hang below it one after
+another (src/graph/search.cc, ``NCCL_TOPO_PATTERN_BALANCED_TREE`` intra order).
+
+All-reduce (src/device/all_reduce.h, ``runTreeUpDown``): every chunk is reduced from the leaves
+to the root, then broadcast from the root down; a channel's data moves in ``pieces`` pipelined
+chunks, so chunk q+1 climbs while chunk q is one hop higher. Each rank sends its partial chunk
+to its parent once and the result to each child once: over the whole program every one of the
+N-1 tree edges carries the buffer up once and down once, 2(N-1)S bytes in all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..builder import ProgramBuilder
+from ..errors import UsageError
+from ..program import Buffer, Init, OpKind, Phase, Program, split
+
+
+def btree(nranks: int, rank: int) -> tuple[int, int, int]:
+    """``ncclGetBtree``: (parent, child0, child1) of ``rank``, -1 for none."""
+    bit = 1
+    while bit < nranks:
+        if bit & rank:
+            break
+        bit <<= 1
+    if rank == 0:
+        return -1, -1, (bit >> 1) if nranks > 1 else -1
+    up = (rank ^ bit) | (bit << 1)
+    if up >= nranks:
+        up = rank ^ bit
+    low = bit >> 1
+    d0 = -1 if low == 0 else rank - low
+    d1 = -1 if low == 0 else rank + low
+    while d1 >= nranks:
+        low >>= 1
+        d1 = -1 if low == 0 else rank + low
+    return up, d0, d1
+
+
+def dtree_parent(nranks: int, rank: int, tree: int) -> int:
+    """Parent of ``rank`` in tree 0 or 1 of ``ncclGetDtree`` (mirror if even, shift if odd)."""
+    if tree == 0:
+        return btree(nranks, rank)[0]
+    if nranks % 2 == 1:
+        u = btree(nranks, (rank - 1 + nranks) % nranks)[0]
+        return -1 if u == -1 else (u + 1) % nranks
+    u = btree(nranks, nranks - 1 - rank)[0]
+    return -1 if u == -1 else nranks - 1 - u
+
+
+def tree_parents(nodes: int, gpus: int, channel: int) -> np.ndarray:
+    """parent[rank] for channel ``channel`` (-1 at the root): chains in nodes, tree ``channel % 2`` across."""
+    head = channel % gpus
+    local = [(head + i) % gpus for i in range(gpus)]
+    parent = np.full(nodes * gpus, -1, dtype=np.int64)
+    for k in range(nodes):
+        for i in range(1, gpus):
+            parent[k * gpus + local[i]] = k * gpus + local[i - 1]
+        up = dtree_parent(nodes, k, channel % 2)
+        if up >= 0:
+            parent[k * gpus + head] = up * gpus + head
+    return parent
+
+
+def _depths(parent: np.ndarray) -> np.ndarray:
+    depth = np.full(parent.size, -1, dtype=np.int64)
+    for r in range(parent.size):
+        path, v = [], r
+        while v >= 0 and depth[v] < 0:
+            path.append(v)
+            v = parent[v]
+        d = depth[v] if v >= 0 else -1
+        for u in reversed(path):
+            d += 1
+            depth[u] = d
+    return depth
+
+
+def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 4, meta: dict | None = None) -> Program:
+    """Double binary tree all-reduce on ``nodes`` x ``gpus`` ranks, ``nchannels`` channels of ``pieces`` chunks."""
+    if nchannels < 1 or pieces < 1:
+        raise UsageError(f"a tree needs >= 1 channel and >= 1 piece, got {nchannels} and {pieces}")
+    n = nodes * gpus
+    b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.OWN)],
+                       meta={"collective": "all-reduce", "algo": "nccl-tree", "nranks": n, "nbytes": nbytes,
+                             "nchannels": nchannels, "pieces": pieces, "nodes": nodes, **(meta or {})})
+    per = split(nbytes, nchannels)
+    cells = [0] + [int(x) for c in range(nchannels) for x in (per[c] + split(per[c + 1] - per[c], pieces))[1:]]
+    b.grid(0, np.array(cells))
+    trees = [tree_parents(nodes, gpus, c) for c in range(nchannels)]
+    depths = [_depths(p) for p in trees]
+    height = max(int(d.max()) for d in depths) if n > 1 else 0
+    for c, (parent, depth) in enumerate(zip(trees, depths)):  # up: deepest first, so children reduce first
+        for q in range(pieces):
+            chunk = b.chunk(0, c * pieces + q)
+            for r in sorted(range(n), key=lambda r: -depth[r]):
+                if parent[r] >= 0:
+                    b.transfer(int(r), int(parent[r]), chunk, OpKind.REDUCE, q + height - int(depth[r]))
+    for c, (parent, depth) in enumerate(zip(trees, depths)):  # down: from the root
+        for q in range(pieces):
+            chunk = b.chunk(0, c * pieces + q)
+            for r in sorted(range(n), key=lambda r: depth[r]):
+                if parent[r] >= 0:
+                    b.transfer(int(parent[r]), int(r), chunk, OpKind.COPY, pieces + height + q + int(depth[r]) - 1)
+    if n > 1:
+        b.phases.append(Phase("reduce up the trees", 0, pieces + height - 1))
+        b.phases.append(Phase("broadcast down the trees", pieces + height - 1, pieces + height - 1))
+    return b.build()

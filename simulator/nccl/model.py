@@ -1,0 +1,123 @@
+"""NCCL as a builder plus a chooser: the tuner picks, the schedule becomes an ordinary program.
+
+``nccl_collective(coll, topo, nbytes)`` asks the tuner (:mod:`.tuner`) what NCCL 2.20.3 runs on
+the topology's cluster preset, builds that schedule (multi-channel ring, double binary tree,
+NVLS, NVLSTree) and returns it with NCCL's own predicted time in ``meta["nccl"]``.
+``simulate_nccl`` runs it on the *view* of the topology its protocol and algorithm see:
+
+[Note: protocols as what they cost]
+A protocol changes two things on every link: the share of each line that is data (LL: 4 of 8
+bytes, LL128: 15 of 16 elements, Simple: all; src/include/device.h) scales the link's bandwidth,
+and its per-hop latency replaces the link's (tuning.cc ``hwLat``, Ring row: NVLink 0.6 / 1.9 /
+3.4 us, network 2.7 / 4.0 / 14 us for LL / LL128 / Simple, split over the links of a hop). The
+Ring row is used for every schedule: the Tree/Simple figures include a 256 KB chunk's time, which
+the engine models itself. NVLS runs Simple on its port-speed view (:mod:`.nvls`). The simulated
+time adds NCCL's base latency of the (algorithm, protocol) (``baseLat``: launch and
+synchronisation, which no op of the program stands for). Not modelled: per-channel bandwidth caps
+(``perChMax*``), LL's absolute cap, the thread count, the ring plateau.
+"""
+
+from __future__ import annotations
+
+from ..cluster import NodeSpec
+from ..collectives.nccl_ring import nccl_ring
+from ..collectives.nccl_tree import nccl_tree
+from ..engine import SimResult, simulate
+from ..errors import UsageError
+from ..program import Program
+from ..topology import Topology
+from . import constants as K
+from .nvls import nvls, port_speedup
+from .tuner import Choice, Tuning, parse_forced
+
+MAX_PIECES = 8  # pipeline chunks per tree channel, at most (keeps programs small)
+
+
+def cluster_of(topo: Topology) -> NodeSpec:
+    """The cluster preset a topology stands for; the old presets map to NCCL's view of them."""
+    meta = topo.meta
+    if "cluster" in meta:
+        return NodeSpec.from_dict(meta["cluster"])
+    preset = meta.get("preset")
+    if preset in ("dgx-a100", "dgx-h100"):
+        gpu = preset[4:]
+        return NodeSpec(1, 8, gpu, meta["nvlinks"], meta["intra_bw"] / meta["nvlinks"], True, gpu == "h100", 8, 12e9)
+    if preset == "nodes":
+        return NodeSpec(meta["nodes"], meta["ranks_per_node"], "h100", 18, meta["intra_bw"] / 18, True, True,
+                        meta["ranks_per_node"], meta["nic_bw"])
+    raise UsageError(f"--algo nccl needs a GPU cluster topology (nodes:MxG[,gpu=...], dgx-a100, dgx-h100 or a "
+                     f"TOML [cluster]); {topo.name!r} is not one")
+
+
+def tuning(topo: Topology, algo: str | None = None, proto: str | None = None) -> Tuning:
+    """NCCL's tuner on ``topo``; ``algo``/``proto`` restrict it as NCCL_ALGO/NCCL_PROTO do."""
+    return Tuning(cluster_of(topo), parse_forced(algo, K.ALGOS, "--nccl-algo"),
+                  parse_forced(proto, K.PROTOS, "--nccl-proto"))
+
+
+def nccl_collective(coll: str, topo: Topology, nbytes: int, *, algo: str | None = None,
+                    proto: str | None = None, tune: Tuning | None = None) -> tuple[Program, Choice]:
+    """NCCL's choice for ``coll`` of ``nbytes`` on ``topo`` and its schedule as a program."""
+    tune = tune or tuning(topo, algo, proto)
+    ch = tune.choose(coll, nbytes)
+    return schedule(ch, tune.spec), ch
+
+
+def p2p_choice(coll: str, topo: Topology, nbytes: int, algo: str | None = None,
+               proto: str | None = None) -> tuple[str, int, Choice]:
+    """For the real executor: (builder name, nodes, NCCL's choice). Ring and tree run as the
+    registry's ``nccl-ring`` / ``nccl-tree`` programs; NVLS is refused in one line."""
+    from ..collectives import ALIASES
+
+    coll = ALIASES.get(coll, coll)
+    ch = tuning(topo, algo, proto).choose(coll, nbytes)
+    if ch.algo.startswith("nvls"):
+        raise UsageError(f"NCCL picks {ch.algo} here, and NVLS reduces inside the NVSwitch: it cannot be expressed in "
+                         "point-to-point messages; add --nccl-algo ring,tree")
+    return f"nccl-{ch.algo}", cluster_of(topo).nodes, ch
+
+
+def schedule(ch: Choice, spec: NodeSpec) -> Program:
+    meta = {"nccl": ch.to_dict(), "proto": ch.proto}
+    if ch.algo == "ring":
+        return nccl_ring(ch.collective, spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, meta)
+    step = K.BUFF_SIZES[K.PROTOS.index(ch.proto)] // K.NCCL_STEPS
+    if ch.algo == "tree":
+        pieces = max(1, min(MAX_PIECES, -(-ch.nbytes // (ch.nchannels * step))))
+        return nccl_tree(spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, pieces, meta)
+    pieces = max(1, min(MAX_PIECES, -(-ch.nbytes // (spec.gpus * step))))
+    return nvls(spec.nodes, spec.gpus, ch.nbytes, pieces, meta)
+
+
+def _is_nvlink(u, v) -> bool:
+    return (isinstance(u, int) and isinstance(v, int)) or "nvswitch" in f"{u}{v}"
+
+
+def view(topo: Topology, proto: str, algo: str = "ring") -> Topology:
+    """``topo`` as a protocol (and NVLS) sees it; see [Note: protocols as what they cost]."""
+    p = K.PROTOS.index(proto)
+    eff = K.PROTO_EFFICIENCY[p]
+    nvl_lat = K.HW_LAT[K.HW_NVLINK][K.RING][p]
+    net_lat = K.HW_LAT[K.HW_NET][K.RING][p]
+    speed = port_speedup(cluster_of(topo).gpus) if algo.startswith("nvls") else 1.0
+    d = topo.to_dict()
+    links = []
+    for u, v, bw, _ in d["links"]:
+        if _is_nvlink(u, v):
+            hops = 1 if isinstance(u, int) and isinstance(v, int) else 2
+            links.append([u, v, bw * eff * speed, nvl_lat * 1e-6 / hops])
+        else:
+            links.append([u, v, bw * eff, net_lat * 1e-6 / 4])
+    d.update(links=links, name=f"{topo.name} [{algo}/{proto} view]",
+             meta={**topo.meta, "nccl_view": {"proto": proto, "algo": algo, "efficiency": eff,
+                                               "nvls_port_speedup": speed}})
+    return Topology.from_dict(d)
+
+
+def simulate_nccl(prog: Program, topo: Topology, **kw) -> tuple[SimResult, Topology, float]:
+    """(result on the view, the view, simulated seconds = makespan + NCCL's base latency)."""
+    info = prog.meta["nccl"]
+    v = view(topo, info["proto"], info["algo"])
+    res = simulate(prog, v, **kw)
+    base = K.BASE_LAT[K.ALGOS.index(info["algo"])][K.PROTOS.index(info["proto"])] * 1e-6
+    return res, v, res.makespan + base

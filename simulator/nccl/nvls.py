@@ -1,0 +1,89 @@
+"""NVLS (NVLink SHARP) all-reduce, and NVLSTree across nodes, as programs.
+
+[Note: NVLS in point-to-point terms]
+With NVLS the NVSwitch reduces: GPU r owns shard r (``split(S, G)``) and issues
+``multimem.ld_reduce`` on it, so the switch reads shard r from every GPU and returns their sum;
+then ``multimem.st`` writes the result once and the switch multicasts it to every GPU
+(src/device/all_reduce.h ``runNvls``; src/transport/nvls.cc). The switch is not a rank, so the
+program says it in transfers between ranks, keeping what the switch promises:
+
+  reduce at the switch  every rank j != r sends shard r to r, REDUCE, all at once: no transfer
+                        waits for another (their provenance: every contribution arrives at once)
+  multicast             r sends its reduced shard to every rank j != r, COPY
+
+Each GPU port then carries 2(G-1)/G x S each way in this program, where the switch makes it
+(G+1)/G x S (S read or written once, plus the own shard once more). The simulator times NVLS on a
+view of the topology whose NVSwitch links are faster by that ratio, 2(G-1)/(G+1), so that each
+port's time is the port time of in-switch reduction: a stated transformation, not a fit.
+NVLSTree (``runNvlsTree``): the reduce-at-switch inside each node, then for every shard a double
+binary tree over the nodes between the GPUs that own it (one rail each: local GPU g on NIC
+``rail(g)``; alternate pipeline pieces take the two complementary trees, so every NIC is an inner
+vertex for half the data and a leaf for the other half), then the multicast inside each node;
+pieces flow through the three stages, as NCCL's chunks do. The real executor cannot run either: a
+point-to-point message cannot reduce inside the switch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..builder import ProgramBuilder
+from ..collectives.nccl_tree import _depths, dtree_parent
+from ..program import Buffer, Init, OpKind, Phase, Program, split
+
+
+def port_speedup(gpus: int) -> float:
+    """NVSwitch link bandwidth factor of the NVLS view: p2p port bytes / in-switch port bytes."""
+    return 2 * (gpus - 1) / (gpus + 1) if gpus > 1 else 1.0
+
+
+def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None = None) -> Program:
+    """NVLS all-reduce on one node (``nodes`` = 1) or NVLSTree across ``nodes`` nodes of ``gpus``."""
+    n = nodes * gpus
+    algo = "nccl-nvls" if nodes == 1 else "nccl-nvls_tree"
+    b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.OWN)],
+                       meta={"collective": "all-reduce", "algo": algo, "nranks": n, "nbytes": nbytes,
+                             "nodes": nodes, "pieces": pieces if nodes > 1 else 1,
+                             "nvls_port_speedup": port_speedup(gpus), **(meta or {})})
+    q = pieces if nodes > 1 else 1
+    shard = split(nbytes, gpus)
+    b.grid(0, np.array([0] + [int(x) for g in range(gpus) for x in (shard[g] + split(shard[g + 1] - shard[g], q))[1:]]))
+    # one chunk per shard and pipeline piece: across nodes piece p climbs the tree while p+1 is reduced
+    piece = [[b.chunk(0, g * q + p) for p in range(q)] for g in range(gpus)]
+    for k in range(nodes):
+        for g in range(gpus):
+            for c in piece[g]:
+                for j in range(gpus):
+                    if j != g:
+                        b.transfer(k * gpus + j, k * gpus + g, c, OpKind.REDUCE, 0)
+    step = 1
+    if nodes > 1:
+        trees = [np.array([dtree_parent(nodes, k, t) for k in range(nodes)]) for t in (0, 1)]
+        depths = [_depths(t) for t in trees]
+        height = max(int(d.max()) for d in depths)
+        for g in range(gpus):  # piece p of shard g on tree (g + p) % 2: both trees share every rail
+            for p in range(q):
+                parent, depth = trees[(g + p) % 2], depths[(g + p) % 2]
+                c = b.chunk(0, g * q + p)
+                for k in sorted(range(nodes), key=lambda k: -depth[k]):
+                    if parent[k] >= 0:
+                        b.transfer(k * gpus + g, int(parent[k]) * gpus + g, c, OpKind.REDUCE, 1 + p + height - depth[k])
+        for g in range(gpus):
+            for p in range(q):
+                parent, depth = trees[(g + p) % 2], depths[(g + p) % 2]
+                c = b.chunk(0, g * q + p)
+                for k in sorted(range(nodes), key=lambda k: depth[k]):
+                    if parent[k] >= 0:
+                        b.transfer(int(parent[k]) * gpus + g, k * gpus + g, c, OpKind.COPY,
+                                   q + height + p + int(depth[k]) - 1)
+        b.phases.append(Phase("trees across nodes", 1, 2 * (q + height - 1)))
+        step = 1 + 2 * (q + height - 1)
+    for k in range(nodes):
+        for g in range(gpus):
+            for c in piece[g]:
+                for j in range(gpus):
+                    if j != g:
+                        b.transfer(k * gpus + g, k * gpus + j, c, OpKind.COPY, step)
+    b.phases.insert(0, Phase("reduce at the switch", 0, 1))
+    b.phases.append(Phase("multicast", step, 1))
+    return b.build()

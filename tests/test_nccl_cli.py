@@ -1,0 +1,65 @@
+"""The NCCL model on the command line: sim --algo nccl (--explain, forcing), sweep --algos nccl, sim train."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rankscope.cli import main
+
+H100x2 = "nodes:2x4,gpu=h100,nics=4,nic=400Gb/s"
+
+
+def test_sim_nccl_prints_choice_and_candidates(capsys):
+    assert main(["sim", "all-reduce", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100", "-s", "64MiB", "--explain",
+                 "--limit", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "-> nvls/simple, 16 channels; NCCL predicts 275us" in out
+    assert "nvls/simple" in out and "<- chosen" in out and "ring/ll128" in out and "nvls_tree/simple" in out
+    assert "reduce at the switch" in out
+
+
+def test_sim_nccl_json_and_forcing(capsys):
+    assert main(["sim", "all-reduce", "--algo", "nccl", "-t", H100x2, "-s", "1MiB", "--nccl-algo", "ring",
+                 "--nccl-proto", "simple", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["nccl"]["algo"], doc["nccl"]["proto"]) == ("ring", "simple")
+    assert doc["nccl"]["simulated"] > 0 and doc["nccl"]["predicted"] > 0
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["sim", "all-reduce", "--algo", "nccl", "-t", "switch:8"], "GPU cluster topology"),
+    (["sim", "all-reduce", "--nccl-algo", "ring", "-t", H100x2], "go with --algo nccl"),
+    (["sim", "all-reduce", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100", "--nccl-algo", "nvls_tree"], "no NCCL"),
+    (["sim", "broadcast", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100"], "covers all-reduce"),
+    (["sim", "all-reduce", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100", "--nccl-proto", "fast"], "--nccl-proto"),
+])
+def test_bad_nccl_input_is_one_line_and_exit_2(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_nccl_side_by_side(capsys):
+    assert main(["sweep", "--algos", "nccl,ring", "-t", H100x2, "--min", "8", "--max", "64MiB"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if not line.startswith("#")]
+    assert len(lines) == 24
+    first, last = lines[0].split(), lines[-1].split()
+    assert first[0] == "8" and first[1] == "tree/ll/1"
+    assert last[0] == str(64 << 20) and last[1].startswith("nvls_tree/simple")
+    assert main(["sweep", "--algos", "nccl", "-t", H100x2, "--min", "1MiB", "--max", "1MiB", "--csv"]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split(",")
+    assert row[1] == "nccl" and row[6] == "tree/ll128/16" and float(row[7]) > 0
+
+
+def test_sim_train_times_collectives_with_nccl(capsys):
+    base = ["sim", "train", "--model", "params:1e9x4", "--ranks", "16", "--topology", H100x2.replace("2x4", "2x8"),
+            "--json"]
+    assert main(base) == 0
+    ring = json.loads(capsys.readouterr().out)["reports"]
+    assert main(base + ["--algo", "nccl"]) == 0
+    nccl = json.loads(capsys.readouterr().out)["reports"]
+    assert nccl["step_time"] < ring["step_time"]  # 8 rails of 50 GB/s against one ring's slowest hop
+    assert main(["sim", "train", "--algo", "hd", "--ranks", "4"]) == 2

@@ -1,0 +1,155 @@
+"""NCCL's schedules as programs: the multi-channel ring meets its closed form, the tree and NVLS move
+the bytes their algorithms promise, and every collective ends as promised (check_promise)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rankscope.simulator import costs
+from rankscope.simulator.collectives.nccl_ring import multi_ring, nccl_ring, ring_orders
+from rankscope.simulator.collectives.nccl_tree import btree, dtree_parent, nccl_tree
+from rankscope.simulator.engine import simulate
+from rankscope.simulator.nccl import nccl_collective, simulate_nccl, view
+from rankscope.simulator.nccl.nvls import nvls, port_speedup
+from rankscope.simulator.program import split
+from rankscope.simulator.provenance import check_promise
+from rankscope.simulator.topology import parse_topology
+
+
+def sent(prog) -> np.ndarray:
+    t = prog.is_transfer
+    return np.bincount(prog.rank[t], weights=prog.op_bytes[t], minlength=prog.nranks)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8, 24])
+def test_multi_channel_ring_equals_closed_form_on_a_switch(k):
+    # k channels share every port evenly: each step costs alpha + (S/(kN)) / (bw/k), the one-ring term
+    s = 8 * 24 * 4096
+    res = simulate(nccl_ring("all-reduce", 1, 8, s, k), parse_topology("switch:8"))
+    assert res.makespan == pytest.approx(costs.ring_all_reduce(8, s, 2 * 5e-6, 1 / 25e9), rel=1e-9)
+
+
+def test_each_channel_leaves_the_node_on_its_own_nic():
+    topo = parse_topology("nodes:2x8,gpu=h100,nics=8,nic=400Gb/s")
+    prog = nccl_ring("all-reduce", 2, 8, 1 << 20, 8)
+    nic_links = set()
+    for ring in prog.meta["rings"]:
+        o = ring["order"]
+        hop = [(o[i], o[(i + 1) % 16]) for i in range(16) if o[i] // 8 != o[(i + 1) % 16] // 8]
+        ups = {topo.link_names[topo.route(a, b)[0]] for a, b in hop}
+        assert len(ups) == 2  # this ring's two inter-node hops
+        nic_links |= ups
+    assert len(nic_links) == 16  # 8 channels x 2 nodes: every NIC uplink used by exactly one channel
+
+
+def test_single_ring_order_count_and_merging():
+    orders = ring_orders(1, 8, 24)
+    assert len(set(orders)) == 4  # strides 1, 3, 5, 7 coprime with 8
+    prog = multi_ring("all-reduce", 8, 8 * 24, orders)
+    assert [len(r["channels"]) for r in prog.meta["rings"]] == [6, 6, 6, 6]
+    assert prog.meta["nchannels"] == 24
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 9), st.integers(0, 5000),
+       st.sampled_from(["all-reduce", "reduce-scatter", "all-gather"]))
+def test_ring_promise_and_bytes(nodes, gpus, k, nbytes, coll):
+    n = nodes * gpus
+    prog = nccl_ring(coll, nodes, gpus, nbytes, k)
+    check_promise(prog)
+    shard = np.diff(split(nbytes, n))
+    per = sent(prog)
+    # every shard crosses N-1 ring hops per pass (RS, AG: one pass; AR: two); a rank never sends more
+    # than a pass's worth of shards other than one
+    passes = 2 if coll == "all-reduce" else 1
+    assert per.sum() == passes * (n - 1) * nbytes
+    assert per.max() <= passes * (nbytes - shard.min())
+
+
+def test_btree_matches_ncclgetbtree_illustration():
+    # src/graph/trees.cc: 0 -> 8 -> {4, 12}; 4 -> {2, 6}; 12 -> {10, 13}; 13's parent 12 (xx10[0] out of bounds)
+    assert btree(14, 0) == (-1, -1, 8)
+    assert btree(14, 8) == (0, 4, 12) and btree(14, 12) == (8, 10, 13) and btree(14, 13)[0] == 12
+    # the second tree is the mirror (even) or the shift (odd): its root is n-1 or 1 (ncclGetDtreeRoots)
+    assert [r for r in range(12) if dtree_parent(12, r, 1) == -1] == [11]
+    assert [r for r in range(13) if dtree_parent(13, r, 1) == -1] == [1]
+
+
+@pytest.mark.parametrize("nodes,gpus,k,pieces", [(1, 8, 2, 1), (2, 4, 2, 3), (4, 2, 4, 4), (5, 3, 3, 2), (8, 1, 2, 4)])
+def test_tree_bytes_and_promise(nodes, gpus, k, pieces):
+    s = 6000
+    prog = nccl_tree(nodes, gpus, s, k, pieces)
+    check_promise(prog)
+    per = sent(prog)
+    n = nodes * gpus
+    assert per.sum() == 2 * (n - 1) * s  # every tree edge carries the buffer up once and down once
+    # a rank sends its partial up once and the result to each child: at most 3 x its channels' data
+    assert per.max() <= 3 * s
+
+
+def test_trees_complement_each_other():
+    # a node that is an inner vertex of tree 0 is a leaf of tree 1 (power-of-two node counts)
+    for n in (4, 8, 16):
+        inner = [{p for r in range(n) if (p := dtree_parent(n, r, t)) >= 0} for t in (0, 1)]
+        assert not (inner[0] & inner[1] - {0, n - 1})
+
+
+@pytest.mark.parametrize("nodes,gpus", [(1, 8), (1, 4), (2, 4), (3, 4), (4, 2)])
+def test_nvls_bytes_and_promise(nodes, gpus):
+    s = 8000
+    prog = nvls(nodes, gpus, s, pieces=3)
+    check_promise(prog)
+    per = sent(prog)
+    if nodes == 1:
+        # reduce at the switch then multicast: 2 (G-1)/G x S per rank in point-to-point terms
+        assert np.allclose(per, 2 * (gpus - 1) * s / gpus)
+    # every reduction into a shard owner at the switch waits for nothing: contributions arrive at once
+    first = np.flatnonzero(prog.step == 0)
+    assert all(len(prog.deps(int(i))) == 0 for i in first)
+
+
+def test_nvls_view_gives_the_switch_port_time():
+    # in-switch reduction moves (G+1)/G x S per port; the p2p program moves 2(G-1)/G x S on a port
+    # sped up by 2(G-1)/(G+1): the port time is (G+1)/G x S / bw
+    topo = parse_topology("nodes:1x8,gpu=h100")
+    s = 8 << 20
+    prog = nvls(1, 8, s)
+    prog = dataclasses.replace(prog, meta={**prog.meta, "nccl": {"algo": "nvls", "proto": "simple"}})
+    res, v, _ = simulate_nccl(prog, topo)
+    bw = 18 * 20.6e9
+    assert port_speedup(8) == pytest.approx(14 / 9)
+    assert res.makespan == pytest.approx(2 * 3.4e-6 + 9 / 8 * s / bw, rel=1e-9)
+
+
+def test_protocol_view_scales_bandwidth_and_latency():
+    topo = parse_topology("nodes:2x2,gpu=h100,nics=2")
+    v = view(topo, "ll")
+    assert v.nranks == topo.nranks and len(v.link_names) == len(topo.link_names)
+    nvl = [i for i, n in enumerate(topo.link_names) if "nvswitch" in n]
+    net = [i for i, n in enumerate(topo.link_names) if "fabric" in n]
+    assert np.allclose(v.link_bw[nvl], topo.link_bw[nvl] * 0.5)
+    assert np.allclose(v.link_lat[nvl], 0.6e-6 / 2) and np.allclose(v.link_lat[net], 2.7e-6 / 4)
+
+
+@pytest.mark.parametrize("spec", ["nodes:1x8,gpu=a100", "nodes:1x8,gpu=h100", "nodes:2x4,gpu=h100,nics=4",
+                                  "nodes:4x2,gpu=a100,nics=1"])
+@pytest.mark.parametrize("nbytes", [8, 65536, 1 << 20, 64 << 20])
+def test_every_choice_runs_and_ends_as_promised(spec, nbytes):
+    topo = parse_topology(spec)
+    prog, ch = nccl_collective("all-reduce", topo, nbytes)
+    check_promise(prog)
+    res, _, seconds = simulate_nccl(prog, topo)
+    assert prog.meta["nccl"]["algo"] == ch.algo and seconds > 0 and res.makespan > 0
+
+
+@pytest.mark.parametrize("coll", ["reduce-scatter", "all-gather"])
+def test_ring_only_collectives(coll):
+    topo = parse_topology("nodes:2x4,gpu=h100,nics=4")
+    prog, ch = nccl_collective(coll, topo, 1 << 20)
+    assert ch.algo == "ring"
+    check_promise(prog)
