@@ -57,6 +57,8 @@ def measure_for(needs: tuple[str, ...], timeout: float = 120.0) -> dict[str, Any
         try:
             data[need] = _measure(need, timeout)
         except ImportError as e:
+            if not (e.name or "").startswith("torch"):
+                raise
             data[f"{need}_error"] = f"torch is not installed here ({e.name} missing)"
         except RankscopeError as e:
             data[f"{need}_error"] = str(e)
