@@ -1,6 +1,8 @@
-"""rankscope's engine against a straightforward SimPy model of the same uncontended ring all-reduce.
+"""rankscope's engine: uncontended rings against SimPy, contended halving-doubling against SimGrid's
+figures, and k channel rings sharing every link.
 
     python benchmarks/sim_speed.py [--ranks 64 256 1024] [--big 4096] [--size 256MiB] [--no-simpy]
+                                   [--sections rings contended channels]
 
 Workload (issue 3): ring all-reduce of 256 MiB, links of 25 GB/s and 5 us, on ``ring:N`` and
 ``switch:N``. Each (tool, N, topology) runs in a fresh subprocess so its peak RSS is its own; both
@@ -9,6 +11,20 @@ rank as a process that waits for the chunk from its left neighbour and sends the
 α + c/bw — the same schedule, so both must report the same makespan (checked).
 Also times writing + reading the N = 1024 trace. Targets on 2 cores: N = 1024 <= 2 s and >= 20x
 SimPy; N = 4096 <= 60 s and <= 4 GB; trace write + read at N = 1024 <= 2 s.
+
+Contended (issue 19): halving-doubling all-reduce of 64 MiB on ``ring:N`` (25 GB/s, 5 us), where
+the partner at mask m is m hops away and m flows share every hop; far-first (``hd-far``, the
+heaviest sharing) and MPICH's order (``hd``), N = 256 and 1024, each in a fresh process: build +
+simulate, the process's wall time (interpreter start and imports included, as the issue measured)
+and its peak RSS; ``hd-far:events`` forces the event loop on the same workload. The peer is
+SimGrid 4.1's Python bindings on the same workload (CM02 flow model, TCP-gamma 0: ideal max-min), as
+issue 19 measured them on its machine: 0.71-0.85 s at N = 256 and
+5.2-6.1 s, 136 MB at N = 1024 (SimGrid is not a dependency; the figures are quoted). The makespans
+are checked against the closed forms of each order. Target at N = 1024: <= 2 s and <= 300 MB.
+
+Channels (issue 12 item 4): a 16-channel ring all-reduce over 1024 ranks on ``nodes:128x8`` (each
+channel a ring over the same ranks with 1/16 of the buffer on its own buffer, so 16 equal flows share
+every link: 33.5M transfers), with the full per-op result. Target <= 30 s and <= 8 GB.
 """
 
 from __future__ import annotations
@@ -26,6 +42,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BW, LAT = 25e9, 5e-6
+HD_SIZE = 64 << 20
+SIMGRID = {256: "0.71-0.85 s", 1024: "5.2-6.1 s, 136 MB"}  # issue 19: SimGrid 4.1 Python bindings
 
 
 def run_rankscope(n: int, size: int, topo_kind: str, trace_io: bool) -> dict:
@@ -53,6 +71,46 @@ def run_rankscope(n: int, size: int, topo_kind: str, trace_io: bool) -> dict:
             assert back.n_ops == prog.n_ops
             out.update(write_s=t3 - t2, read_s=t4 - t3, file_MB=os.path.getsize(path) / 1e6)
     return out
+
+
+def run_contended(n: int, algo: str) -> dict:
+    from rankscope.simulator import costs
+    from rankscope.simulator.collectives import build
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.topology import parse_topology
+
+    algo, _, method = algo.partition(":")
+    t0 = time.perf_counter()
+    prog = build("all-reduce", algo, n, HD_SIZE)
+    res = simulate(prog, parse_topology(f"ring:{n}", bw=BW, lat=LAT), method=method or "auto")
+    t1 = time.perf_counter()
+    want = costs.halving_doubling_all_reduce_on_ring(n, HD_SIZE, LAT, 1 / BW, order="far" if algo == "hd-far" else "near")
+    return {"seconds": t1 - t0, "makespan": res.makespan, "closed_form": want, "ops": prog.n_ops,
+            "method": res.info["method"], "shared_steps": res.info["shared_steps"]}
+
+
+def run_channels(nodes: int, k: int, size: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from channel_rings import channel_rings
+
+    from rankscope.simulator import costs
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.topology import parse_topology
+
+    t0 = time.perf_counter()
+    prog = channel_rings(nodes * 8, size, k)
+    t1 = time.perf_counter()
+    topo = parse_topology(f"nodes:{nodes}x8")
+    res = simulate(prog, topo)
+    t2 = time.perf_counter()
+    assert res.start.shape == res.end.shape == (prog.n_ops,) and not (res.end < res.start).any()
+    # every ring step waits for its slowest hop, a NIC shared by k channels: k flows of S/(kN) at 1/k each
+    hop = topo.route(7, 8)
+    alpha, beta = float(sum(topo.link_lat[hop])), 1 / float(min(topo.link_bw[hop]))
+    want = costs.ring_all_reduce(nodes * 8, size, alpha, beta)
+    return {"build_s": t1 - t0, "sim_s": t2 - t1, "seconds": t2 - t0, "ops": prog.n_ops, "makespan": res.makespan,
+            "closed_form": want, "method": res.info["method"], "shared_steps": res.info["shared_steps"],
+            "link_rows": res.info["link_rows"]}
 
 
 def run_simpy(n: int, size: int, topo_kind: str) -> dict:
@@ -88,10 +146,13 @@ def run_simpy(n: int, size: int, topo_kind: str) -> dict:
 
 
 def child(args: list[str]) -> dict:
+    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)
-    return json.loads(out.stdout)
+    res = json.loads(out.stdout)
+    res["process_s"] = time.perf_counter() - t0
+    return res
 
 
 def main() -> None:
@@ -100,18 +161,65 @@ def main() -> None:
     ap.add_argument("--big", type=int, nargs="*", default=[4096], help="rankscope alone at these N")
     ap.add_argument("--size", default="256MiB")
     ap.add_argument("--no-simpy", action="store_true")
+    ap.add_argument("--sections", nargs="+", default=["rings", "contended", "channels"],
+                    choices=["rings", "contended", "channels"])
+    ap.add_argument("--hd-ranks", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=3, help="contended runs per row; the fastest is shown")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         tool, n, size, kind = a.child
-        res = run_rankscope(int(n), int(size), kind, int(n) == 1024) if tool == "rankscope" \
-            else run_simpy(int(n), int(size), kind)
+        if tool == "contended":
+            res = run_contended(int(n), kind)
+        elif tool == "channels":
+            res = run_channels(int(n), int(kind), int(size))
+        elif tool == "rankscope":
+            res = run_rankscope(int(n), int(size), kind, int(n) == 1024)
+        else:
+            res = run_simpy(int(n), int(size), kind)
         res["peak_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
         print(json.dumps(res))
         return
     from rankscope.simulator.units import parse_size
 
     size = parse_size(a.size)
+    if "rings" in a.sections:
+        rings(a, size)
+    if "contended" in a.sections:
+        contended(a)
+    if "channels" in a.sections:
+        channels(a, size)
+
+
+def contended(a) -> None:
+    print(f"\ncontended: halving-doubling all-reduce of {HD_SIZE >> 20} MiB on ring:N, {BW / 1e9:g} GB/s and "
+          f"{LAT * 1e6:g} us per link; each run in a fresh process, the fastest of {a.repeat} shown")
+    print(f"{'algo':>13} {'ranks':>6} {'ops':>8} {'build+sim s':>12} {'process s':>10} {'peak MB':>8} "
+          f"{'makespan s':>11}  closed form  {'method':>7}  SimGrid 4.1 (issue 19)")
+    for algo in ("hd-far", "hd", "hd-far:events"):
+        for n in a.hd_ranks if not algo.endswith("events") else a.hd_ranks[-1:]:
+            runs = [child(["contended", str(n), "0", algo]) for _ in range(a.repeat)]
+            r = min(runs, key=lambda x: x["process_s"])  # the least disturbed run on a shared machine
+            ok = "equal" if abs(r["makespan"] - r["closed_form"]) <= 1e-9 * r["closed_form"] else \
+                f"NO ({r['closed_form']:.6g})"
+            peer = SIMGRID.get(n, "-") if algo == "hd-far" else "-"
+            print(f"{algo:>13} {n:>6} {r['ops']:>8,} {r['seconds']:>12.3f} {r['process_s']:>10.2f} {r['peak_MB']:>8.0f} "
+                  f"{r['makespan']:>11.6f}  {ok:>11}  {r['method']:>7}  {peer}")
+
+
+def channels(a, size: int) -> None:
+    k, nodes = a.channels, 128
+    print(f"\nchannels: {k}-channel ring all-reduce of {a.size} over {nodes * 8} ranks on nodes:{nodes}x8, "
+          f"full per-op result, fresh process")
+    r = child(["channels", str(nodes), str(size), str(k)])
+    ok = "equal" if abs(r["makespan"] - r["closed_form"]) <= 1e-9 * r["closed_form"] else f"NO ({r['closed_form']:.6g})"
+    print(f"{r['ops']:,} transfers: build {r['build_s']:.2f} s + simulate {r['sim_s']:.2f} s = {r['seconds']:.2f} s "
+          f"(process {r['process_s']:.2f} s), peak {r['peak_MB']:.0f} MB; {r['method']}, {r['shared_steps']} steps "
+          f"shared uniformly; makespan {r['makespan']:.6f} s, closed form {ok}; link rows {r['link_rows']}")
+
+
+def rings(a, size: int) -> None:
     print(f"ring all-reduce, {a.size}, {BW / 1e9:g} GB/s and {LAT * 1e6:g} us per link; wall time of "
           f"build + simulate with the per-op trace; each run in a fresh process")
     print(f"{'topology':>9} {'ranks':>6} {'ops':>11} {'rankscope s':>12} {'peak MB':>8} "

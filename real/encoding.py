@@ -154,7 +154,7 @@ def alignment_unit(collective: str, algo: str, nranks: int, *, pieces: int = 4) 
     """The count every size must be a multiple of (in elements) so that each split is exact."""
     coll, name = ALIASES.get(collective, collective), ALIASES.get(algo, algo)
     unit = max(nranks, 1)
-    if name == "hd":
+    if name in ("hd", "hd-far"):  # both orders cut the buffer into p' cells
         unit = math.lcm(unit, 1 << (max(nranks, 1).bit_length() - 1))
     if coll == "broadcast" and name == "ring":
         unit = math.lcm(unit, max(pieces, 1))

@@ -11,6 +11,8 @@ Notation: p ranks, n bytes of the whole buffer, α seconds per message, β secon
 | pipelined_ring_broadcast (k)    | (p+k-2)(α + nβ/k)                            | Thakur et al. 2005 [1]  |
 | binomial_tree_broadcast         | ceil(log2 p)(α + nβ)                         | Thakur et al. 2005      |
 | halving_doubling_all_reduce     | 2log2(p)α + 2n(p-1)/p·β + n(p-1)/p·γ         | Thakur et al. 2005 [2]  |
+| ..._on_ring, near (MPICH order) | 2(p-1)α + log2(p)·nβ + n(p-1)/p·γ            | ring:p, m flows per hop |
+| ..._on_ring, far-first          | 2(p-1)α + 2n(p²-1)/(3p)·β + n(p-1)/p·γ       | ring:p, m flows per hop |
 | parameter_server_all_reduce     | 2α + 2(p-1)nβ + (p-1)nγ                      | FORMULAS.md, naive [3]  |
 | hierarchical_all_reduce (m × g) | RS(g, n) + ring AR(m, n/g) + AG(g, n)        | NCCL / Horovod 2-level  |
 
@@ -44,7 +46,8 @@ from .errors import UsageError
 
 __all__ = [
     "BUSBW_FACTOR", "algbw", "binomial_tree_broadcast", "busbw", "closed_form",
-    "halving_doubling_all_reduce", "hierarchical_all_reduce", "parameter_server_all_reduce",
+    "halving_doubling_all_reduce", "halving_doubling_all_reduce_on_ring", "hierarchical_all_reduce",
+    "parameter_server_all_reduce",
     "pipelined_ring_broadcast", "ring_all_gather", "ring_all_reduce", "ring_reduce_scatter",
 ]
 
@@ -159,6 +162,33 @@ def halving_doubling_all_reduce(p: int, n: int, alpha: float, beta: float, gamma
     return t
 
 
+def halving_doubling_all_reduce_on_ring(p: int, n: int, alpha: float, beta: float, gamma: float = 0.0, *,
+                                        order: str = "near") -> float:
+    """Rabenseifner's all-reduce on the bidirectional ring ``ring:p`` (p a power of two), α and β per link.
+
+    The partner at mask m (v XOR m) is m hops away, so a message pays mα; the ranks with bit m clear
+    send m hops one way and the others m hops the other way, and every route crosses a link that m
+    routes share (the run of m consecutive senders with bit m clear), so max-min fairness gives each
+    flow 1/(mβ). A step that moves b bytes then costs mα + b·mβ (+ bγ when it reduces).
+    MPICH's order (``near``) moves n/(2m) at mask m: each step costs mα + nβ/2, in all
+    2(p-1)α + log2(p)·nβ + n(p-1)/p·γ. Far-first moves mn/p at mask m: mα + m²nβ/p, in all
+    2(p-1)α + 2n(p²-1)/(3p)·β + n(p-1)/p·γ, since Σ m² over m = 1, 2, .., p/2 is (p²-1)/3.
+    Cells of n/p bytes (the simulator agrees to the bit when p divides n; otherwise unequal flows
+    share links and the engine's max-min answer differs from this form).
+    """
+    p, n = _check(p, n, alpha=alpha, beta=beta, gamma=gamma)
+    if p & (p - 1):
+        raise UsageError(f"p must be a power of two for halving-doubling on a ring, got p={p}")
+    if order not in ("near", "far"):
+        raise UsageError(f"order must be 'near' or 'far', got {order!r}")
+    t, m = 0.0, 1
+    while m < p:
+        block = n / (2 * m) if order == "near" else m * n / p
+        t += (m * alpha + block * m * beta + block * gamma) + (m * alpha + block * m * beta)
+        m *= 2
+    return t
+
+
 def parameter_server_all_reduce(p: int, n: int, alpha: float, beta: float, gamma: float = 0.0, *,
                                 incast: bool = True) -> float:
     """Naive all-reduce through rank 0, one full-duplex link per rank (star).
@@ -228,7 +258,7 @@ def busbw(collective: str, p: int, nbytes: int, seconds: float) -> float:
 
 # -- dispatch -------------------------------------------------------------------------------------
 _ALGOS = {
-    "all-reduce": ("ring", "hd", "ps", "hier"),
+    "all-reduce": ("ring", "hd", "hd-far", "ps", "hier"),
     "reduce-scatter": ("ring",),
     "all-gather": ("ring",),
     "broadcast": ("ring", "tree"),
@@ -270,7 +300,7 @@ def closed_form(collective: str, algo: str, p: int, n: int, alpha: float, beta: 
         return ring_reduce_scatter(p, n, alpha, beta, gamma, exact=exact)
     if name == "ring":
         return ring_all_reduce(p, n, alpha, beta, gamma, exact=exact)
-    if name == "hd":
+    if name in ("hd", "hd-far"):  # the same cost on a non-blocking network (both orders)
         return halving_doubling_all_reduce(p, n, alpha, beta, gamma, exact=exact)
     if name == "ps":
         return parameter_server_all_reduce(p, n, alpha, beta, gamma, incast=kw.get("incast", True))

@@ -5,9 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rankscope.simulator.builder import ProgramBuilder
 from rankscope.simulator.collectives import ALGORITHMS, build
 from rankscope.simulator.errors import UsageError
-from rankscope.simulator.program import split
+from rankscope.simulator.program import Buffer, Init, OpKind, split
 from rankscope.simulator.provenance import check_promise
 from rankscope.simulator.traffic import traffic
 
@@ -63,21 +64,170 @@ def test_broadcasts(n, s, k, root):
     assert build("broadcast", "tree", n, s).n_steps == int(np.ceil(np.log2(n)))
 
 
+def _mpich_sequence(n, count):
+    """Per rank, the (peer, bytes sent, bytes received) of each step, by MPICH's own index arithmetic:
+    a transliteration of MPIR_Allreduce_intra_reduce_scatter_allgather (MPICH,
+    src/mpi/coll/allreduce/allreduce_intra_reduce_scatter_allgather.c), one byte per element."""
+    pof2 = 1 << (n.bit_length() - 1)
+    rem = n - pof2
+    cnts = [count // pof2 + (1 if i < count % pof2 else 0) for i in range(pof2)]
+    seq = {r: [] for r in range(n)}
+    for rank in range(n):
+        if rank < 2 * rem:
+            if rank % 2 == 0:
+                seq[rank].append((rank + 1, count, 0))
+                newrank = -1
+            else:
+                seq[rank].append((rank - 1, 0, count))
+                newrank = rank // 2
+        else:
+            newrank = rank - rem
+        if newrank != -1:
+            mask, send_idx, recv_idx, last_idx = 1, 0, 0, pof2
+            while mask < pof2:
+                newdst = newrank ^ mask
+                dst = newdst * 2 + 1 if newdst < rem else newdst + rem
+                if newrank < newdst:
+                    send_idx = recv_idx + pof2 // (mask * 2)
+                    send, recv = sum(cnts[send_idx:last_idx]), sum(cnts[recv_idx:send_idx])
+                else:
+                    recv_idx = send_idx + pof2 // (mask * 2)
+                    send, recv = sum(cnts[send_idx:recv_idx]), sum(cnts[recv_idx:last_idx])
+                seq[rank].append((dst, send, recv))
+                send_idx = recv_idx
+                mask <<= 1
+                if mask < pof2:
+                    last_idx = recv_idx + pof2 // mask
+            mask >>= 1
+            while mask > 0:
+                newdst = newrank ^ mask
+                dst = newdst * 2 + 1 if newdst < rem else newdst + rem
+                if newrank < newdst:
+                    if mask != pof2 // 2:
+                        last_idx = last_idx + pof2 // (mask * 2)
+                    recv_idx = send_idx + pof2 // (mask * 2)
+                    send, recv = sum(cnts[send_idx:recv_idx]), sum(cnts[recv_idx:last_idx])
+                else:
+                    recv_idx = send_idx - pof2 // (mask * 2)
+                    send, recv = sum(cnts[send_idx:last_idx]), sum(cnts[recv_idx:send_idx])
+                seq[rank].append((dst, send, recv))
+                if newrank > newdst:
+                    send_idx = recv_idx
+                mask >>= 1
+        if rank < 2 * rem:
+            seq[rank].append((rank - 1, count, 0) if rank % 2 else (rank + 1, 0, count))
+    return seq
+
+
+def _program_sequence(prog):
+    """Per rank, per step in which it takes part, (peer, bytes sent, bytes received)."""
+    nb = prog.op_bytes
+    seq = {r: {} for r in range(prog.nranks)}
+    for op in np.flatnonzero(prog.is_transfer):
+        s, src, dst = int(prog.step[op]), int(prog.rank[op]), int(prog.peer[op])
+        for r, peer, sent, got in ((src, dst, int(nb[op]), 0), (dst, src, 0, int(nb[op]))):
+            p0, s0, g0 = seq[r].get(s, (peer, 0, 0))
+            assert p0 == peer, f"rank {r} talks to two peers in step {s}"
+            seq[r][s] = (peer, s0 + sent, g0 + got)
+    return {r: [v for _, v in sorted(d.items())] for r, d in seq.items()}
+
+
+def _tracked_halving_doubling(n, s, order):
+    """The same schedule through ProgramBuilder, which derives every data dependency from reads and
+    writes; ``after`` adds MPICH's blocking order (both ranks done with their previous exchange)."""
+    p = 1 << (n.bit_length() - 1)
+    rem = n - p
+    b = ProgramBuilder(n, [Buffer("buf", s, Init.OWN)])
+    b.grid(0, split(s, p))
+    whole = b.chunk(0, 0, p)
+    fold = [b.transfer(2 * i, 2 * i + 1, whole, OpKind.REDUCE, 0) for i in range(rem)]
+    step = 1 if rem else 0
+    real = [2 * v + 1 if v < rem else v + rem for v in range(p)]
+    masks = [1 << k for k in range(p.bit_length() - 1)]
+    masks = masks[::-1] if order == "far" else masks
+    last = {v: ([fold[v]] if v < rem else []) for v in range(p)}  # v's ops of its previous exchange
+    lo, hi = [0] * p, [p] * p
+
+    def exchange(m, chunk_of, kind):
+        nonlocal step
+        now = {v: [] for v in range(p)}
+        for v in range(p):
+            w = v ^ m
+            first = step == (1 if rem else 0)
+            after = (last[w] if w < rem else []) if first else last[v] + last[w]
+            op = b.transfer(real[v], real[w], chunk_of(v), kind, step, after=after)
+            now[v].append(op)
+            now[w].append(op)
+        last.update(now)
+        step += 1
+
+    for m in masks:
+        exchange(m, lambda v, m=m: b.chunk(0, *(((lo[v] + hi[v]) // 2, hi[v]) if v & m == 0 else
+                                                (lo[v], (lo[v] + hi[v]) // 2))), OpKind.REDUCE)
+        for v in range(p):
+            mid = (lo[v] + hi[v]) // 2
+            lo[v], hi[v] = (lo[v], mid) if v & m == 0 else (mid, hi[v])
+    for m in masks[::-1]:
+        exchange(m, lambda v: b.chunk(0, lo[v], hi[v]), OpKind.COPY)
+        for v in range(p):
+            lo[v], hi[v] = min(lo[v], lo[v ^ m]), max(hi[v], hi[v ^ m])
+    for i in range(rem):
+        b.transfer(2 * i + 1, 2 * i, whole, OpKind.COPY, step)
+    return b.build()
+
+
+@pytest.mark.parametrize("n", range(1, 65))
+def test_halving_doubling_dependencies_equal_the_derived_ones(n):
+    for order, algo in (("near", "hd"), ("far", "hd-far")):
+        got, want = build("all-reduce", algo, n, 3 * n + 1), _tracked_halving_doubling(n, 3 * n + 1, order)
+        for col in ("kind", "rank", "peer", "step", "dep_ptr", "dep_idx"):
+            assert np.array_equal(getattr(got, col), getattr(want, col)), (n, order, col)
+        assert np.array_equal(got.chunk_off[got.arg], want.chunk_off[want.arg])
+        assert np.array_equal(got.chunk_len[got.arg], want.chunk_len[want.arg])
+
+
+@pytest.mark.parametrize("n", range(1, 65))
+def test_halving_doubling_follows_mpich_partners_and_sizes(n):
+    for s in (0, 7, n, 1000 + n, 1 << 20):
+        prog = build("all-reduce", "hd", n, s)
+        assert prog.meta["algo"] == "hd"
+        assert _program_sequence(prog) == _mpich_sequence(n, s), (n, s)
+
+
+def test_halving_doubling_orders_on_8_ranks():
+    """MPICH's order starts with the nearest partner and half the buffer; far-first with rank XOR 4."""
+    near, far = build("all-reduce", "hd", 8, 8 << 10), build("all-reduce", "hd-far", 8, 8 << 10)
+    step0 = near.step == 0
+    assert near.peer[step0 & (near.rank == 0)].tolist() == [1]
+    assert far.peer[(far.step == 0) & (far.rank == 0)].tolist() == [4]
+    sizes = [int(near.op_bytes[(near.step == s) & (near.rank == 0)][0]) for s in range(near.n_steps)]
+    assert sizes == [4096, 2048, 1024, 1024, 2048, 4096]
+    sizes = [int(far.op_bytes[(far.step == s) & (far.rank == 0)][0]) for s in range(far.n_steps)]
+    assert sizes == [4096, 2048, 1024, 1024, 2048, 4096]
+    assert [ph.name for ph in near.phases] == ["reduce-scatter (halving)", "all-gather (doubling)"]
+    assert far.meta["algo"] == "hd-far" and build("all-reduce", "rabenseifner", 8, 64).meta["algo"] == "hd"
+
+
 @settings(max_examples=40)
-@given(n=ranks, s=sizes)
-def test_halving_doubling(n, s):
-    prog = build("all-reduce", "hd", n, s)
+@given(n=ranks, s=sizes, algo=st.sampled_from(["hd", "hd-far"]))
+def test_halving_doubling(n, s, algo):
+    prog = build("all-reduce", algo, n, s)
     check_promise(prog)
     p = 1 << (n.bit_length() - 1)
     rem = n - p
-    total = traffic(prog).sent.sum()
+    sent = traffic(prog).sent
     # power-of-two core moves 2(p-1)S; each folded pair adds S in and S back out
-    assert total == 2 * (p - 1) * s + 2 * rem * s
+    assert sent.sum() == 2 * (p - 1) * s + 2 * rem * s
     assert prog.n_steps == 2 * int(np.log2(p)) + (2 if rem else 0)
+    # with equal cells every core rank sends 2S(p-1)/p, plus S when it folds the result back out
+    core = np.array([2 * v + 1 if v < rem else v + rem for v in range(p)])
+    if s % p == 0:
+        assert np.all(sent[core] * p == 2 * s * (p - 1) + (p * s if rem else 0) * np.isin(core, 2 * np.arange(rem) + 1))
 
 
-def test_halving_doubling_non_power_of_two_folds_in_and_out():
-    prog = build("all-reduce", "hd", 6, 4096)
+@pytest.mark.parametrize("algo", ["hd", "hd-far"])
+def test_halving_doubling_non_power_of_two_folds_in_and_out(algo):
+    prog = build("all-reduce", algo, 6, 4096)
     names = [ph.name for ph in prog.phases]
     assert names[0] == "fold in" and names[-1] == "fold out"
     first = prog.step == 0

@@ -243,3 +243,21 @@ def test_bad_input_is_a_usage_error(call, needle):
     with pytest.raises(UsageError) as info:
         call()
     assert needle in str(info.value)
+
+
+def test_halving_doubling_orders_in_closed_form():
+    n, a, b, g = 1 << 20, 5e-6, 1 / 25e9, 1e-11
+    # on a non-blocking network the far-first order costs what MPICH's does
+    assert closed_form("all-reduce", "hd-far", 16, n, a, b, g) == closed_form("all-reduce", "hd", 16, n, a, b, g)
+    # on ring:p each step at mask m pays m·α and shares each hop m ways
+    near = costs.halving_doubling_all_reduce_on_ring(8, n, a, b, g, order="near")
+    far = costs.halving_doubling_all_reduce_on_ring(8, n, a, b, g, order="far")
+    assert near == pytest.approx(2 * 7 * a + 3 * n * b + n * 7 / 8 * g, rel=1e-12)
+    assert far == pytest.approx(2 * 7 * a + 2 * n * 63 / 24 * b + n * 7 / 8 * g, rel=1e-12)
+    assert costs.halving_doubling_all_reduce_on_ring(1, n, a, b) == 0.0
+    assert costs.halving_doubling_all_reduce_on_ring(2, n, a, b, order="far") == \
+        costs.halving_doubling_all_reduce_on_ring(2, n, a, b, order="near")
+    with pytest.raises(UsageError, match="power of two"):
+        costs.halving_doubling_all_reduce_on_ring(6, n, a, b)
+    with pytest.raises(UsageError, match="order"):
+        costs.halving_doubling_all_reduce_on_ring(8, n, a, b, order="middle")

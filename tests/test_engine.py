@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from channel_rings import channel_rings
+from engine_reference import reference_simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +13,9 @@ from rankscope.simulator.collectives import build
 from rankscope.simulator.engine import max_min_rates, simulate
 from rankscope.simulator.errors import UsageError
 from rankscope.simulator.program import Buffer, Init, OpKind
+from rankscope.simulator.provenance import layout
 from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.traffic import traffic
 
 BW, LAT = 25e9, 5e-6
 
@@ -57,18 +61,26 @@ def test_event_loop_agrees_with_the_sweep(coll, algo):
                           np.bincount(b.link_id, weights=b.link_bytes, minlength=16))
 
 
-def _two_senders(nbytes):
+def _two_senders(nbytes, second=None):
+    """Ranks 0 and 1 send to rank 2 at once: ``nbytes`` each, or ``nbytes - second`` and ``second``."""
     b = ProgramBuilder(3, [Buffer("buf", nbytes, Init.OWN)])
-    c = b.chunk(0, 0)
-    b.transfer(0, 2, c, OpKind.REDUCE, 0)
-    b.transfer(1, 2, c, OpKind.REDUCE, 0)
+    if second is None:
+        c0 = c1 = b.chunk(0, 0)
+    else:
+        b.grid(0, [0, nbytes - second, nbytes])
+        c0, c1 = b.chunk(0, 0), b.chunk(0, 1)
+    b.transfer(0, 2, c0, OpKind.REDUCE, 0)
+    b.transfer(1, 2, c1, OpKind.REDUCE, 0)
     return b.build()
 
 
 def test_two_flows_on_one_link_each_get_half_its_bandwidth():
     t = parse_topology("switch:3", bw=BW, lat=LAT)
     res = simulate(_two_senders(10**6), t)
-    assert res.info["method"] == "events"  # both flows cross rank 2's down link
+    # both flows cross rank 2's down link at once with equal bytes: uniform sharing, still the sweep
+    assert res.info["method"] == "sweep" and res.info["shared_steps"] == 1
+    ev = simulate(_two_senders(10**6), t, method="events")
+    np.testing.assert_allclose(ev.end, res.end, rtol=1e-12)
     alone = 2 * LAT + 10**6 / BW
     shared = 2 * LAT + 10**6 / (BW / 2)
     assert _rel(res.end[0], shared) < 1e-12 and _rel(res.end[1], shared) < 1e-12
@@ -134,10 +146,12 @@ def test_compute_overlaps_communication_and_queues_on_its_lane():
     assert res.end[x] < res.end[c1]
 
 
-def test_determinism_identical_arrays_twice():
-    t = parse_topology("switch:8")
-    prog = build("all-reduce", "ps", 8, 12345)
-    a, b = simulate(prog, t), simulate(prog, t)
+@pytest.mark.parametrize("algo, topo, method", [("ps", "switch:8", "auto"), ("hd-far", "ring:12", "events"),
+                                               ("hd", "nodes:2x4", "events")])
+def test_determinism_identical_arrays_twice(algo, topo, method):
+    t = parse_topology(topo)
+    prog = build("all-reduce", algo, t.nranks, 12345)
+    a, b = simulate(prog, t, method=method), simulate(prog, t, method=method)
     for f in ("start", "end", "lane", "link_id", "link_t0", "link_t1", "link_bytes"):
         assert np.array_equal(getattr(a, f), getattr(b, f))
 
@@ -147,5 +161,105 @@ def test_bad_requests():
         simulate(build("all-reduce", "ring", 8, 100), parse_topology("switch:4"))
     with pytest.raises(UsageError, match="gamma"):
         simulate(build("all-reduce", "ring", 4, 100), parse_topology("switch:4"), gamma=-1)
+    with pytest.raises(UsageError, match="not exact"):  # two flows of unequal size share a link
+        simulate(_two_senders(100, 60), parse_topology("switch:3"), method="sweep")
+
+
+@pytest.mark.parametrize("coll, algo, n, topo, s", [
+    ("all-reduce", "hd-far", 16, "ring:16", 1 << 20), ("all-reduce", "hd", 12, "ring:12", 1_000_003),
+    ("all-reduce", "ps", 8, "switch:8", 12345), ("all-reduce", "hd-far", 24, "nodes:3x8", 1 << 22),
+    ("broadcast", "tree", 16, "ring:16", 77777), ("all-reduce", "hier", 16, "ring:16", 1 << 20),
+    ("all-reduce", "hd", 13, "switch:13", 99999), ("broadcast", "ring", 9, "ring:9", 1 << 16)])
+def test_event_loop_equals_the_previous_engine_on_contended_programs(coll, algo, n, topo, s):
+    """The event-loop object against the loop it replaced (tests/engine_reference.py, verbatim)."""
+    prog = build(coll, algo, n, s, nodes=2 if algo == "hier" else None)
+    t = parse_topology(topo)
+    new = simulate(prog, t, gamma=1e-11, method="events")
+    start, end, seg_op, seg_t0, seg_t1, seg_bytes = reference_simulate(prog, t, gamma=1e-11)
+    np.testing.assert_allclose(new.start, start, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(new.end, end, rtol=1e-9, atol=0)
+    # the same rate periods: rows per (link, t0, t1, bytes) as a multiset
+    hops = [t.route(int(prog.rank[f]), int(prog.peer[f])) for f in seg_op]
+    want = sorted((int(h), a, b, c) for hs, a, b, c in zip(hops, seg_t0, seg_t1, seg_bytes) for h in hs)
+    got = sorted(zip(new.link_id.tolist(), new.link_t0.tolist(), new.link_t1.tolist(), new.link_bytes.tolist()))
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g[0] == w[0] and g[3] == w[3] and _rel(g[1], w[1]) <= 1e-9 and _rel(g[2], w[2]) <= 1e-9
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16, 32, 64])
+@pytest.mark.parametrize("algo, order", [("hd", "near"), ("hd-far", "far")])
+def test_halving_doubling_on_a_ring_equals_the_closed_form_of_its_order(n, algo, order):
+    """ring:N: the partner at mask m is m hops away and m flows share each hop. MPICH's order (nearest
+    partner, half the buffer first) costs 2(N-1)α + log2(N)·Sβ; far-first 2(N-1)α + 2S(N²-1)/(3N)·β."""
+    s, gamma = n * 3 * 4096, 2e-11
+    res = simulate(build("all-reduce", algo, n, s), parse_topology(f"ring:{n}", bw=BW, lat=LAT), gamma=gamma)
+    want = costs.halving_doubling_all_reduce_on_ring(n, s, LAT, 1 / BW, gamma, order=order)
+    assert _rel(res.makespan, want) <= 1e-9
+    if n > 2:
+        gamma_part = s * (n - 1) / n * gamma
+        base = {"near": 2 * (n - 1) * LAT + np.log2(n) * s / BW,
+                "far": 2 * (n - 1) * LAT + 2 * s * (n * n - 1) / (3 * n) / BW}[order]
+        assert _rel(want, base + gamma_part) <= 1e-12
+
+
+def test_the_orders_differ_on_ring_1024_as_the_issue_measured():
+    """The figures of issue 19 from the closed forms (64 MiB, 25 GB/s, 5 us): 37.07 ms and 1.84 s."""
+    s = 64 << 20
+    near = costs.halving_doubling_all_reduce_on_ring(1024, s, LAT, 1 / BW, order="near")
+    far = costs.halving_doubling_all_reduce_on_ring(1024, s, LAT, 1 / BW, order="far")
+    assert round(near * 1e3, 2) == 37.07 and round(far, 2) == 1.84
+
+
+@pytest.mark.parametrize("n", range(1, 65))
+def test_halving_doubling_on_a_switch_equals_the_closed_form_for_both_orders(n):
+    """switch:N is non-blocking: both orders cost the same. Exact when p divides S (with the fold for
+    N not a power of two: MPICH's blocking order keeps the fold-in off the first exchange's links);
+    for N a power of two also with uneven cells."""
+    p = 1 << (n.bit_length() - 1)
+    t = parse_topology(f"switch:{n}", bw=BW, lat=LAT)
+    sizes = [p * 5000] + ([1_000_003, 5] if n == p else [])
+    for s in sizes:
+        want = costs.closed_form("all-reduce", "hd", n, s, 2 * LAT, 1 / BW, 2e-11)
+        for algo in ("hd", "hd-far"):
+            res = simulate(build("all-reduce", algo, n, s), t, gamma=2e-11)
+            assert _rel(res.makespan, want) <= 1e-9, (algo, s)
+
+
+def test_channel_rings_program_is_k_rings():
+    prog = channel_rings(6, 6000 * 4 + 5, 4).validate()
+    lay = layout(prog)
+    for b in range(4):  # every channel's buffer ends all-reduced
+        assert (lay.bits[b] == lay.full_mask()).all()
+    assert traffic(prog).sent.sum() == 2 * 5 * (6000 * 4 + 5)
+    assert prog.n_steps == 10 and prog.n_ops == 4 * 10 * 6
+
+
+@pytest.mark.parametrize("topo, n, k, s", [("ring:8", 8, 4, 8 * 4 * 1000), ("switch:8", 8, 16, 8 * 16 * 512),
+                                           ("nodes:2x4", 8, 3, 8 * 3 * 777), ("nodes:3x4", 12, 8, 12 * 8 * 64)])
+def test_uniform_sharing_stays_on_the_sweep_and_equals_the_event_loop(topo, n, k, s):
+    """k channel rings: k equal flows on every hop, 1/k each. The sweep keeps them vectorised and
+    gives the event loop's max-min answer; with k = 1 the step is the plain ring."""
+    t = parse_topology(topo)
+    prog = channel_rings(n, s, k)
+    fast = simulate(prog, t, gamma=1e-11)
+    assert fast.info["method"] == "sweep" and fast.info["shared_steps"] == prog.n_steps
+    slow = simulate(prog, t, gamma=1e-11, method="events")
+    np.testing.assert_allclose(fast.start, slow.start, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(fast.end, slow.end, rtol=1e-9, atol=0)
+    nl = t.link_bw.size
+    np.testing.assert_allclose(np.bincount(fast.link_id, fast.link_bytes, nl), np.bincount(slow.link_id, slow.link_bytes, nl))
+    # on ring:N and switch:N every hop of a step carries k flows of S/(kN): the ring's closed form
+    if topo.startswith(("ring", "switch")):
+        alpha = LAT * (2 if topo.startswith("switch") else 1)
+        assert _rel(fast.makespan, costs.ring_all_reduce(n, s, alpha, 1 / BW, 1e-11 / k)) <= 1e-9
+
+
+def test_unequal_channels_leave_the_sweep_for_the_event_loop():
+    """Channels of unequal size on one link are not uniform: the smaller drains first and the
+    others speed up. The sweep refuses; auto runs the event loop."""
+    t = parse_topology("ring:6")
+    prog = channel_rings(6, 6 * 1000 * 2 + 1, 2)  # channel 0: 6001 bytes, channel 1: 6000
     with pytest.raises(UsageError, match="not exact"):
-        simulate(_two_senders(100), parse_topology("switch:3"), method="sweep")
+        simulate(prog, t, method="sweep")
+    assert simulate(prog, t).info["method"] == "events"

@@ -1,12 +1,12 @@
 """Collective schedules as programs. :func:`build` is the one entry point the CLI and tests use.
 
-| collective     | algorithms                                                           |
-|----------------|----------------------------------------------------------------------|
-| all-reduce     | ring, hd (recursive halving-doubling), ps (parameter server), hier,  |
-|                | nccl-ring (2 channels), nccl-tree (NCCL's double binary tree)        |
-| reduce-scatter | ring, nccl-ring                                                      |
-| all-gather     | ring, nccl-ring                                                      |
-| broadcast      | ring (pipelined, ``pieces``), tree (binomial)                        |
+| collective     | algorithms                                                               |
+|----------------|--------------------------------------------------------------------------|
+| all-reduce     | ring, hd (halving-doubling, MPICH's order), hd-far (far-first), ps, hier,|
+|                | nccl-ring (2 channels), nccl-tree (NCCL's double binary tree)            |
+| reduce-scatter | ring, nccl-ring                                                          |
+| all-gather     | ring, nccl-ring                                                          |
+| broadcast      | ring (pipelined, ``pieces``), tree (binomial)                            |
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 from ..errors import UsageError
 from ..program import Program
 from .broadcast import ring_broadcast, tree_broadcast
-from .halving_doubling import halving_doubling_all_reduce
+from .halving_doubling import halving_doubling_all_reduce, halving_doubling_far_all_reduce
 from .hierarchical import hierarchical_all_reduce
 from .nccl_ring import nccl_ring
 from .nccl_tree import nccl_tree
@@ -39,14 +39,15 @@ def _nccl(kind: str, collective: str) -> Callable[..., Program]:
 
 ALGORITHMS: dict[str, dict[str, Callable[..., Program]]] = {
     "all-reduce": {"ring": ring_all_reduce, "hd": halving_doubling_all_reduce,
-                   "ps": parameter_server_all_reduce, "hier": hierarchical_all_reduce,
+                   "hd-far": halving_doubling_far_all_reduce, "ps": parameter_server_all_reduce,
+                   "hier": hierarchical_all_reduce,
                    "nccl-ring": _nccl("nccl-ring", "all-reduce"), "nccl-tree": _nccl("nccl-tree", "all-reduce")},
     "reduce-scatter": {"ring": ring_reduce_scatter, "nccl-ring": _nccl("nccl-ring", "reduce-scatter")},
     "all-gather": {"ring": ring_all_gather, "nccl-ring": _nccl("nccl-ring", "all-gather")},
     "broadcast": {"ring": ring_broadcast, "tree": tree_broadcast},
 }
-ALIASES = {"halving-doubling": "hd", "rabenseifner": "hd", "parameter-server": "ps", "naive": "ps",
-           "hierarchical": "hier", "binomial": "tree", "pipeline": "ring",
+ALIASES = {"halving-doubling": "hd", "rabenseifner": "hd", "mpich": "hd", "halving-doubling-far": "hd-far",
+           "parameter-server": "ps", "naive": "ps", "hierarchical": "hier", "binomial": "tree", "pipeline": "ring",
            "allreduce": "all-reduce", "reducescatter": "reduce-scatter", "allgather": "all-gather",
            "all_reduce": "all-reduce", "reduce_scatter": "reduce-scatter", "all_gather": "all-gather"}
 

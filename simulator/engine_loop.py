@@ -1,0 +1,309 @@
+"""The event loop: any program, any sharing, as an object with SimPy's shape.
+
+:class:`EventLoop` is SimPy's ``Environment`` cut down to this engine (simpy/core.py: ``schedule``
+puts an event on a heap of (time, sequence, ...), ``step`` processes the next one, ``run`` steps
+until nothing is left). Its events are (time, sequence, kind, op) tuples of plain numbers on that heap:
+the end of a message's latency and the end of an op. A transfer's bytes are not events but a *flow*:
+no object per flow, its state lives in arrays (remaining
+bytes per op; rate, start of the current rate period and bytes at that start per active flow), the
+next flow to drain is found by one numpy pass over the active flows, and all events at one instant
+are one batch. After a batch that starts or ends flows, max-min rates are recomputed only for the
+flows that share a link, directly or through other flows, with a flow that started or ended (the
+connected part of the flow-link graph the change touches); the others keep their rates, which are
+the max-min rates of their own part (:mod:`simulator.maxmin`).
+A flow whose rate changes starts a new rate period: one link-usage row per period and hop.
+Deterministic: no randomness; ties on the heap are broken by the order events were scheduled.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+import numpy as np
+
+from .engine_context import Context, Timing, empty_timing
+from .errors import UsageError
+from .maxmin import max_min_csr
+from .program import OpKind
+
+LAT_END, OP_END = 0, 1
+_DRAINED = 1e-9  # a flow with at most this fraction of its bytes left is done
+_CLOSURE_ROUNDS = 8  # expansion rounds to find the touched part before recomputing every flow
+
+
+class EventLoop:
+    """Run a :class:`~simulator.engine_context.Context`'s program; :meth:`run` returns its Timing."""
+
+    def __init__(self, ctx: Context, link_bw: np.ndarray) -> None:
+        prog, routes = ctx.prog, ctx.routes
+        self.ctx, self.link_bw = ctx, np.asarray(link_bw, dtype=np.float64)
+        m = self.m = prog.n_ops
+        self.kind = prog.kind.tolist()
+        self.rank = prog.rank.tolist()
+        self.arg = prog.arg.tolist()
+        tr = np.flatnonzero(prog.is_transfer)
+        slot = np.full(m, -1, dtype=np.int64)
+        conn = np.full(m, -1, dtype=np.int64)
+        if tr.size:
+            slot[tr] = routes.slots(prog.rank[tr], prog.peer[tr])
+            conn[tr] = ctx.connections(tr, slot[tr])
+        self.slot_arr = slot
+        self.conn = conn.tolist()
+        self.lat = routes.lat[np.maximum(slot, 0)].tolist() if routes.lat.size else [0.0] * m
+        self.nbytes = prog.op_bytes.astype(np.float64)
+        self.nb = self.nbytes.tolist()
+        self.red_cost = np.where(prog.kind == OpKind.REDUCE, self.nbytes * ctx.gamma, 0.0).tolist()
+        self.duration = ctx.duration.tolist()
+        self.coll_dur = ctx.coll_dur.tolist()
+        owner = np.repeat(np.arange(m, dtype=np.int64), np.diff(prog.dep_ptr))
+        order = np.argsort(prog.dep_idx, kind="stable")
+        self.rev_ptr = np.searchsorted(prog.dep_idx[order], np.arange(m + 1)).tolist()
+        self.rev_idx = owner[order].tolist()
+        self.waiting = np.diff(prog.dep_ptr).tolist()
+        self.start = np.full(m, np.nan)
+        self.end = np.full(m, np.nan)
+        self.remaining = self.nbytes.copy()
+        n = prog.nranks
+        self.conn_queue: dict[int, deque] = {}
+        self.conn_busy: set[int] = set()
+        self.lane_queue = {k: [deque() for _ in range(n)] for k in (OpKind.COMPUTE, OpKind.COLLECTIVE)}
+        self.lane_busy = {OpKind.COMPUTE: [False] * n, OpKind.COLLECTIVE: [False] * n}
+        is_coll = prog.kind == OpKind.COLLECTIVE
+        self.coll_need = np.bincount(prog.arg[is_coll], minlength=prog.coll_kind.size).tolist()
+        self.coll_here: dict[int, list[int]] = {}
+        self.heap: list[tuple[float, int, int, int]] = []
+        self.seq = 0
+        self.now = 0.0
+        # flows in their bandwidth phase, in the order they started: op id, rate, rate period
+        self.act = np.zeros(0, dtype=np.int64)
+        self.rate = np.zeros(0)
+        self.t0 = np.zeros(0)  # start of the open rate period
+        self.rem0 = np.zeros(0)  # remaining bytes at that start
+        self.new_flows: list[int] = []
+        self.gone_links: list[np.ndarray] = []
+        self.rows: list[tuple[np.ndarray, ...]] = []  # closed rate periods: (op, t0, t1, bytes)
+
+    # -- SimPy's Environment: schedule, step, run ----------------------------------------------
+    def schedule(self, t: float, what: int, op: int) -> None:
+        heapq.heappush(self.heap, (t, self.seq, what, op))
+        self.seq += 1
+
+    def run(self) -> Timing:
+        if self.m == 0:
+            return empty_timing("events")
+        for op in np.flatnonzero(np.asarray(self.waiting) == 0).tolist():
+            self.ready(op, 0.0)
+        while self.heap or self.act.size:
+            self.step()
+        self._check_finished()
+        if self.rows:
+            op, t0, t1, nb = (np.concatenate(c) for c in zip(*self.rows))
+        else:
+            op, t0, t1, nb = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0)
+        return Timing(self.start, self.end, op, t0, t1, nb, "events")
+
+    def step(self) -> None:
+        """Advance to the next instant (a timed event or the first flow to drain) and handle
+        everything that happens then as one batch."""
+        t = self.heap[0][0] if self.heap else np.inf
+        first = -1
+        act = self.act
+        if act.size:
+            to_drain = self.remaining[act] / self.rate
+            first = int(np.argmin(to_drain))
+            t_flow = self.now + float(to_drain[first])
+            if t_flow <= t:
+                t = t_flow
+            else:
+                first = -1
+            self.remaining[act] -= self.rate * (t - self.now)
+        self.now = now = t
+        changed = False
+        if act.size:
+            done = self.remaining[act] <= _DRAINED * self.nbytes[act]
+            if first >= 0:
+                done[first] = True
+            if done.any():
+                changed = True
+                fin = act[done]
+                self.remaining[fin] = 0.0
+                self._close(done, np.zeros(fin.size))
+                self.gone_links.append(fin)
+                keep = ~done
+                self.act, self.rate, self.t0, self.rem0 = act[keep], self.rate[keep], self.t0[keep], self.rem0[keep]
+                for f in fin.tolist():
+                    self.arrive(f, now)
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, what, op = heapq.heappop(heap)
+            if what == LAT_END:
+                if self.nb[op] > 0:
+                    self.new_flows.append(op)
+                    changed = True
+                else:
+                    self.arrive(op, now)
+            else:
+                self.finish(op, now)
+        if changed:
+            self._reshare()
+
+    # -- flows ---------------------------------------------------------------------------------
+    def _close(self, mask: np.ndarray, rem_now: np.ndarray) -> None:
+        """Record the open rate periods of the active flows in ``mask`` as ending now."""
+        t0 = self.t0[mask]
+        keep = self.now > t0
+        if keep.any():
+            f = self.act[mask][keep]
+            nb = self.nbytes[f]
+            moved = np.round(nb - rem_now[keep]) - np.round(nb - self.rem0[mask][keep])
+            self.rows.append((f, t0[keep], np.full(f.size, self.now), moved))
+
+    def _reshare(self) -> None:
+        """Add the flows that started this instant and recompute the rates the change touches."""
+        now = self.now
+        if self.new_flows:
+            new = np.array(self.new_flows, dtype=np.int64)
+            self.new_flows = []
+            self.act = np.concatenate([self.act, new])
+            self.rate = np.concatenate([self.rate, np.full(new.size, np.nan)])
+            self.t0 = np.concatenate([self.t0, np.full(new.size, now)])
+            self.rem0 = np.concatenate([self.rem0, self.remaining[new]])
+        gone = np.concatenate(self.gone_links) if self.gone_links else np.zeros(0, dtype=np.int64)
+        self.gone_links = []
+        if self.act.size == 0:
+            return
+        routes = self.ctx.routes
+        slots = self.slot_arr[self.act]
+        lens = routes.hop_len[slots]
+        ptr = np.zeros(lens.size + 1, dtype=np.int64)
+        np.cumsum(lens, out=ptr[1:])
+        idx = routes.hop_idx[np.repeat(routes.hop_ptr[slots] - ptr[:-1], lens) + np.arange(ptr[-1])]
+        touched = self._touched(ptr, idx, lens, gone)
+        if touched is None:
+            sub, rates = slice(None), max_min_csr(ptr, idx, self.link_bw)
+        else:
+            sub = np.flatnonzero(touched)
+            if sub.size == 0:
+                return
+            sl = lens[sub]
+            sptr = np.zeros(sub.size + 1, dtype=np.int64)
+            np.cumsum(sl, out=sptr[1:])
+            sidx = idx[np.repeat(ptr[sub] - sptr[:-1], sl) + np.arange(sptr[-1])]
+            rates = max_min_csr(sptr, sidx, self.link_bw)
+        old = self.rate[sub]
+        split = (old != rates) & ~np.isnan(old) & (self.t0[sub] < now)
+        if split.any():  # a flow whose rate changes starts a new rate period
+            mask = np.zeros(self.act.size, dtype=bool)
+            pos = np.arange(self.act.size)[sub][split]
+            mask[pos] = True
+            rem = self.remaining[self.act[mask]]
+            self._close(mask, rem)
+            self.t0[mask] = now
+            self.rem0[mask] = rem
+        self.rate[sub] = rates
+
+    def _touched(self, ptr, idx, lens, gone: np.ndarray):
+        """Active flows connected through shared links to the links of new or ended flows
+        (None: all of them, or more rounds than it is worth)."""
+        nf = lens.size
+        fresh = np.isnan(self.rate)
+        if fresh.all():
+            return None
+        mark = np.zeros(self.link_bw.size, dtype=bool)
+        owner = np.repeat(np.arange(nf), lens)
+        mark[idx[fresh[owner]]] = True
+        if gone.size:
+            routes = self.ctx.routes
+            gs = self.slot_arr[gone]
+            gl = routes.hop_len[gs]
+            gp = np.repeat(routes.hop_ptr[gs] - np.concatenate([[0], np.cumsum(gl)[:-1]]), gl) + np.arange(gl.sum())
+            mark[routes.hop_idx[gp]] = True
+        flows = fresh.copy()
+        for _ in range(_CLOSURE_ROUNDS):
+            hit = np.zeros(nf, dtype=bool)
+            hit[owner[mark[idx]]] = True
+            grow = hit & ~flows
+            if not grow.any():
+                return flows
+            flows |= grow
+            if flows.mean() > 0.5:
+                return None
+            mark[idx[grow[owner]]] = True
+        return None
+
+    # -- ops -----------------------------------------------------------------------------------
+    def begin(self, op: int, t: float) -> None:
+        self.start[op] = t
+        self.schedule(t + self.lat[op], LAT_END, op)
+
+    def arrive(self, op: int, t: float) -> None:
+        """The last byte of ``op`` is in: free its connection, reduce, end."""
+        self.schedule(t + self.red_cost[op], OP_END, op)
+        c = self.conn[op]
+        q = self.conn_queue.get(c)
+        if q:
+            self.begin(q.popleft(), t)
+        else:
+            self.conn_busy.discard(c)
+
+    def ready(self, op: int, t: float) -> None:
+        """``op`` has no unmet deps at ``t``: start it, or queue it behind its lane."""
+        k = self.kind[op]
+        if k <= OpKind.COPY:
+            c = self.conn[op]
+            if c in self.conn_busy:
+                self.conn_queue.setdefault(c, deque()).append(op)
+            else:
+                self.conn_busy.add(c)
+                self.begin(op, t)
+        elif k == OpKind.COLLECTIVE or k == OpKind.COMPUTE:
+            r = self.rank[op]
+            busy = self.lane_busy[k]
+            if busy[r]:
+                self.lane_queue[k][r].append(op)
+            else:
+                busy[r] = True
+                self._lane_start(k, op, t)
+        else:
+            self.start[op] = t
+            self.schedule(t, OP_END, op)
+
+    def _lane_start(self, k: int, op: int, t: float) -> None:
+        if k == OpKind.COMPUTE:
+            self.start[op] = t
+            self.schedule(t + self.duration[op], OP_END, op)
+            return
+        c = self.arg[op]  # a collective starts once all its ops head their ranks' comm lanes
+        here = self.coll_here.setdefault(c, [])
+        here.append(op)
+        if len(here) == self.coll_need[c]:
+            for o in here:
+                self.start[o] = t
+                self.schedule(t + self.coll_dur[c], OP_END, o)
+            del self.coll_here[c]
+
+    def finish(self, op: int, t: float) -> None:
+        self.end[op] = t
+        k = self.kind[op]
+        if k == OpKind.COLLECTIVE or k == OpKind.COMPUTE:
+            r = self.rank[op]
+            q = self.lane_queue[k][r]
+            if q:
+                self._lane_start(k, q.popleft(), t)
+            else:
+                self.lane_busy[k][r] = False
+        waiting = self.waiting
+        for w in self.rev_idx[self.rev_ptr[op]:self.rev_ptr[op + 1]]:
+            waiting[w] -= 1
+            if waiting[w] == 0:
+                self.ready(w, t)
+
+    def _check_finished(self) -> None:
+        if np.isnan(self.end).any():
+            bad = int(np.flatnonzero(np.isnan(self.end))[0])
+            if self.coll_here:
+                c, ops = next(iter(self.coll_here.items()))
+                raise UsageError(f"deadlock: collective {c} has {len(ops)} of {int(self.coll_need[c])} ranks at "
+                                 f"the head of their comm lanes (the others wait behind another collective)")
+            raise UsageError(f"op {bad} never ran: its dependencies never finished")
