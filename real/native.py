@@ -8,8 +8,9 @@
 | broadcast      | ``dist.broadcast`` from the root       | the whole buffer              |
 
 Shapes are checked in Python first: a shape that differs between ranks aborts the process inside
-torch instead of raising (TORCH_NOTES.md). gloo runs a reduce-scatter as a whole all-reduce plus a
-copy, so it costs an all-reduce there.
+torch instead of raising (seen with torch 2.13 on gloo; only ``TORCH_DISTRIBUTED_DEBUG=DETAIL``
+turns it into a RuntimeError). gloo runs a reduce-scatter as a whole all-reduce plus a copy, so
+it costs an all-reduce there.
 """
 
 from __future__ import annotations

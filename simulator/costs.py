@@ -13,7 +13,7 @@ Notation: p ranks, n bytes of the whole buffer, α seconds per message, β secon
 | halving_doubling_all_reduce     | 2log2(p)α + 2n(p-1)/p·β + n(p-1)/p·γ         | Thakur et al. 2005 [2]  |
 | ..._on_ring, near (MPICH order) | 2(p-1)α + log2(p)·nβ + n(p-1)/p·γ            | ring:p, m flows per hop |
 | ..._on_ring, far-first          | 2(p-1)α + 2n(p²-1)/(3p)·β + n(p-1)/p·γ       | ring:p, m flows per hop |
-| parameter_server_all_reduce     | 2α + 2(p-1)nβ + (p-1)nγ                      | FORMULAS.md, naive [3]  |
+| parameter_server_all_reduce     | 2α + 2(p-1)nβ + (p-1)nγ                      | naive, incast [3]       |
 | hierarchical_all_reduce (m × g) | RS(g, n) + ring AR(m, n/g) + AG(g, n)        | NCCL / Horovod 2-level  |
 
 Thakur, Rabenseifner & Gropp, "Optimization of Collective Communication Operations in MPICH",
@@ -198,7 +198,8 @@ def parameter_server_all_reduce(p: int, n: int, alpha: float, beta: float, gamma
     bottleneck and the arrivals overlap, nβ. (2) rank 0 reduces the p-1 arrivals, (p-1)nγ.
     (3) rank 0 sends the result back through its one up link: α + (p-1)nβ. Total with incast:
     2α + 2(p-1)nβ + (p-1)nγ: rank 0's link carries (p-1)n each way, the bottleneck a ring removes
-    (shared/reference/FORMULAS.md).
+    (Patarasuk & Yuan, "Bandwidth optimal all-reduce algorithms for clusters of workstations",
+    JPDC 69(2), 2009, section 2).
     """
     p, n = _check(p, n, alpha=alpha, beta=beta, gamma=gamma)
     if p == 1:

@@ -17,7 +17,7 @@ Presets (GB = 1e9 bytes, as nccl-tests reports; every figure is per link and dir
   Ring latency over NVLink for the Simple protocol, 3.4 us. Simple is what NCCL runs for large
   messages and the only protocol at full bandwidth (LL and LL128 reach ~0.5x and ~0.92x), so its
   latency is the one that fits a model charging full bandwidth. A GPU-to-GPU hop is two links,
-  1.7 us each. Source: NVIDIA/nccl src/graph/tuning.cc and topo.h (shared FORMULAS.md).
+  1.7 us each. Source: NVIDIA/nccl src/graph/tuning.cc (hwLat) and src/graph/topo.h (*_NVLINK_BW).
 - ``nodes:MxG``: M nodes of G ranks, rank = node*G + local; inside a node as dgx-h100 (hub
   "nvswitch<node>"); across nodes rank -> "nic<rank>" -> "fabric" -> "nic<peer>" -> peer. NIC:
   12 GB/s, NCCL's figure for a 100 Gb/s NIC (12.5 GB/s raw); latency NCCL's Ring/Simple
