@@ -1,6 +1,14 @@
-"""How fast the TUI opens and steps through the ring all-reduce on 1024 ranks (2.1M ops).
+"""How fast the TUI opens and steps through the ring all-reduce on 1024 ranks (2.1M ops), and
+how fast each lesson opens and steps.
 
     python benchmarks/tui_speed.py [--ranks 1024] [--size 256MiB] [--steps 50]
+    python benchmarks/tui_speed.py --lessons [--steps 20]
+
+``--lessons``: for every lesson of ``rankscope learn``, from building it (its pages' programs,
+simulated) to its first screen drawn (target <= 2 s), then ``--steps`` steps to the right with the
+narration and the network picture or the lanes redrawn (target p50 <= 50 ms key->frame); a
+question in the way is answered without the screen first. The gloo measurements the CLI makes for
+two lessons are not part of it (their pages open without them).
 
 Builds ``build("all-reduce", "ring", N, S)``, simulates it on ``switch:N``, writes the trace to a
 temp file; then, as ``rankscope replay`` would, reads it and opens it in the app under
@@ -118,12 +126,40 @@ def cursor_only(path: str, steps: int) -> None:
     print(f"replay cursor alone: forward {ms(fwd)}; back {ms(back)}")
 
 
+async def lessons(steps: int) -> None:
+    from rankscope.tui.app import learn_app
+    from rankscope.tui.lessons import LESSONS
+
+    for les in LESSONS:
+        t0 = time.perf_counter()
+        app = learn_app(les.name)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            t_open = time.perf_counter() - t0
+            screen = app.screen
+            out: dict[str, list[float]] = {"press+pause": [], "key->frame": [], "cpu": []}
+            for _ in range(steps):
+                if not screen.replay.can_forward:
+                    break
+                if screen.run.pending() is not None:
+                    screen.run.answer("")
+                    screen.replay.seek_step(screen.replay.step - 1)
+                for k, v in (await presses(app, pilot, "right", 1)).items():
+                    out[k] += v
+            print(f"lesson {les.name:<18} open {t_open:5.2f} s (target <= 2 s); {len(out['cpu'])} steps: "
+                  f"key->frame {ms(out['key->frame'])}; press+pause {ms(out['press+pause'])}; cpu {ms(out['cpu'])}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ranks", type=int, default=1024)
     ap.add_argument("--size", default="256MiB")
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--lessons", action="store_true", help="time every lesson instead")
     a = ap.parse_args()
+    if a.lessons:
+        asyncio.run(lessons(min(a.steps, 20)))
+        return
     n = a.ranks
     t = time.perf_counter()
     prog = build("all-reduce", "ring", n, parse_size(a.size))

@@ -1,8 +1,31 @@
-"""Per-rank memory timelines and exposed communication, from a program and its op times.
+"""Per-rank memory timelines and exposed communication, from a program and its op times; the one
+vocabulary of memory categories.
 
+[Note: categories]
+Every buffer has a ``category`` saying what it holds; the simulator, the importers and the TUI use
+the names of :data:`CATEGORIES` and nothing else (:func:`category` maps any other name in, for
+traces written before the vocabulary was one):
+  param           persistent parameters (full for DDP/ZeRO-1/2, the rank's shard for ZeRO-3)
+  grad            persistent gradients (full for DDP/ZeRO-1, the shard for ZeRO-2/3)
+  optim           optimizer states (fp32 master weights, Adam's two moments)
+  param_unsharded a unit's all-gathered parameters (ZeRO-3/FSDP), from its all-gather to its reshard
+  grad_unsharded  transient full-size gradients (ZeRO-2's buckets, FSDP's unit gradients)
+  activation      what a forward keeps for its backward
+  comm            a collective's own staging copies (gloo's, NCCL's), not any of the above
+  other           what nothing says more about
+The order is the stacking order of memory charts: the persistent model state (the ZeRO paper's
+(2 + 2 + K)Psi, Rajbhandari et al., SC'20, section 3) at the bottom, transients above it.
+A profiler does not know what a buffer holds, only which phase allocated it: measured traces map
+the phase in (:data:`PHASE_CATEGORY`: set-up allocations are parameters and their state, forward's
+activations, backward's gradients, the optimizer's its state), so that a simulated and a measured
+step stack the same names.
+
+[Note: timeline]
 Memory follows from ALLOC and FREE ops alone (state is derived, not stored twice): a buffer counts
 from its ALLOC's start to its FREE's end; buffers alive before the first op count from time 0.
 Events at one instant are applied in op-id order, the order a rank issued them.
+:func:`memory_timeline` is that timeline per rank; :func:`live_memory` is the same timeline on one
+clock for all ranks (what a chart of every rank draws), built from it.
 *Exposed* communication is time a rank spends in communication ops while its compute lane is
 idle: the part of the step that overlap did not hide.
 """
@@ -14,6 +37,38 @@ from dataclasses import dataclass
 import numpy as np
 
 from .program import OpKind, Program
+
+CATEGORIES = ("param", "grad", "optim", "param_unsharded", "grad_unsharded", "activation", "comm", "other")
+"""The memory categories, in stacking order (see [Note: categories])."""
+MODEL_STATE = ("param", "grad", "optim")
+DESCRIPTIONS = {
+    "param": "persistent parameters (the rank's shard under ZeRO-3/FSDP)",
+    "grad": "persistent gradients (the rank's shard under ZeRO-2/3)",
+    "optim": "optimizer state: fp32 master weights, Adam's two moments",
+    "param_unsharded": "a unit's all-gathered parameters, from its all-gather to its reshard",
+    "grad_unsharded": "full-size gradients before their reduce-scatter",
+    "activation": "what a forward keeps for its backward",
+    "comm": "a collective's own staging copies",
+    "other": "anything else",
+}
+PHASE_CATEGORY = {"before-profiling": "param", "setup": "param", "forward": "activation",
+                  "backward": "grad", "optimizer": "optim", "comm": "comm", "step": "other",
+                  "other": "other"}
+"""What a measured allocation most likely holds, from the phase that made it (see [Note:
+categories])."""
+_ALIASES = {**PHASE_CATEGORY, "param_shard": "param", "gradients": "grad", "data": "other"}
+
+
+def category(name: str) -> str:
+    """``name`` in the vocabulary: itself if it is one of :data:`CATEGORIES`, else what an older
+    name or a measured phase stands for, else ``other``."""
+    return name if name in CATEGORIES else _ALIASES.get(name, "other")
+
+
+def categories_of(names) -> tuple[str, ...]:
+    """The vocabulary categories that ``names`` map to, in stacking order."""
+    got = {category(n) for n in names}
+    return tuple(c for c in CATEGORIES if c in got)
 
 
 @dataclass(frozen=True)
@@ -50,8 +105,9 @@ class MemoryTimeline:
 
 
 def memory_timeline(prog: Program, start: np.ndarray, end: np.ndarray) -> MemoryTimeline:
-    cats = tuple(dict.fromkeys(b.category for b in prog.buffers))
-    cat_of = np.array([cats.index(b.category) for b in prog.buffers] or [0], dtype=np.int64)
+    """Bytes alive per rank and category after each ALLOC or FREE (see [Note: timeline])."""
+    cats = categories_of(b.category for b in prog.buffers)
+    cat_of = np.array([cats.index(category(b.category)) for b in prog.buffers] or [0], dtype=np.int64)
     size = np.array([b.nbytes for b in prog.buffers] or [0], dtype=np.int64)
     alive0 = np.array([b.alive for b in prog.buffers] or [False])
     mem = np.flatnonzero((prog.kind == OpKind.ALLOC) | (prog.kind == OpKind.FREE))
@@ -77,6 +133,48 @@ def memory_timeline(prog: Program, start: np.ndarray, end: np.ndarray) -> Memory
         by_cat.append(c)
         total.append(c.sum(axis=1))
     return MemoryTimeline(cats, times, ops, total, by_cat)
+
+
+@dataclass(frozen=True)
+class LiveMemory:
+    """:class:`MemoryTimeline` on one clock: from ``times[i]`` until ``times[i+1]`` rank r holds
+    ``bytes[i, r, c]`` bytes of category ``categories[c]``; ``times[0]`` is the trace's start,
+    when the buffers alive before any op count. Several events of a rank at one instant are one
+    state here (the last): a chart draws instants."""
+
+    categories: tuple[str, ...]
+    times: np.ndarray   # (E,)
+    bytes: np.ndarray   # (E, N, C) int64
+
+    @property
+    def total(self) -> np.ndarray:
+        """(E, N) live bytes of all categories."""
+        return self.bytes.sum(axis=2)
+
+    def index_at(self, t: float) -> int:
+        """The state holding at time ``t``."""
+        return max(0, int(np.searchsorted(self.times, t, side="right")) - 1)
+
+    def at(self, t: float) -> np.ndarray:
+        """(N, C) live bytes at time ``t``."""
+        return self.bytes[self.index_at(t)]
+
+    def peak(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per rank, the most bytes ever live and the first time they were."""
+        tot = self.total
+        i = np.argmax(tot, axis=0)
+        return tot[i, np.arange(tot.shape[1])], self.times[i]
+
+
+def live_memory(prog: Program, start: np.ndarray, end: np.ndarray, t0: float = 0.0) -> LiveMemory:
+    """:func:`memory_timeline` for all ranks on one clock starting at ``t0`` (see [Note: timeline])."""
+    mt = memory_timeline(prog, start, end)
+    times = np.unique(np.concatenate([[t0], *(t[1:] for t in mt.times)]))
+    out = np.zeros((times.size, prog.nranks, len(mt.categories)), np.int64)
+    for r in range(prog.nranks):
+        applied = np.searchsorted(mt.times[r][1:], times, side="right")  # events done by each time
+        out[:, r, :] = mt.by_category[r][applied]
+    return LiveMemory(mt.categories, times, out)
 
 
 def exposed_comm(prog: Program, start: np.ndarray, end: np.ndarray) -> np.ndarray:

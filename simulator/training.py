@@ -9,7 +9,7 @@ ranks with numpy: template op i on rank r is op i·N + r, at step i. Llama-2-70B
 
 [Note: buffers and categories]
 Each buffer is allocated by an ALLOC op and, if transient, freed by a FREE op; its ``category``
-says what it holds:
+says what it holds (the names of ``simulator.memory.CATEGORIES``, the one vocabulary):
   param           persistent parameters (full for DDP/ZeRO-1/2, the rank's shard for ZeRO-3)
   param_unsharded a unit's all-gathered parameters (ZeRO-3), alive from its all-gather to its reshard
   grad            persistent gradients (full for DDP/ZeRO-1, the shard for ZeRO-2/3)
@@ -41,13 +41,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UsageError
+from .memory import MODEL_STATE
 from .models import Device, Model
 from .program import Buffer, CollKind, Init, OpKind, Phase, Program
 
 STRATEGIES = ("ddp", "zero1", "zero2", "zero3")
 ALIASES = {"fsdp": "zero3", "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3"}
-CATEGORIES = ("param", "param_unsharded", "grad", "grad_unsharded", "optim", "activation")
-MODEL_STATE = ("param", "grad", "optim")
 
 
 CHECKPOINTING = ("none", "selective", "full")

@@ -131,7 +131,7 @@ def test_bare_rankscope_and_demo_open_the_tui_and_text_prints(monkeypatch, capsy
     import rankscope.tui.app as app
 
     opened = []
-    monkeypatch.setattr(app, "demo_main", lambda: opened.append("demo") or 0)
+    monkeypatch.setattr(app, "demo_main", lambda trace=None: opened.append("demo") or 0)
     monkeypatch.setattr(app, "replay_main", lambda files, salvage=False: opened.append((files, salvage)) or 0)
     assert main([]) == 0 and main(["demo"]) == 0
     assert main(["replay", "a.trace", "b.trace", "--salvage"]) == 0

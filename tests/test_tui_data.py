@@ -28,7 +28,7 @@ def training_program(n: int = 2, layers: int = 2):
     free the gathered parameters, optimizer step."""
     bufs = [Buffer("grad", 8 * MiB, Init.OWN, alive=False, category="grad"),
             Buffer("params", 8 * MiB, Init.SHARD, alive=False, category="param_unsharded"),
-            Buffer("shard", 4 * MiB, Init.EMPTY, category="param_shard"),
+            Buffer("shard", 4 * MiB, Init.EMPTY, category="param"),
             Buffer("optim", 8 * MiB, Init.EMPTY, category="optim")]
     bufs += [Buffer(f"act{i}", 6 * MiB, Init.EMPTY, alive=False, category="activation")
              for i in range(layers)]

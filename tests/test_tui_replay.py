@@ -194,12 +194,12 @@ def test_training_lanes_and_memory():
     assert labels == ["fwd0", "fwd1", "bwd1", "bwd0", "opt"]
     assert [training.label(p, int(o)) for o in lanes.op[lanes.of(1, 1)]] == [">0 c1", ">0 c3"]
     mem = training.memory(tr)
-    assert mem.categories == ("param_shard", "param_unsharded", "grad", "optim", "activation")
+    assert mem.categories == ("param", "grad", "optim", "param_unsharded", "activation")  # stacking order
     peak, when = mem.peak()
     assert peak.tolist() == [40 * MiB, 40 * MiB]  # shard 4 + params 8 + grad 8 + optim 8 + acts 12
     assert (mem.at(when[0])[0] / MiB).tolist() == [4, 8, 8, 8, 12]
-    assert (mem.bytes[-1, 0] / MiB).tolist() == [4, 0, 0, 8, 0]  # after the step
-    assert (mem.at(-1.0)[0] / MiB).tolist() == [4, 8, 0, 8, 0]  # params gathered at t = 0
+    assert (mem.bytes[-1, 0] / MiB).tolist() == [4, 0, 8, 0, 0]  # after the step
+    assert (mem.at(-1.0)[0] / MiB).tolist() == [4, 0, 8, 8, 0]  # params gathered at t = 0
 
 
 def test_compare_finds_the_first_divergence():

@@ -38,3 +38,39 @@ def test_compare_view(snap_compare):
 
 def test_help_screen(snap_compare):
     assert snap_compare(ring4(), press=["question_mark"], terminal_size=SIZE)
+
+
+def _network(spec: str, algo: str, n: int):
+    from rankscope.simulator.collectives import build
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.topology import parse_topology
+
+    prog = build("all-reduce", algo, n, 64 << 20, **({"nodes": 2} if algo == "hier" else {}))
+    topo = parse_topology(spec)
+    return replay_app([simulate(prog, topo).to_trace(prog, topo)], [spec])
+
+
+def test_network_picture_ring(snap_compare):
+    assert snap_compare(_network("ring:8", "ring", 8), press=["right", "right"], terminal_size=SIZE)
+
+
+def test_network_picture_switch_incast(snap_compare):
+    assert snap_compare(_network("switch:4", "ps", 4), press=["right"], terminal_size=SIZE)
+
+
+def test_network_picture_two_nodes(snap_compare):
+    assert snap_compare(_network("nodes:2x4", "hier", 8), press=["right"] * 4, terminal_size=SIZE)
+
+
+def _fsdp():
+    from test_tui_training import fsdp_trace
+
+    return replay_app([fsdp_trace()[2]], ["fsdp.trace"])
+
+
+def test_fsdp_shard_view(snap_compare):
+    assert snap_compare(_fsdp(), press=["right"] * 10, terminal_size=SIZE)
+
+
+def test_drill_down_into_an_all_gather(snap_compare):
+    assert snap_compare(_fsdp(), press=["right"] * 5 + ["o", "right", "right"], terminal_size=SIZE)

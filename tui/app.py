@@ -21,15 +21,17 @@ from typing import Iterable
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from rankscope.simulator.compare import compare
+from rankscope.simulator.compare import CompareError, compare
 from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.trace import Trace, read_trace
 from rankscope.simulator.units import format_bytes
 
+from . import training
 from .replay import Replay
 from .screens.compare import CompareScreen
 from .screens.cursor import CursorScreen
 from .screens.replay import ReplayScreen
+from .screens.side import SideBySideScreen
 
 
 def describe(trace: Trace, name: str) -> str:
@@ -37,10 +39,13 @@ def describe(trace: Trace, name: str) -> str:
     screenshots must not leak host names)."""
     p = trace.program
     size = format_bytes(p.meta["nbytes"]) if "nbytes" in p.meta else ""
+    what = p.describe()
+    if p.meta.get("kind") == "train":  # a training step: name the model and the strategy
+        what = f"{p.meta.get('model', 'a model')} {p.meta.get('strategy', '')} training step on {p.nranks} ranks"
     topo = trace.meta.get("topology")
     where = topo.get("name") if isinstance(topo, dict) else None
     clock = f"{trace.meta.get('clock')} clock"
-    return " · ".join(x for x in (name, p.describe(), size, where, clock) if x)
+    return " · ".join(x for x in (name, what, size, where, clock) if x)
 
 
 class RankscopeApp(App):
@@ -54,6 +59,17 @@ class RankscopeApp(App):
 
     def get_default_screen(self) -> Screen:
         return self._first
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Textual's, into the user's downloads folder when there is one, else the current folder
+        (Textual's default folder need not exist: a fresh account, a container, CI)."""
+        if path is None:
+            from platformdirs import user_downloads_path
+
+            downloads = user_downloads_path()
+            path = str(downloads) if downloads.is_dir() else os.getcwd()
+        return super().deliver_screenshot(filename, path, time_format)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Textual's commands, then one per key of the screen, so the palette can do all that
@@ -71,7 +87,14 @@ def replay_app(traces: list[Trace], names: list[str]) -> RankscopeApp:
     shown (ops not sorted by step, two different programs)."""
     if len(traces) == 1:
         return RankscopeApp(ReplayScreen(Replay(traces[0]), describe(traces[0], names[0])))
-    return RankscopeApp(CompareScreen(compare(traces[0], traces[1], (names[0], names[1]))))
+    try:
+        return RankscopeApp(CompareScreen(compare(traces[0], traces[1], (names[0], names[1]))))
+    except CompareError:
+        if traces[0].program.nranks != traces[1].program.nranks or \
+                training.is_training(traces[0].program) or training.is_training(traces[1].program):
+            raise
+        # two different collectives on the same ranks: side by side on one clock
+        return RankscopeApp(SideBySideScreen(Replay(traces[0]), Replay(traces[1]), (names[0], names[1])))
 
 
 def replay_main(paths: list[str], *, salvage: bool = False) -> int:
@@ -81,6 +104,25 @@ def replay_main(paths: list[str], *, salvage: bool = False) -> int:
             raise RankscopeError(f"replay takes one trace, or two to compare; got {len(paths)}")
         traces = [read_trace(p, salvage=salvage) for p in paths]
         app = replay_app(traces, [os.path.basename(p) for p in paths])
+    except RankscopeError as e:
+        print(f"rankscope: error: {e}", file=sys.stderr)
+        return 2
+    app.run()
+    return 0
+
+
+def learn_app(name: str, data: dict | None = None) -> RankscopeApp:
+    """The app for lesson ``name``, with what the CLI measured for it in ``data``."""
+    from .lessons import lesson
+    from .lessons.run import LessonRun
+    from .screens.lesson import LessonScreen
+
+    return RankscopeApp(LessonScreen(LessonRun(lesson(name), data)))
+
+
+def learn_main(name: str, data: dict | None = None) -> int:
+    try:
+        app = learn_app(name, data)
     except RankscopeError as e:
         print(f"rankscope: error: {e}", file=sys.stderr)
         return 2
@@ -99,9 +141,9 @@ def demo_trace() -> Trace:
     return simulate(prog, topo).to_trace(prog, topo, {"example": "demo"})
 
 
-def demo_main() -> int:
-    """Simulate the demo and open it."""
-    replay_app([demo_trace()], ["demo"]).run()
+def demo_main(trace: Trace | None = None) -> int:
+    """Open ``trace`` (``rankscope demo``'s simulation), by default :func:`demo_trace`."""
+    replay_app([trace if trace is not None else demo_trace()], ["demo"]).run()
     return 0
 
 

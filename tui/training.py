@@ -10,12 +10,10 @@ differently (the engine: compute/comm/memory; a recorder: send/recv/...). ALLOC 
 time and show in the memory chart instead.
 
 [Note: memory]
-Live bytes per rank and buffer category at time t are the sizes of the buffers alive on that
-rank: alive at the start as ``simulator.provenance.layout(program, 0).alive`` says (the one
-memory function), then each ALLOC or FREE that has ended by t switches its buffer on or off on its
-rank, as ``Layout`` applies it. They change only when an ALLOC or FREE ends, so the timeline holds
-one state per such moment, computed in one pass (a cumulative sum over the moments): a measured
-training run of a thousand allocations opens at once.
+Live bytes per rank and buffer category are ``simulator.memory.live_memory``: the simulator's one
+timeline (a buffer counts from its ALLOC's start to its FREE's end) in the one vocabulary of
+categories (``simulator.memory.CATEGORIES``, in stacking order: persistent state at the bottom),
+on the trace's clock from its first op.
 """
 
 from __future__ import annotations
@@ -24,11 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rankscope.simulator.memory import LiveMemory, live_memory
 from rankscope.simulator.program import CollKind, OpKind, Program
-from rankscope.simulator.provenance import layout
 from rankscope.simulator.trace import Trace
 
-CATEGORIES = ("param_shard", "param_unsharded", "grad", "optim", "activation")
 LANES = ("compute", "comm")
 
 
@@ -88,54 +85,12 @@ def label(p: Program, op: int) -> str:
     return f">{int(p.peer[op])} c{int(p.arg[op])}"
 
 
-@dataclass(frozen=True)
-class Memory:
-    """Live bytes over time (see [Note: memory]): from ``times[i]`` until ``times[i+1]`` rank r
-    holds ``bytes[i, r, c]`` bytes of category ``categories[c]``. ``times[0]`` is the trace's
-    start, when the buffers alive before any op count."""
-
-    categories: tuple[str, ...]
-    times: np.ndarray   # (E,)
-    bytes: np.ndarray   # (E, N, C) int64
-
-    @property
-    def total(self) -> np.ndarray:
-        """(E, N) live bytes of all categories."""
-        return self.bytes.sum(axis=2)
-
-    def index_at(self, t: float) -> int:
-        """The state holding at time ``t``."""
-        return max(0, int(np.searchsorted(self.times, t, side="right")) - 1)
-
-    def at(self, t: float) -> np.ndarray:
-        """(N, C) live bytes at time ``t``."""
-        return self.bytes[self.index_at(t)]
-
-    def peak(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per rank, the most bytes ever live and the first time they were."""
-        tot = self.total
-        i = np.argmax(tot, axis=0)
-        return tot[i, np.arange(tot.shape[1])], self.times[i]
+Memory = LiveMemory
+"""Live bytes over time, on the trace's clock: the simulator's one memory timeline."""
 
 
 def memory(trace: Trace) -> Memory:
     """The live-memory timeline of ``trace`` (see [Note: memory])."""
-    p = trace.program
-    cats = tuple(c for c in CATEGORIES if any(b.category == c for b in p.buffers)) + tuple(
-        dict.fromkeys(b.category for b in p.buffers if b.category not in CATEGORIES))
-    sizes = np.array([b.nbytes for b in p.buffers], np.int64)
-    cat_of = np.array([cats.index(b.category) for b in p.buffers], np.int64)
-    onehot = np.zeros((len(p.buffers), len(cats)), np.int64)
-    onehot[np.arange(len(p.buffers)), cat_of] = sizes
     ran = trace.ran
     t0 = float(np.min(trace.start[ran])) if ran.any() else 0.0
-    mem = np.flatnonzero(((p.kind == OpKind.ALLOC) | (p.kind == OpKind.FREE)) & ran)
-    when = trace.end[mem]
-    times = np.unique(np.concatenate([[t0], when]))
-    out = np.zeros((times.size, p.nranks, len(cats)), np.int64)
-    out[0] = layout(p, 0).alive.astype(np.int64) @ onehot
-    if mem.size:
-        buf = p.arg[mem]
-        sign = np.where(p.kind[mem] == OpKind.ALLOC, 1, -1)
-        np.add.at(out, (np.searchsorted(times, when), p.rank[mem], cat_of[buf]), sign * sizes[buf])
-    return Memory(cats, times, np.cumsum(out, axis=0))
+    return live_memory(trace.program, trace.start, trace.end, t0)

@@ -22,7 +22,7 @@ from .args import Parser
 
 VERBS: dict[str, str] = {
     "sim": "sim", "info": "sim", "sweep": "sim", "compare": "sim",
-    "demo": "tui", "replay": "tui",
+    "demo": "tui", "replay": "tui", "learn": "tui",
     "real": "real", "calibrate": "real", "validate": "real",
     "import": "interop", "export": "interop",
     "whatif": "whatif",

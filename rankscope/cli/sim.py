@@ -14,8 +14,14 @@ from rankscope.simulator.units import format_bytes, format_count, format_dec_byt
 from .args import add_topology_args, byte_size, dump_json, int_at_least, resolve_ranks, topology_from_args
 
 
-def _add_collective_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
+def add_collective_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """The arguments that say which collective to build (``sim``'s; ``demo`` takes them too, with
+    ``default`` as the collective when none is given)."""
+    if default is None:
+        p.add_argument("collective", help=f"one of {', '.join(ALGORITHMS)}, or train (a training step)")
+    else:
+        p.add_argument("collective", nargs="?", default=default,
+                       help=f"one of {', '.join(ALGORITHMS)} (default {default})")
     p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier, nccl-ring, nccl-tree for "
                    "all-reduce; ring or tree for broadcast; nccl: what NCCL 2.20.3's tuner picks on a GPU "
                    "cluster --topology (also for the collectives of sim train)")
@@ -209,7 +215,7 @@ def cmd_train(a: argparse.Namespace) -> int:
           f"{pm['backward_prefetch']})" if pm["strategy"] == "zero3" else "") +
           f"; padding {pm['padding_bytes']} B; {rep['collectives_per_rank']} collectives per rank; "
           f"step {format_seconds(rep['step_time'])}")
-    print(f"\n{'rank':>5}{'params':>9}{'grads':>9}{'optim':>9}{'state':>9}{'acts':>9}{'unshard':>9}"
+    print(f"\n{'rank':>5}{'params':>9}{'grads':>9}{'optim':>9}{'state':>9}{'acts':>9}{'full p':>9}{'full g':>9}"
           f"{'peak':>9}{'exposed':>10}{'sent':>9}  peak at")
     rows = rep["rows"]
     shown = rows if len(rows) <= 16 else rows[:8] + rows[-1:]
@@ -218,8 +224,10 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"{'...':>5}")
         print(f"{r['rank']:>5}{_gb(r['param']):>9}{_gb(r['grad']):>9}{_gb(r['optim']):>9}"
               f"{_gb(r['model_state']):>9}{_gb(r['activation']):>9}"
-              f"{_gb(r['param_unsharded'] + r['grad_unsharded']):>9}{_gb(r['peak']):>9}"
+              f"{_gb(r['param_unsharded']):>9}{_gb(r['grad_unsharded']):>9}{_gb(r['peak']):>9}"
               f"{format_seconds(r['exposed_comm']):>10}{_gb(r['bytes_sent']):>9}  {r['peak_at']}")
+    print("each column is its category's own peak over the step (simulator.memory categories): full p = "
+          "param_unsharded, full g = grad_unsharded; state = params + grads + optim")
     if limit is not None and rep["peak"] > limit:
         print(f"DOES NOT FIT: peak {_gb(rep['peak'])} is {_gb(rep['peak'] - limit)} over the {_gb(limit)} of "
               f"device memory (--gpu-memory; try --checkpointing full, a smaller --micro-batch or zero3)")
@@ -413,7 +421,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     """Add ``sim``, ``info``, ``sweep`` and ``compare`` to the subparsers ``sub``."""
     s = sub.add_parser("sim", help="simulate a collective: steps, provenance grid, bytes moved")
-    _add_collective_args(s)
+    add_collective_args(s)
     add_topology_args(s)
     t = s.add_argument_group("training step (sim train)")
     t.add_argument("--model", default="mlp:4x1024", help="mlp:LxW, params:P[xUNITS], gpt2, gpt2-medium, "

@@ -23,7 +23,9 @@ buffer (seen here: 4 MiB on rank 0 but not on rank 1 of the same run). Correctio
 - any other address handed out again while live was freed just before.
 Anything else still allocated at the end stays allocated (parameters, optimizer state). Memory
 allocated before profiling started is one ``before-profiling`` buffer (split where the trace frees
-parts of it).
+parts of it), counted as parameters and their state (what a training job makes before its first
+step). Each allocation's category is one of ``simulator.memory.CATEGORIES``, from the phase that
+made it (``PHASE_CATEGORY``) or, in a trace rankscope exported, the category it wrote.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import bisect
 import math
 from typing import Any
 
+from ..memory import PHASE_CATEGORY, category
 from .collectives import MeasuredCollective, numel
 from .errors import ImportFormatError
 from .measured import Allocation
@@ -91,7 +94,7 @@ def allocations(p, calls: list, colls: list[MeasuredCollective]) -> tuple[list[A
                 a = live.pop(addr)
                 out.append(Allocation(a[0], missed(a, e.t), a[1], a[2], a[3]))
                 implicit += 1
-            c = e.args.get("rankscope category") or cat.category(e.tid, e.t)
+            c = category(e.args.get("rankscope category") or PHASE_CATEGORY[cat.category(e.tid, e.t)])
             live[addr] = [e.t, b, c, str(e.args.get("rankscope buffer", "")), e.tid]
         elif b < 0:
             a = live.pop(addr, None)
@@ -104,9 +107,9 @@ def allocations(p, calls: list, colls: list[MeasuredCollective]) -> tuple[list[A
     t_first = first.t
     rest = baseline - sum(b for _, b in pre_freed)
     for t, b in pre_freed:
-        out.append(Allocation(t_first, t, b, "before-profiling"))
+        out.append(Allocation(t_first, t, b, PHASE_CATEGORY["before-profiling"], "before-profiling"))
     if rest > 0:
-        out.append(Allocation(t_first, math.nan, rest, "before-profiling"))
+        out.append(Allocation(t_first, math.nan, rest, PHASE_CATEGORY["before-profiling"], "before-profiling"))
     total_end = sum(a.nbytes for a in out if math.isnan(a.end))
     info = {"device": device, "events": len(mem), "address_reused_while_live": implicit,
             "frees_at_collective_end": at_coll,
@@ -170,7 +173,8 @@ class _HeldByCollective:
 
 
 class _Categorizer:
-    """Which phase was running on a thread when it allocated (see :data:`.measured.CATEGORIES`)."""
+    """Which phase was running on a thread when it allocated: a key of
+    :data:`simulator.memory.PHASE_CATEGORY`, which says what such an allocation holds."""
 
     RULES = (("comm", ("c10d::", "gloo:", "nccl:", "record_param_comms")),
              ("optimizer", ("rankscope::optimizer", "Optimizer.step#")),

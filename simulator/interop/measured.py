@@ -54,17 +54,15 @@ class Span:
 @dataclass(frozen=True)
 class Allocation:
     """Bytes that one rank's allocator handed out at ``start`` and took back at ``end`` (NaN:
-    still allocated when the recording stopped). ``category`` says which phase allocated it
-    (see :data:`CATEGORIES`), not what it holds: a profiler does not know that."""
+    still allocated when the recording stopped). ``category`` is one of
+    ``simulator.memory.CATEGORIES``: what the phase that allocated it most likely made (a profiler
+    does not know what a buffer holds; see ``simulator.memory.PHASE_CATEGORY``)."""
 
     start: float
     end: float
     nbytes: int
     category: str = "other"
     name: str = ""
-
-
-CATEGORIES = ("before-profiling", "setup", "forward", "backward", "comm", "optimizer", "step", "other")
 
 
 @dataclass

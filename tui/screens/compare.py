@@ -93,6 +93,11 @@ class CompareScreen(CursorScreen):
         self.query_one("#summary", Static).update(self._summary())
         self.moved()
 
+    def explain(self):
+        from .explain import compare
+
+        return compare()
+
     def describe(self) -> str:
         return f"{self.cmp.names[0]} vs {self.cmp.names[1]}"
 

@@ -200,5 +200,11 @@ class CursorScreen(Screen):
                 self.moved()
         self.app.push_screen(PromptScreen("find op", "an op id (17)"), done)
 
+    def explain(self):
+        """What is on this screen, for the help (a Rich Text; subclasses say more)."""
+        from rich.text import Text
+
+        return Text()
+
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.help_rows(), "rankscope keys"))
+        self.app.push_screen(HelpScreen(self.help_rows(), "rankscope: this screen", self.explain()))

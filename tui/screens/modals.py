@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
@@ -48,8 +48,8 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 84; height: auto; max-height: 90%; border: round $accent;
-                            padding: 0 1; background: $surface; }
+    HelpScreen > VerticalScroll { width: 100; max-width: 96%; height: auto; max-height: 94%;
+                                  border: round $accent; padding: 0 1; background: $surface; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "close", "close")]
 
@@ -60,21 +60,25 @@ class HelpScreen(ModalScreen[None]):
         "algbw = S x (share of bytes moved) / time; busbw = algbw x nccl-tests factor.\n"
         "step k: every op of steps 0..k has finished; time t: every op that ended by t.")
 
-    def __init__(self, rows: list[tuple[str, str]], title: str) -> None:
+    def __init__(self, rows: list[tuple[str, str]], title: str, explain=None) -> None:
         super().__init__()
-        self.rows, self.title_text = rows, title
+        self.rows, self.title_text, self.explain = rows, title, explain
 
     def compose(self) -> ComposeResult:
+        from .explain import DEFAULTS
+
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
         for key, what in self.rows:
             table.add_row(key, what)
-        with Vertical() as box:
+        with VerticalScroll() as box:  # scrolls when the screen is smaller than the help
             box.border_title = self.title_text
-            box.border_subtitle = "escape to close"
+            box.border_subtitle = "escape to close · up/down to scroll"
+            if self.explain:
+                yield Static(self.explain, id="explain")
             yield Static(table)
-            yield Static("\n" + self.GLOSSARY)
+            yield Static("\n" + self.GLOSSARY + "\n" + DEFAULTS, id="glossary")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -13,14 +13,17 @@ from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, Footer, Header
 
 from rankscope.simulator.errors import RankscopeError
+from rankscope.simulator.program import OpKind
 
-from .. import training
+from .. import drill, training
+from ..lessons.predict import next_question
 from ..replay import Replay
 from ..views.collective import CollectiveView
 from ..views.training import TrainingView
 from ..widgets.grid import ZOOMS, ProvenanceGrid
 from ..widgets.table import VirtualTable
 from .cursor import CursorScreen
+from .modals import PromptScreen
 
 
 class ReplayScreen(CursorScreen):
@@ -29,6 +32,8 @@ class ReplayScreen(CursorScreen):
     BINDINGS = [
         Binding("z", "zoom", "zoom"),
         Binding("v", "view", "view"),
+        Binding("o", "open_collective", "open collective"),
+        Binding("a", "predict", "predict next", show=False),
     ]
 
     view: reactive[str] = reactive("collective", init=False)
@@ -40,16 +45,22 @@ class ReplayScreen(CursorScreen):
         self.training = training.is_training(replay.program)
         self.cell: tuple[int, int] = (0, 0)
         self.op: int | None = None
+        self.predicted = [0, 0]  # right, asked (the `a` key's questions)
         self.set_reactive(ReplayScreen.view, "training" if self.training else "collective")
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        """What lies between the header and the footer: the views."""
         with ContentSwitcher(initial=self.view):
             yield CollectiveView(id="collective")
             if self.training:
                 trace = self.replay.trace
-                yield TrainingView(training.lanes(trace), training.memory(trace), id="training")
-        yield Footer()
+                fsdp = any(b.category == "param_unsharded" for b in trace.program.buffers)
+                yield TrainingView(training.lanes(trace), training.memory(trace), fsdp=fsdp, id="training")
 
     def on_mount(self) -> None:
         self.title = "rankscope"
@@ -71,12 +82,21 @@ class ReplayScreen(CursorScreen):
             self.replay.forward(n)
         else:
             self.replay.back(-n)
+        self.follow()
+
+    def follow(self) -> None:
+        """Drop a selected op that is not of the current step: the selection panel describes what
+        the cursor stands on, never an op of a step left behind."""
+        if self.op is not None and int(self.replay.program.step[self.op]) != self.replay.step:
+            self.op = None
 
     def go_home(self) -> None:
         self.replay.seek_step(-1)
+        self.follow()
 
     def go_end(self) -> None:
         self.replay.seek_step(self.replay.n_steps - 1)
+        self.follow()
 
     def go_to(self, kind: str, value: float) -> None:
         r = self.replay
@@ -99,16 +119,72 @@ class ReplayScreen(CursorScreen):
             view.show(self.replay, self.op)
 
     # -- keys and picks --------------------------------------------------------------------------
+    def action_predict(self) -> None:
+        """Ask about the next step before applying it; check the answer against the state after it."""
+        q = next_question(self.replay)
+        if q is None:
+            self.notify("nothing to predict about the next step", severity="warning")
+            return
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            self.replay.seek_step(q.step)
+            self.follow()
+            right = q.answer(self.replay)
+            ok = q.check(text, right, self.replay.nranks)
+            self.predicted[0] += ok
+            self.predicted[1] += 1
+            head = "right" if ok else f"not quite: the answer is {right}"
+            self.notify(f"{head}. {q.reason(self.replay)} (score {self.predicted[0]}/{self.predicted[1]})",
+                        severity="information" if ok else "warning", timeout=8)
+            self.moved()
+        self.app.push_screen(PromptScreen(f"predict: {q.prompt}", q.hint()), done)
+
+    def collective_here(self) -> int | None:
+        """The COLLECTIVE op to open: the selected one, else the current step's first."""
+        p = self.replay.program
+        if self.op is not None and p.kind[self.op] == OpKind.COLLECTIVE:
+            return self.op
+        ops = self.replay.comm_ops()
+        ops = ops[p.kind[ops] == OpKind.COLLECTIVE]
+        return int(ops[0]) if ops.size else None
+
+    def action_open_collective(self) -> None:
+        """Open the collective's own schedule (see :mod:`..drill`) in the collective view; escape comes back."""
+        op = self.collective_here()
+        if op is None:
+            return
+        trace, title = drill.schedule(self.replay.trace, op)
+        self.app.push_screen(DrillScreen(Replay(trace), title))
+
+    def explain(self):
+        from . import explain
+
+        if self.view == "training":
+            return explain.training(self.query_one(TrainingView).fsdp)
+        return explain.collective(self.query_one(ProvenanceGrid).mode)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "predict":
+            return True if self.replay.can_forward and next_question(self.replay) is not None else None
+        if action == "open_collective":  # hidden where there are no collective ops at all
+            if not self.training:
+                return False
+            return True if self.view == "training" and self.collective_here() is not None else None
         if action == "view":
             return True if self.training else None
-        if action == "zoom":
-            return True if self.view == "collective" else None
         return super().check_action(action, parameters)
 
     def action_zoom(self) -> None:
-        grid = self.query_one(ProvenanceGrid)
-        grid.zoom = ZOOMS[(ZOOMS.index(grid.zoom) + 1) % len(ZOOMS)]
+        """The grid's next zoom level in the collective view; in the training view, time
+        magnified around the cursor, in the lanes and the chart at once."""
+        if self.view == "training":
+            zoom = self.query_one(TrainingView).next_zoom()
+            self.notify(f"time x{zoom}" if zoom > 1 else "the whole step")
+        else:
+            grid = self.query_one(ProvenanceGrid)
+            grid.zoom = ZOOMS[(ZOOMS.index(grid.zoom) + 1) % len(ZOOMS)]
         self.moved()
 
     def action_view(self) -> None:
@@ -117,7 +193,6 @@ class ReplayScreen(CursorScreen):
     def watch_view(self, view: str) -> None:
         self.query_one(ContentSwitcher).current = view
         self.moved()
-        self.refresh_bindings()  # zoom applies to one view only
 
     def on_provenance_grid_cell_selected(self, message: ProvenanceGrid.CellSelected) -> None:
         self.cell, self.op = (message.rank, message.seg), None
@@ -128,3 +203,12 @@ class ReplayScreen(CursorScreen):
             view = self.query_one(f"#{self.view}")
             self.op = int(view.transfers_shown[message.index])
             self.show()
+
+
+class DrillScreen(ReplayScreen):
+    """A collective's own schedule, opened from a training step; escape goes back to it."""
+
+    BINDINGS = [Binding("escape,b", "back", "back to the step", priority=True)]
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

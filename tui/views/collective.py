@@ -1,5 +1,5 @@
-"""The collective view: the provenance grid, the step's transfers, the busy links, the counters,
-and the selected cell's or op's dependencies.
+"""The collective view: the provenance grid with a picture of the network beside it, the step's
+transfers, the busy links, the counters, and the selected cell's or op's dependencies.
 
 A container: :meth:`CollectiveView.show` hands the replay's state at the cursor down to its
 widgets as attributes; the widgets report picks up as messages, which the screen handles.
@@ -18,6 +18,7 @@ from rankscope.simulator.units import format_bytes, format_ranks, format_seconds
 
 from ..replay import Replay
 from ..widgets.grid import GridState, ProvenanceGrid
+from ..widgets.network import NetState, NetworkPicture, shape_of
 from ..widgets.table import Column, Rows, VirtualTable
 from . import text
 
@@ -34,11 +35,12 @@ class CollectiveView(Vertical):
     DEFAULT_CSS = """
     CollectiveView > Horizontal { height: 1fr; }
     CollectiveView #main { width: 1fr; }
-    CollectiveView #grid { height: auto; max-height: 50%; }
+    CollectiveView #top { height: auto; max-height: 50%; }
+    CollectiveView #grid { width: 1fr; height: auto; }
     CollectiveView #transfers { height: auto; max-height: 40%; }
     CollectiveView #detail { height: 1fr; min-height: 5; padding: 0 1; overflow-y: auto; }
     CollectiveView #side { width: 31; }
-    CollectiveView #status { height: 8; padding: 0 1; }
+    CollectiveView #status { height: 8; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     CollectiveView .panel { border: round $primary-muted; }
     CollectiveView .panel:focus { border: round $accent; }
     """
@@ -50,7 +52,9 @@ class CollectiveView(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal():
             with Vertical(id="main"):
-                yield ProvenanceGrid(id="grid")
+                with Horizontal(id="top"):
+                    yield ProvenanceGrid(id="grid")
+                    yield NetworkPicture(id="network")
                 yield VirtualTable(TRANSFERS, id="transfers")
                 yield Static(id="detail")
             with Vertical(id="side"):
@@ -59,12 +63,19 @@ class CollectiveView(Vertical):
                 yield VirtualTable(LINKS, id="links")
 
     def on_mount(self) -> None:
-        for wid, title in (("grid", "provenance"), ("transfers", "transfers"),
+        self.query_one(NetworkPicture).display = self.app.size.width >= self.PICTURE_MIN_WIDTH
+        for wid, title in (("grid", "provenance"), ("network", "network"), ("transfers", "transfers"),
                            ("detail", "selection"), ("status", "cursor"),
                            ("ranks", "bytes so far"), ("links", "links busy in the step")):
             w = self.query_one(f"#{wid}")
             w.add_class("panel")
             w.border_title = title
+
+    PICTURE_MIN_WIDTH = 110
+    """Narrower than this, the network picture steps aside so that the grid keeps its width."""
+
+    def on_resize(self, event) -> None:
+        self.query_one(NetworkPicture).display = event.size.width >= self.PICTURE_MIN_WIDTH
 
     def show(self, r: Replay, cell: tuple[int, int], op: int | None) -> None:
         """Hand the state at the cursor to the widgets; ``cell`` and ``op`` are the selection
@@ -76,13 +87,13 @@ class CollectiveView(Vertical):
         grid.cursor = cell
         grid.border_title = f"provenance: ranks x segments of {r.program.buffers[0].name!r}" \
             if r.program.buffers else "provenance"
-        grid.border_subtitle = f"{grid.mode} · yellow = changed by the step · z zoom"
         self.query_one("#status", Static).update(text.status(r), layout=False)
         sent, received = r.sent, r.received
         self.query_one("#ranks", VirtualTable).rows = Rows(
             n, lambda i: (f"r{i}", format_bytes(sent[i]), format_bytes(received[i])))
         self._transfers(r, op)
-        self._links(r)
+        use = self._links(r)
+        self._network(r, use)
         detail = Text()
         if op is not None:
             detail.append(text.op_details(r, op))
@@ -112,10 +123,22 @@ class CollectiveView(Vertical):
         if hit.size:
             table.show_row(int(hit[0]))
 
-    def _links(self, r: Replay) -> None:
+    def _network(self, r: Replay, use) -> None:
+        p, ops = r.program, r.transfers()
+        shape, per = shape_of(r.trace.meta.get("topology"), r.nranks)
+        order = np.argsort(-use.nbytes, kind="stable")
+        pic = self.query_one(NetworkPicture)
+        pic.update_state(NetState(r.nranks, shape, per, tuple(
+            (int(p.rank[o]), int(p.peer[o]), int(p.chunk_len[p.arg[o]]), bool(p.kind[o] == OpKind.REDUCE))
+            for o in ops), tuple((use.names[i], float(use.nbytes[i]), float(use.util[i])) for i in order[:4])))
+        pic.border_subtitle = {"ring": "ring: one arrow per link", "switch": "arrows via the switch",
+                               "nodes": f"nodes of {per}: NVLink inside, NICs across"}[shape]
+
+    def _links(self, r: Replay):
         use = r.links()
         table = self.query_one("#links", VirtualTable)
         table.rows = Rows(len(use.link), lambda i: (
             use.names[i], format_bytes(use.nbytes[i]),
             "-" if np.isnan(use.util[i]) else f"{100 * use.util[i]:.0f}%"))
         table.border_subtitle = f"{len(use.link)} busy" if use.link.size else "none busy"
+        return use

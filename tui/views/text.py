@@ -43,8 +43,9 @@ def status_line(r: Replay) -> Text:
 
 def status(r: Replay) -> Text:
     """Where the cursor is, the time on the trace's clock, bytes moved, algbw and busbw, one
-    short line each (the panel is narrow so that the grid gets the width)."""
-    t = Text()
+    short line each (the panel is narrow so that the grid gets the width). Lines are cut, never
+    wrapped: a long phase name must not push busbw out of the panel."""
+    t = Text(no_wrap=True, overflow="ellipsis")
     t.append(where(r, "\n") + "\n", style="bold")
     if not r.phase():
         t.append("\n")

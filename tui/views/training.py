@@ -14,8 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from rankscope.simulator.program import OpKind
-from rankscope.simulator.units import format_bytes, format_seconds
+from rankscope.simulator.units import format_bytes, format_dec_bytes, format_seconds
 
+from .. import shards
 from ..replay import Replay
 from ..training import Lanes, Memory, coll_label, is_comm, label
 from ..widgets.gantt import Gantt, GanttState
@@ -26,6 +27,16 @@ from . import text
 TRANSFERS = [Column("step", 4, True), Column("op", 4, True), Column("phase", 14),
              Column("src->dst", 8), Column("bytes", 6, True), Column("kind", 14),
              Column("start", 7, True)]
+
+
+def shard_text(r: Replay) -> Text:
+    """Per FSDP unit: the shard every rank keeps, then its full parameters and gradients per rank."""
+    t = Text()
+    t.append("unit      shard/rank  params r0..  grads r0..\n", style="bold")
+    for row in shards.rows(r):
+        t.append(f"{row.unit:<9} {format_dec_bytes(row.shard_bytes):>10}  {row.params:<12} {row.grads}\n")
+    t.append(f"{shards.FULL} full copy  {shards.FILLING} collective running  {shards.NONE} shard only", style="dim")
+    return t
 
 
 def _kind(p, op: int) -> str:
@@ -41,27 +52,52 @@ class TrainingView(Vertical):
 
     DEFAULT_CSS = """
     TrainingView #tstatus { height: 1; padding: 0 1; }
+    TrainingView #tbody { height: 1fr; }
+    TrainingView #tmain { width: 1fr; }
     TrainingView #gantt { border: round $primary-muted; }
-    TrainingView #tbottom { height: 1fr; }
-    TrainingView #memory { width: 1fr; border: round $primary-muted; }
-    TrainingView #tside { width: 58; }
+    TrainingView #memory { height: 1fr; border: round $primary-muted; }
+    TrainingView #tside { width: 50; }
+    TrainingView #shards { height: auto; max-height: 12; border: round $primary-muted; padding: 0 1; }
     TrainingView #ttransfers { height: 1fr; border: round $primary-muted; }
     TrainingView #tdetail { height: 9; border: round $primary-muted; padding: 0 1;
                             overflow-y: auto; }
     TrainingView #ttransfers:focus { border: round $accent; }
     """
 
-    def __init__(self, lanes: Lanes, memory: Memory, *, id: str | None = None) -> None:
+    ZOOMS = (1, 2, 4, 8, 16, 32)
+    """How many times the lanes and the chart magnify time around the cursor (``z`` cycles)."""
+
+    def __init__(self, lanes: Lanes, memory: Memory, *, fsdp: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
         self.lanes, self.memory = lanes, memory
         self.transfers_shown = np.zeros(0, np.int64)
+        self.zoom = 1
+        self.fsdp = fsdp  # the program all-gathers units (ZeRO-3/FSDP): show the shard panel
+
+    def next_zoom(self) -> int:
+        """Magnify time by the next factor of :data:`ZOOMS`, back to the whole step after the last."""
+        self.zoom = self.ZOOMS[(self.ZOOMS.index(self.zoom) + 1) % len(self.ZOOMS)]
+        return self.zoom
+
+    def window(self, r: Replay) -> tuple[float, float]:
+        """The time both the lanes and the chart show: the whole trace at zoom 1, else a
+        1/zoom of it centred on the cursor (kept inside the trace)."""
+        t0, t1 = r.t0, max(r.t_end, r.t0 + 1e-12)
+        if self.zoom == 1:
+            return t0, t1
+        span = (t1 - t0) / self.zoom
+        a = min(max(r.time - span / 2, t0), t1 - span)
+        return a, a + span
 
     def compose(self) -> ComposeResult:
         yield Static(id="tstatus")
-        yield Gantt(id="gantt")
-        with Horizontal(id="tbottom"):
-            yield MemoryChart(id="memory")
+        with Horizontal(id="tbody"):
+            with Vertical(id="tmain"):  # one column: the lanes and the chart share the time axis
+                yield Gantt(id="gantt")
+                yield MemoryChart(id="memory")
             with Vertical(id="tside"):
+                if self.fsdp:
+                    yield Static(id="shards")
                 yield VirtualTable(TRANSFERS, id="ttransfers")
                 yield Static(id="tdetail")
 
@@ -70,23 +106,30 @@ class TrainingView(Vertical):
         self.query_one("#memory").border_title = "live memory by category"
         self.query_one("#ttransfers").border_title = "transfers and collectives (the step's in bold)"
         self.query_one("#tdetail").border_title = "selection"
+        if self.fsdp:
+            self.query_one("#shards").border_title = "FSDP units: shards and full copies per rank"
 
     def show(self, r: Replay, op: int | None) -> None:
         """Hand the state at the cursor to the widgets; ``op`` is the selected op, if any."""
         p = r.program
-        t1 = max(r.t_end, r.t0 + 1e-12)
+        t0, t1 = self.window(r)
         self.query_one("#tstatus", Static).update(text.status_line(r), layout=False)
         self.query_one(Gantt).state = GanttState(
-            self.lanes, p.nranks, r.t0, t1, r.time, lambda o: _kind(p, o),
-            lambda o: label(p, o), op)
+            self.lanes, p.nranks, t0, t1, r.time, lambda o: _kind(p, o),
+            lambda o: label(p, o), op, r.t0)
         rank = int(p.rank[op]) if op is not None else 0
-        self.query_one(MemoryChart).state = MemoryState(self.memory, rank, r.time, r.t0, t1)
+        self.query_one(MemoryChart).state = MemoryState(self.memory, rank, r.time, t0, t1, r.t0)
+        zoom = f" · time x{self.zoom} (z)" if self.zoom > 1 else " · z zooms time"
         self.query_one("#memory").border_subtitle = \
-            f"chart: rank {rank} over time · bars: every rank at the cursor"
+            f"chart: rank {rank} over time · bars: every rank at the cursor{zoom}"
         self._transfers(r, op)
+        if self.fsdp:
+            self.query_one("#shards", Static).update(shard_text(r), layout=False)
         detail = Text()
         if op is not None:
             detail.append(text.op_details(r, op))
+            if p.kind[op] == OpKind.COLLECTIVE:
+                detail.append("o: open this collective's own schedule (the ring steps)\n", style="bold cyan")
         else:
             detail.append("pick a transfer (tab, then up/down) to see what it waits for\n",
                           style="dim")

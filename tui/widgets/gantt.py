@@ -1,8 +1,8 @@
 """Per-rank compute and comm lanes over time, with the time cursor (Line API).
 
 One row per (rank, lane) of :class:`tui.training.Lanes`; time runs across the whole width. A bar
-carries its label when it fits; a bar shorter than a column still shows as one glyph, so no op
-vanishes at any zoom. The cursor is a vertical line at the replay's time.
+carries its label when it fits; a bar shorter than a column still shows as one glyph of its own
+(see :meth:`Gantt.placed`), so no op vanishes at any zoom. The cursor is a vertical line at the replay's time.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual.geometry import Size
@@ -18,9 +17,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from rankscope.simulator.units import format_seconds
-
 from ..training import LANES, Lanes
+from .axis import column, ticks
 
 COLOURS = {"fwd": "#5f87d7", "bwd": "#af5fd7", "opt": "#5faf87", "compute": "#87afaf",
            "reduce": "#d7875f", "copy": "#d7af5f"}
@@ -47,6 +45,7 @@ class GanttState:
     kind: Callable[[int], str] = lambda op: "compute"
     label: Callable[[int], str] = lambda op: ""
     selected: int | None = None
+    origin: float = 0.0   # the trace's start: tick labels count from it
 
 
 class Gantt(ScrollView):
@@ -65,9 +64,25 @@ class Gantt(ScrollView):
         return self.state.nranks * len(LANES) + 1
 
     def _col(self, t: float, cols: int) -> int:
-        st = self.state
-        span = max(st.t1 - st.t0, 1e-30)
-        return int(np.floor((t - st.t0) / span * cols))
+        return column(t, self.state.t0, self.state.t1, cols)
+
+    def placed(self, rank: int, lane: int, cols: int) -> list[tuple[int, int, int]]:
+        """(op, first column, past-the-last column) of the bars of (``rank``, ``lane``) drawn in
+        ``cols`` columns. A bar starts no earlier than the previous one ends, so a bar shorter
+        than a column that follows another in the same column moves one column on instead of
+        being drawn over; bars outside the window are left out."""
+        st, out, free = self.state, [], 0
+        sl = st.lanes.of(rank, lane)
+        for op, a, b in zip(st.lanes.op[sl], st.lanes.start[sl], st.lanes.end[sl]):
+            if b < st.t0 or a > st.t1:
+                continue
+            c0 = max(min(cols - 1, max(0, self._col(a, cols))), free)
+            if c0 >= cols:
+                break
+            c1 = min(cols, max(c0 + 1, self._col(b, cols)))
+            out.append((int(op), c0, c1))
+            free = c1
+        return out
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -83,10 +98,7 @@ class Gantt(ScrollView):
         if rank >= st.nranks:
             return Strip.blank(width, base)
         chars: list[tuple[str, Style]] = [(" ", base)] * cols
-        sl = st.lanes.of(rank, lane)
-        for i, (op, a, b) in enumerate(zip(st.lanes.op[sl], st.lanes.start[sl], st.lanes.end[sl])):
-            c0 = min(cols - 1, max(0, self._col(a, cols)))
-            c1 = min(cols, max(c0 + 1, self._col(b, cols)))
+        for i, (op, c0, c1) in enumerate(self.placed(rank, lane, cols)):
             colour = _shade(COLOURS.get(st.kind(int(op)), "#808080"), 0.75 if i % 2 else 1.0)
             style = base + Style(bgcolor=colour, color="#000000")
             if op == st.selected:
@@ -105,10 +117,7 @@ class Gantt(ScrollView):
 
     def _axis(self, cols: int, cursor: int) -> list[Segment]:
         st = self.state
-        text = [" "] * cols
-        for c in range(0, cols, 16):  # a tick every 16 columns, times from the trace's start
-            tick = "|" + (format_seconds((st.t1 - st.t0) * c / cols) if c else "0")
-            text[c:c + len(tick)] = tick[: cols - c]
+        text = ticks(st.t0, st.t1, cols, st.origin)
         dim = self.rich_style + Style(dim=True)
         mark = Segment("▼", self.rich_style + _CURSOR) if text[cursor] == " " else \
             Segment(text[cursor], self.rich_style + _CURSOR + Style(reverse=True))

@@ -155,6 +155,7 @@ class ProvenanceGrid(ScrollView, can_focus=True):
             mode = ("sets" if label + m * (width + 1) <= w and n <= FIT_ROWS else
                     "bars" if label + 2 * m <= w and n <= FIT_ROWS else "heat")
         self._mode = mode
+        self.border_subtitle = f"{mode} · yellow = changed by the step · z zoom"
         if mode == "heat":
             avail_w = max(1, w - self._label_w)
             self._block = (max(1, -(-n // FIT_ROWS)), max(1, -(-m // avail_w)))

@@ -3,8 +3,9 @@
 Top: a legend. Then the selected rank's memory over the whole trace, one column per time slice,
 stacked by category; a slice shows the largest state inside it, so no peak falls between
 columns. ``▼`` marks the peak; ``│`` (in empty space) and ``▲`` (under the chart) the cursor.
-Below: one bar per rank at the cursor's time, on the same scale, with ``┃`` where that rank's
-peak reaches.
+Under the chart: the time axis, the Gantt's (:mod:`.axis`), column for column. Below: one bar per
+rank at the cursor's time, on the same scale, with ``┃`` where that rank's peak reaches. Bytes are
+decimal (MB, GB), as ``rankscope sim train`` prints memory.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from rankscope.simulator.units import format_bytes, format_seconds
+from rankscope.simulator.memory import category
+from rankscope.simulator.units import format_dec_bytes, format_seconds
 
 from ..training import Memory
+from .axis import column, ticks
 
-COLOURS = {"param_shard": "#5f87d7", "param_unsharded": "#87afff", "grad": "#d7875f",
-           "optim": "#5faf87", "activation": "#af5fd7"}
-OTHER = ("#afaf5f", "#5fafaf", "#af5f5f", "#8787af")
+COLOURS = {"param": "#5f87d7", "grad": "#d7875f", "optim": "#5faf87",
+           "param_unsharded": "#87afff", "grad_unsharded": "#ffaf87", "activation": "#af5fd7",
+           "comm": "#d7d75f", "other": "#8a8a8a"}
+"""One colour per category of ``simulator.memory.CATEGORIES``: a transient buffer is a lighter
+shade of the persistent state it is made from."""
 _MARK = Style(color="#ffd75f", bold=True)
 
 
 def colour(cats: tuple[str, ...], c: int) -> str:
-    return COLOURS.get(cats[c], OTHER[c % len(OTHER)])
+    return COLOURS[category(cats[c])]
 
 
 @dataclass(frozen=True)
@@ -41,24 +46,41 @@ class MemoryState:
     time: float = 0.0
     t0: float = 0.0
     t1: float = 1.0
+    origin: float = 0.0   # the trace's start: times are printed from it
 
 
 class MemoryChart(Widget):
     """See the module docstring; the owner sets ``state``."""
 
     DEFAULT_CSS = "MemoryChart { height: 1fr; }"
-    LABEL_W = 6
+    LABEL_W = 11  # the Gantt's: the two share one time axis, column for column
 
     state: reactive[MemoryState] = reactive(MemoryState, always_update=True)
 
+    def _style(self) -> Style:
+        """The widget's base style, looked up once per state and size: Textual's ``rich_style``
+        walks the DOM, and every text row asks for it (as for the legend)."""
+        key = (id(self.state), self.size)
+        if getattr(self, "_style_key", None) != key:
+            self._style_key, self._base, self._legend = key, self.rich_style, None
+            cats = self.state.memory.categories if self.state.memory else ()
+            self._cat = [Style(color=colour(cats, c)) for c in range(len(cats))]
+        return self._base
+
     def _legend_lines(self) -> list[list[Segment]]:
-        """The legend, wrapped to the width."""
+        """The legend, wrapped to the width (once per state and size)."""
+        self._style()
+        if self._legend is None:
+            self._legend = self._make_legend()
+        return self._legend
+
+    def _make_legend(self) -> list[list[Segment]]:
         cats, width = self.state.memory.categories, max(1, self.size.width)
         lines: list[list[Segment]] = [[]]
         used = 0
         for c, name in enumerate(cats):
-            item = [Segment("■ ", self.rich_style + Style(color=colour(cats, c))),
-                    Segment(name + "  ", self.rich_style)]
+            item = [Segment("■ ", self._style() + Style(color=colour(cats, c))),
+                    Segment(name + "  ", self._style())]
             if used and used + len(name) + 4 > width:
                 lines.append([])
                 used = 0
@@ -71,7 +93,7 @@ class MemoryChart(Widget):
         return max(2, self.size.height - 1 - n - len(self._legend_lines()))
 
     def render_line(self, y: int) -> Strip:
-        width, base = self.size.width, self.rich_style
+        width, base = self.size.width, self._style()
         mem = self.state.memory
         if mem is None or not mem.times.size:
             return Strip.blank(width, base)
@@ -92,36 +114,50 @@ class MemoryChart(Widget):
             return self._rank_bar(rank, width)
         return Strip.blank(width, base)
 
+    def _totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(E, N) totals and the per-rank peaks of the timeline, computed once per timeline."""
+        mem = self.state.memory
+        if getattr(self, "_tot_of", None) is not mem:
+            self._tot_of, self._tot = mem, mem.total
+            self._peaks = self._tot.max(axis=0)
+        return self._tot, self._peaks
+
     def _scale(self) -> float:
-        peak, _ = self.state.memory.peak()
-        return float(max(peak.max(), 1))
+        return float(max(self._totals()[1].max(), 1))
 
     def _columns(self, cols: int) -> np.ndarray:
-        """Per column, the index of the largest state in its time slice."""
+        """Per column, the index of the largest state in its time slice (once per state and width:
+        every text row of the chart asks)."""
         st, mem = self.state, self.state.memory
+        key = (id(st), cols)
+        if getattr(self, "_cols_key", None) == key:
+            return self._cols
         edges = st.t0 + (st.t1 - st.t0) * np.arange(cols + 1) / cols
         lo = np.maximum(np.searchsorted(mem.times, edges[:-1], side="right") - 1, 0)
         hi = np.maximum(np.searchsorted(mem.times, edges[1:], side="left"), lo + 1)
-        tot = mem.total[:, st.rank]
-        return np.array([a + int(np.argmax(tot[a:b])) for a, b in zip(lo, hi)])
+        tot = self._totals()[0][:, st.rank]
+        self._cols_key = key
+        self._cols = np.array([a + int(np.argmax(tot[a:b])) for a, b in zip(lo, hi)])
+        self._cum = np.cumsum(mem.bytes[self._cols, st.rank, :], axis=1)  # (cols, C)
+        return self._cols
 
     def _chart_line(self, row: int, h: int, width: int) -> Strip:
-        st, mem, base = self.state, self.state.memory, self.rich_style
+        st, mem, base = self.state, self.state.memory, self._style()
         cols = max(1, width - self.LABEL_W)
         idx = self._columns(cols)
-        cum = np.cumsum(mem.bytes[idx, st.rank, :], axis=1)  # (cols, C)
+        cum = self._cum
         scale = self._scale()
         level = (h - row - 0.5) / h * scale   # the height this text row stands for
-        peak_i = int(np.argmax(mem.total[:, st.rank]))
+        peak_i = int(np.argmax(self._totals()[0][:, st.rank]))
         peak_col = int(np.argmax(idx == peak_i)) if (idx == peak_i).any() else -1
         cur = self._cursor_col(cols)
-        label = (f"r{st.rank}" if row == 0 else format_bytes(scale) if row == 1 else
+        label = (f"r{st.rank}" if row == 0 else format_dec_bytes(scale) if row == 1 else
                  "0" if row == h - 1 else "").ljust(self.LABEL_W)
         segs = [Segment(label, base + Style(dim=row > 0))]
         for c in range(cols):
             cat = int(np.searchsorted(cum[c], level, side="right"))
             if cat < cum.shape[1]:
-                segs.append(Segment("█", Style(color=colour(mem.categories, cat))))
+                segs.append(Segment("█", self._cat[cat]))
             elif c == peak_col and cum[c, -1] > level - scale / h:  # just above the peak
                 segs.append(Segment("▼", base + _MARK))
             elif c == cur:
@@ -129,33 +165,33 @@ class MemoryChart(Widget):
             else:
                 segs.append(Segment(" ", base))
         if row == 0:
-            text = f" peak {format_bytes(mem.total[peak_i, st.rank])} at " \
-                   f"{format_seconds(mem.times[peak_i] - st.t0)} "
+            text = f" peak {format_dec_bytes(self._totals()[0][peak_i, st.rank])} at " \
+                   f"{format_seconds(mem.times[peak_i] - st.origin)} "
             segs = list(Strip(segs).crop(0, max(self.LABEL_W, width - len(text)))) + \
                 [Segment(text, base + _MARK)]
         return Strip(segs).crop_extend(0, width, base).simplify()
 
     def _cursor_col(self, cols: int) -> int:
         st = self.state
-        return min(cols - 1, max(0, int((st.time - st.t0) / max(st.t1 - st.t0, 1e-30) * cols)))
+        return min(cols - 1, max(0, column(st.time, st.t0, st.t1, cols)))
 
     def _axis(self, width: int) -> Strip:
-        """``▲`` under the chart at the cursor's time, then what the bars below show."""
+        """The time axis (the Gantt's ticks) with ``▲`` at the cursor's time."""
+        st = self.state
         cols = max(1, width - self.LABEL_W)
         cur = self._cursor_col(cols)
-        note = f" cursor {format_seconds(self.state.time - self.state.t0)}"
-        dim = self.rich_style + Style(dim=True)
-        mark = Segment("▲", self.rich_style + _MARK)
-        segs = [Segment(" " * (self.LABEL_W + cur), dim), mark, Segment(note, dim)]
-        if self.LABEL_W + cur + 1 + len(note) > width:  # no room after the mark: put it before
-            segs = [Segment(note[1:].rjust(self.LABEL_W + cur), dim), mark]
-        return Strip(segs).crop_extend(0, width, self.rich_style)
+        text = ticks(st.t0, st.t1, cols, st.origin)
+        dim = self._style() + Style(dim=True)
+        label = f"t {format_seconds(st.time - st.origin)}"[: self.LABEL_W - 1].ljust(self.LABEL_W)
+        segs = [Segment(label, dim), Segment("".join(text[:cur]), dim), Segment("▲", self._style() + _MARK),
+                Segment("".join(text[cur + 1:]), dim)]
+        return Strip(segs).crop_extend(0, width, self._style())
 
     def _rank_bar(self, rank: int, width: int) -> Strip:
-        st, mem, base = self.state, self.state.memory, self.rich_style
+        st, mem, base = self.state, self.state.memory, self._style()
         now = mem.at(st.time)[rank]
-        peak, _ = mem.peak()
-        text = f" {format_bytes(now.sum())} (peak {format_bytes(peak[rank])})"
+        peak = self._totals()[1]
+        text = f" {format_dec_bytes(now.sum())} (peak {format_dec_bytes(peak[rank])})"
         cols = max(1, width - self.LABEL_W - len(text))
         scale = self._scale()
         cells = [Segment(" ", base)] * cols
@@ -163,7 +199,7 @@ class MemoryChart(Widget):
         for c, b in enumerate(now):
             stop = min(cols, int(round((edge + b) / scale * cols)))
             for i in range(int(round(edge / scale * cols)), stop):
-                cells[i] = Segment("█", Style(color=colour(mem.categories, c)))
+                cells[i] = Segment("█", self._cat[c])
             edge += b
         mark = min(cols - 1, int(round(peak[rank] / scale * cols)))
         if cells[mark].text == " ":

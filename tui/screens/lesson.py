@@ -1,0 +1,113 @@
+"""The lesson screen: a replay of the page's trace with its narration above, and a question to
+answer before a step it is about is applied (see :mod:`rankscope.tui.lessons`).
+
+Moving on onto a step with an unanswered question opens a prompt instead; the answer is checked by
+:meth:`LessonRun.answer` against the simulator's state after that step, the verdict (right or
+not, the right answer, why) is shown, and the step is applied. ``n``/``p`` turn the page.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Static
+
+from .. import training
+from ..lessons.run import LessonRun
+from .modals import PromptScreen
+from .replay import ReplayScreen
+
+
+class LessonScreen(ReplayScreen):
+    """See the module docstring."""
+
+    DEFAULT_CSS = """
+    LessonScreen #narration { height: 12; padding: 0 1; border: round $accent; overflow-y: auto; }
+    """
+    BINDINGS = [
+        Binding("n,pagedown", "page(1)", "next page"),
+        Binding("p,pageup", "page(-1)", "prev page"),
+    ]
+
+    def __init__(self, run: LessonRun) -> None:
+        super().__init__(run.replay, "")
+        self.run = run
+        self._page()
+
+    def _page(self) -> None:
+        """Take the run's open page: its replay, its title, the view it asks for."""
+        run = self.run
+        self.replay, self.cell, self.op = run.replay, (0, 0), None
+        self.training = training.is_training(run.replay.program)
+        self.title_text = f"lesson {run.lesson.name} · page {run.index + 1}/{len(run.pages)}"
+        view = run.page.view if run.page.view in ("collective", "training") else None
+        if view is None or (view == "training" and not self.training):
+            view = "training" if self.training else "collective"
+        self.set_reactive(ReplayScreen.view, view)
+
+    def body(self) -> ComposeResult:
+        yield Static(id="narration")
+        yield from super().body()
+
+    # -- moving: questions first ------------------------------------------------------------------
+    def move(self, n: int) -> None:
+        if n < 0:
+            super().move(n)
+            return
+        for _ in range(n):
+            if self.run.pending() is not None:
+                self.ask()
+                return
+            if not self.replay.can_forward:
+                return
+            super().move(1)
+
+    def go_end(self) -> None:
+        self.move(self.replay.n_steps)
+
+    def ask(self) -> None:
+        """Put the pending question; its answer applies the step."""
+        q = self.run.pending()
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            v = self.run.answer(text)
+            self.notify(v.text(), severity="information" if v.ok else "warning", timeout=8)
+            self.follow()
+            self.moved()
+        self.app.push_screen(PromptScreen(f"predict: {q.prompt}", q.hint()), done)
+
+    async def action_page(self, d: int) -> None:
+        i = self.run.index + d
+        if 0 <= i < len(self.run.pages):
+            self.run.open(i)
+            self._page()
+            self._enabled = ()
+            await self.recompose()
+            self.sub_title = self.describe()
+            self.moved()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "page":
+            i = self.run.index + int(parameters[0])
+            return True if 0 <= i < len(self.run.pages) else None
+        return super().check_action(action, parameters)
+
+    # -- drawing ----------------------------------------------------------------------------------
+    def show(self) -> None:
+        super().show()
+        run = self.run
+        t = Text()
+        t.append(f"{run.lesson.title} · page {run.index + 1}/{len(run.pages)}: {run.page.title} · "
+                 f"{run.score()}\n", style="bold")
+        q = run.pending()
+        if q is not None:
+            t.append(f"predict before step {q.step}: {q.prompt} (→ to answer)\n", style="bold cyan")
+        elif not self.replay.can_forward and run.index + 1 < len(run.pages):
+            t.append("end of the page: n for the next one\n", style="bold cyan")
+        if run.last is not None:
+            t.append(run.last.text() + "\n", style="green" if run.last.ok else "yellow")
+        t.append(run.narration())
+        self.query_one("#narration", Static).update(t, layout=False)  # a fixed height: no re-layout per step
