@@ -162,7 +162,7 @@ class RunJob:
 def summarize(prog: Program, trace: Trace, path: str | None) -> dict[str, Any]:
     """What the CLI prints for one run (JSON-able)."""
     ran = trace.ran
-    seconds = float(np.nanmax(trace.end) - np.nanmin(trace.start)) if ran.any() else float("nan")
+    seconds = trace.makespan if ran.any() else float("nan")
     size, coll, real = prog.buffers[0].nbytes, prog.meta.get("collective", ""), trace.meta["real"]
     ok = np.isfinite(seconds) and seconds > 0
     return {"collective": coll, "algo": prog.meta.get("algo"), "nranks": prog.nranks, "nbytes": size,

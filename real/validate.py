@@ -138,8 +138,7 @@ def validate(ranks: Sequence[int] = DEFAULT_RANKS, sizes: Sequence[int] = DEFAUL
                 sim_path = os.path.join(out_dir, f"sim-ring-allreduce-n{n}-{format_bytes(s)}.trace")
                 write_trace(sim_path, sim.to_trace(prog, topo, {"calibration": meta}))
                 naive = simulate(prog, pair_topo)
-                m, t, tn = float(np.median(measured)), float(np.nanmax(sim.end) - np.nanmin(sim.start)), \
-                    float(np.nanmax(naive.end) - np.nanmin(naive.start))
+                m, t, tn = float(np.median(measured)), sim.makespan, naive.makespan
                 rows.append({"series": f"ring all-reduce N={n}", "nranks": n, "size": int(prog.buffers[0].nbytes),
                              "requested": int(s), "measured": m, "measured_fastest": float(np.min(measured)),
                              "measured_runs": measured, "model": t,
@@ -213,7 +212,7 @@ def _fsdp(out_dir: str, calib: dict[str, Any], timeout: float, bar: Progress) ->
 
     classes = compare(sim_trace, measured_trace, names=("simulated", "measured")).by_class()
     m = float(max(secs)) if secs else float("nan")
-    t = float(np.nanmax(sim.end) - np.nanmin(sim.start))
+    t = sim.makespan
     return {"model": "mlp:4x1024", "strategy": "fsdp", "nranks": n, "matmul_flops_per_s": flops,
             "measured_step": m, "simulated_step": t, "error": _err(t, m),
             "collectives_match": bool(measured_trace.meta["comparison"]["collectives"]["match"]),

@@ -219,21 +219,11 @@ def compare(a: Trace, b: Trace, names: tuple[str, str] = ("A", "B"), *, threshol
     ran = ~np.isnan(a.end[ia]) & ~np.isnan(b.end[ib])
     if not ran.any():
         raise CompareError(f"{names[0]} and {names[1]} have no op that ran in both")
-    total_b = _makespan(b)
+    total_b = b.makespan
     if seq is not None and reps > 1:  # the measured step: its recorded window, else its collectives' span
         windows = [w[-1] for w in (b.meta.get("steps") or {}).values() if w]
-        total_b = max(float(w[1] - w[0]) for w in windows) if windows else _span(b, ib)
-    return Comparison(a, b, names, joined, ia, ib, ran, steps_a, steps_b, _makespan(a), total_b, threshold, seq)
-
-
-def _makespan(t: Trace) -> float:
-    ran = ~np.isnan(t.end) & ~np.isnan(t.start)
-    return float(np.max(t.end[ran]) - np.min(t.start[ran])) if ran.any() else float("nan")
-
-
-def _span(t: Trace, ids: np.ndarray) -> float:
-    ok = ~np.isnan(t.end[ids]) & ~np.isnan(t.start[ids])
-    return float(np.max(t.end[ids][ok]) - np.min(t.start[ids][ok])) if ok.any() else float("nan")
+        total_b = max(float(w[1] - w[0]) for w in windows) if windows else b.span(ib)
+    return Comparison(a, b, names, joined, ia, ib, ran, steps_a, steps_b, a.makespan, total_b, threshold, seq)
 
 
 def collective_join(pa: Program, pb: Program, names: tuple[str, str]

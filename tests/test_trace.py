@@ -475,3 +475,19 @@ def test_an_end_marker_that_disagrees(good, tmp_path):
     data = (tmp_path / "x").read_bytes().replace(b'"n_rows": 30', b'"n_rows": 31')
     (tmp_path / "y").write_bytes(data)
     assert "end marker counts 31 rows, the file holds 30" in _err(tmp_path / "y")
+
+
+def test_span_and_makespan_are_one_rule():
+    from rankscope.simulator.engine import simulate
+    from rankscope.simulator.topology import parse_topology
+
+    prog, topo = build("all-reduce", "ring", 4, 4096), parse_topology("switch:4")
+    sim = simulate(prog, topo)
+    t = sim.to_trace(prog, topo)
+    assert t.makespan == sim.makespan == t.span(np.arange(prog.n_ops))
+    first = np.flatnonzero(prog.step == 0)
+    assert t.span(first) == pytest.approx(float(sim.end[first].max() - sim.start[first].min()))
+    cut = Trace(prog, np.where(prog.step < 2, t.start, np.nan), np.where(prog.step < 1, t.end, np.nan), t.lane)
+    assert cut.makespan == pytest.approx(float(t.end[first].max() - t.start.min()))  # started ops count from their start
+    none = Trace(prog, np.full(prog.n_ops, np.nan), np.full(prog.n_ops, np.nan), t.lane)
+    assert none.makespan == 0.0

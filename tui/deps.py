@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rankscope.simulator.program import CollKind, OpKind, Program
+from rankscope.simulator.program import OpKind, Program
 from rankscope.simulator.units import format_bytes
 
 from .replay import Replay
@@ -32,18 +32,17 @@ def describe_op(prog: Program, op: int) -> str:
     """``op 17: rank 2 -> 3 chunk 5 (reduce, 256KiB)`` and the like, for lists and messages."""
     kind, r, arg = OpKind(int(prog.kind[op])), int(prog.rank[op]), int(prog.arg[op])
     if kind.is_transfer:
-        what = "reduce" if kind == OpKind.REDUCE else "copy"
         return (f"op {op}: rank {r} -> {int(prog.peer[op])} chunk {arg} "
-                f"({what}, {format_bytes(int(prog.chunk_len[arg]))})")
+                f"({kind.label}, {format_bytes(int(prog.chunk_len[arg]))})")
     if kind == OpKind.COMPUTE:
         label = prog.compute_label[arg] if arg < len(prog.compute_label) else ""
         return f"op {op}: compute {label or arg!r} on rank {r}"
     if kind == OpKind.COLLECTIVE:
         buf = int(prog.coll_buf[arg])
         name = f" of {prog.buffers[buf].name!r}" if 0 <= buf < len(prog.buffers) else ""
-        return (f"op {op}: {CollKind(int(prog.coll_kind[arg])).label}{name} on rank {r} "
+        return (f"op {op}: {prog.op_label(op)}{name} on rank {r} "
                 f"({format_bytes(int(prog.coll_bytes[arg]))})")
-    return f"op {op}: {kind.name.lower()} {prog.buffers[arg].name!r} on rank {r}"
+    return f"op {op}: {kind.label} {prog.buffers[arg].name!r} on rank {r}"
 
 
 def _source(p: Program, op: int, rank: int) -> str:

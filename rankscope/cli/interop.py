@@ -17,8 +17,6 @@ import os
 import sys
 from typing import Any
 
-import numpy as np
-
 from rankscope.simulator.program import OpKind
 from rankscope.simulator.units import format_bytes, format_seconds
 
@@ -96,8 +94,7 @@ def import_summary(trace) -> dict[str, Any]:
                      "compute_spans": int(((p.kind == OpKind.COMPUTE) & (p.rank == r)).sum()),
                      "peak_memory": int(mt.peak(r)[0]) if mt.total[r].size else 0,
                      "steps": len((trace.meta.get("steps") or {}).get(str(r), []))})
-    ran = trace.ran
-    span = float(np.nanmax(trace.end[ran]) - np.nanmin(trace.start[ran])) if ran.any() else 0.0
+    span = trace.makespan
     return {"executor": trace.meta.get("executor"), "nranks": p.nranks, "n_ops": p.n_ops,
             "collectives_per_rank": rows[0]["collectives"] if rows else 0, "makespan": span, "ranks": rows}
 

@@ -97,7 +97,7 @@ def chrome_events(trace: Trace) -> list[dict[str, Any]]:
         elif k in (OpKind.REDUCE, OpKind.COPY):
             dst = int(p.peer[op])
             nb = int(p.chunk_len[a])
-            what = "reduce" if k == OpKind.REDUCE else "copy"
+            what = OpKind(int(k)).label
             args = {**ev["args"], "bytes": nb, "chunk": a, "step": int(p.step[op]), "kind": what}
             th.add(r, SEND_BASE + dst, f"send -> r{dst}", {**ev, "name": f"send {format_bytes(nb)} to r{dst}",
                                                            "cat": "transfer", "args": args})

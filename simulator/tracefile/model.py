@@ -76,6 +76,18 @@ class Trace:
         """Mask of the ops that ran (have a start time)."""
         return ~np.isnan(self.start)
 
+    def span(self, ops: np.ndarray | None = None) -> float:
+        """Seconds from the first start to the last end of ``ops`` (every op when None): starts of
+        the ops that ran, ends of those that finished; 0.0 when none did. The one makespan rule."""
+        start, end = (self.start, self.end) if ops is None else (self.start[ops], self.end[ops])
+        s, e = start[~np.isnan(start)], end[~np.isnan(end)]
+        return float(e.max() - s.min()) if s.size and e.size else 0.0
+
+    @property
+    def makespan(self) -> float:
+        """:meth:`span` of the whole trace."""
+        return self.span()
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
             return NotImplemented

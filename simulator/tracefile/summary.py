@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..traffic import traffic
 from .model import Trace
 
@@ -18,7 +16,7 @@ def trace_summary(trace: Trace) -> dict[str, Any]:
     p, ran, info = trace.program, trace.ran, trace.info
     moved = traffic(p, ran)
     sent, received = moved.sent, moved.received
-    makespan = float(np.nanmax(trace.end[ran]) - np.nanmin(trace.start[ran])) if ran.any() else 0.0
+    makespan = trace.makespan
     return {
         "nranks": p.nranks, "n_ops": p.n_ops,
         "collective": info.collective, "algo": info.algo,

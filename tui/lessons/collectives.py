@@ -43,7 +43,7 @@ def _phase_words(r: Replay) -> str:
 def ps_vs_ring(data: dict[str, Any]) -> list[Page]:
     n, size = 8, 64 * MiB
     ns = (2, 4, 8, 16)
-    times = {a: [facts.makespan(_trace("all-reduce", a, k, size)) for k in ns] for a in ("ps", "ring")}
+    times = {a: [_trace("all-reduce", a, k, size).makespan for k in ns] for a in ("ps", "ring")}
     table = "; ".join(f"N={k}: ps {format_seconds(a)}, ring {format_seconds(b)}"
                       for k, a, b in zip(ns, times["ps"], times["ring"]))
 
@@ -117,8 +117,8 @@ def ring_steps(data: dict[str, Any]) -> list[Page]:
 
 def latency_bandwidth(data: dict[str, Any]) -> list[Page]:
     n, small, large = 16, 8 << 10, 256 * MiB
-    t = {(a, s): facts.makespan(_trace("all-reduce", a, n, s)) for a in ("ring", "hd") for s in (small, large)}
-    tb = {(a, s): facts.makespan(_trace("broadcast", a, n, s)) for a in ("ring", "tree") for s in (small, large)}
+    t = {(a, s): _trace("all-reduce", a, n, s).makespan for a in ("ring", "hd") for s in (small, large)}
+    tb = {(a, s): _trace("broadcast", a, n, s).makespan for a in ("ring", "tree") for s in (small, large)}
     fast_small = min(("ring", "hd"), key=lambda a: t[a, small])
 
     def words(r: Replay) -> str:
@@ -139,7 +139,7 @@ def latency_bandwidth(data: dict[str, Any]) -> list[Page]:
                                    f"{format_seconds(t['hd', small])}: with 8 KiB the step count decides.",
                   choices=("ring", "hd")),)
     g, m = 4, 2
-    flat, hier = (facts.makespan(_trace("all-reduce", a, g * m, large, f"nodes:{m}x{g}", m if a == "hier" else None))
+    flat, hier = (_trace("all-reduce", a, g * m, large, f"nodes:{m}x{g}", m if a == "hier" else None).makespan
                   for a in ("ring", "hier"))
 
     def two_levels(r: Replay) -> str:

@@ -35,11 +35,6 @@ def training_step(model: str, n: int, strategy: str, device: str = "cpu") -> Tra
     return simulated(prog, f"switch:{n}")
 
 
-def makespan(trace: Trace) -> float:
-    ran = trace.ran
-    return float(np.max(trace.end[ran]) - np.min(trace.start[ran])) if ran.any() else 0.0
-
-
 def holds(r: Replay, rank: int, seg: int) -> str:
     """The contribution set of buffer 0's segment ``seg`` on ``rank``, as the grid prints it."""
     return format_ranks(r.layout.contributors(0, rank, seg), r.nranks)

@@ -33,7 +33,7 @@ def measured_vs_simulated(data: dict[str, Any]) -> list[Page]:
         def alone(r: Replay) -> str:
             return (f"This lesson compares a ring all-reduce measured on gloo ranks with its simulation. "
                     f"The gloo run did not happen here: {why}. Shown: the simulated ring alone "
-                    f"({format_seconds(facts.makespan(sim))} on switch:4).")
+                    f"({format_seconds(sim.makespan)} on switch:4).")
         return [Page("simulated ring (no gloo run)", lambda: sim, alone)]
     twin = _twin(measured)
     c = compare(twin, measured, names=("simulated", "gloo"))

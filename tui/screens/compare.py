@@ -18,7 +18,7 @@ from textual.widgets import Footer, Header, Static
 
 from rankscope.simulator.compare import Comparison, error
 from rankscope.simulator.errors import RankscopeError
-from rankscope.simulator.program import CollKind, OpKind, Program
+from rankscope.simulator.program import OpKind, Program
 from rankscope.simulator.trace import Trace
 from rankscope.simulator.units import format_seconds
 
@@ -34,11 +34,8 @@ OPS = [Column("op", 5, True), Column("what", 22), Column("A", 8, True), Column("
 def short(p: Program, op: int) -> str:
     """``0 -> 1 c0 copy`` for a transfer, else the op's kind and rank (the op table's column)."""
     if p.kind[op] <= OpKind.COPY:
-        kind = "reduce" if p.kind[op] == OpKind.REDUCE else "copy"
-        return f"{int(p.rank[op])} -> {int(p.peer[op])} c{int(p.arg[op])} {kind}"
-    if p.kind[op] == OpKind.COLLECTIVE:
-        return f"{CollKind(int(p.coll_kind[p.arg[op]])).label} on r{int(p.rank[op])}"
-    return f"{OpKind(int(p.kind[op])).name.lower()} on r{int(p.rank[op])}"
+        return f"{int(p.rank[op])} -> {int(p.peer[op])} c{int(p.arg[op])} {p.op_label(op)}"
+    return f"{p.op_label(op)} on r{int(p.rank[op])}"
 
 
 def percent(e: float) -> str:

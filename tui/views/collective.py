@@ -113,7 +113,7 @@ class CollectiveView(Vertical):
             c = int(p.arg[o])
             return (str(o), f"{int(p.rank[o])} -> {int(p.peer[o])}", str(c),
                     format_bytes(int(p.chunk_len[c])),
-                    "reduce" if p.kind[o] == OpKind.REDUCE else "copy",
+                    p.op_label(o),
                     format_seconds(tr.start[o] - t0), format_seconds(tr.end[o] - tr.start[o]))
 
         table = self.query_one("#transfers", VirtualTable)

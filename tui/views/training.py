@@ -44,7 +44,7 @@ def _kind(p, op: int) -> str:
     if p.kind[op] == OpKind.COMPUTE:
         name = label(p, op)
         return next((k for k in ("fwd", "bwd", "opt") if name.startswith(k)), "compute")
-    return "reduce" if p.kind[op] == OpKind.REDUCE else "copy"
+    return "reduce" if p.kind[op] == OpKind.REDUCE else "copy"  # a collective's bar: the copy colour
 
 
 class TrainingView(Vertical):
@@ -148,7 +148,7 @@ class TrainingView(Vertical):
                 who, nbytes, kind = f"rank {int(p.rank[o])}", int(p.coll_bytes[p.arg[o]]), coll_label(p, o)
             else:
                 who, nbytes = f"{int(p.rank[o])}->{int(p.peer[o])}", int(p.chunk_len[p.arg[o]])
-                kind = "reduce" if p.kind[o] == OpKind.REDUCE else "copy"
+                kind = p.op_label(o)
             return (str(int(p.step[o])), str(o), hit[0].name if hit else "", who, format_bytes(nbytes), kind,
                     format_seconds(tr.start[o] - r.t0))
 
