@@ -124,7 +124,8 @@ def test_a_verb_builds_the_parser_of_its_own_module_only():
             "print(sorted(m for m in sys.modules if m.startswith('rankscope.cli.')), "
             "'torch' in sys.modules, 'textual' in sys.modules, file=sys.stderr)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stderr.split() == ["['rankscope.cli.args',", "'rankscope.cli.sim']", "False", "False"]
+    assert out.stderr.split() == ["['rankscope.cli.args',", "'rankscope.cli.sim',", "'rankscope.cli.sim_train']",
+                                  "False", "False"]
 
 
 def test_bare_rankscope_and_demo_open_the_tui_and_text_prints(monkeypatch, capsys):
