@@ -30,6 +30,10 @@ Dependencies are CSR: the deps of op ``i`` are ``dep_idx[dep_ptr[i]:dep_ptr[i+1]
 
 The initial state of each buffer (whose contribution it holds before any op runs) is part of the
 program: see :class:`Init`.
+
+Why this module passes 400 lines: the program contract is one concept (the columns, their
+validation, the names every layer prints for an op); the CSR helpers at the end are the only part
+that could live apart.
 """
 
 from __future__ import annotations

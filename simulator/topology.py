@@ -31,6 +31,12 @@ Presets (GB = 1e9 bytes, as nccl-tests reports; every figure is per link and dir
 Every preset's ring order is 0..N-1. Overrides are per link, numbers (bytes/s, s) or strings
 ("50 GB/s", "2 us"); None means not given: ``bw``, ``lat`` (ring, switch); ``intra_bw``,
 ``intra_lat`` (dgx-*, nodes); ``nic_bw``, ``nic_lat`` (nodes). TOML files: the README, "Topologies".
+
+Why this module is long (~670 lines): the Topology value type, its route search, the preset
+parsers and the TOML loader share the bounded quantity, count and node parsers, and the TOML
+loader builds presets for ``[cluster]`` tables. The next split is a ``topology_toml`` module beside
+a model module that both import, so that neither imports the other (the import contract forbids
+loops).
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ built from the set: O(ops), and rare (ops finishing out of id order).
 [Note: changed cells]
 The cells a step *changed* are the buffer-0 cells its finished transfers (and allocs/frees)
 wrote: a copy that lands the set a cell already held still counts, since the step touched it.
+
+Why this module passes 400 lines: the cursor and the state it derives at the cursor (layout,
+counters, link loads, memory) are one object that tests drive without a screen; splitting the
+derived views from the cursor would pass the cursor's private caches between modules.
 """
 
 from __future__ import annotations
