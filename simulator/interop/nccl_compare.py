@@ -4,10 +4,12 @@
 :func:`simulate_size` is the one place a size is simulated. On a GPU-cluster topology (a
 ``nodes:MxG,...`` or ``dgx-*`` preset, or a TOML ``[cluster]`` table) it is NCCL's model
 (:mod:`simulator.nccl`): the algorithm, protocol and channel count NCCL's tuner picks for the size,
-run as that schedule. On any other topology (a link-by-link TOML such as ``import nccl-log``
-writes, which says how NCCL saw the machine but not its GPU generation) it is the rankscope ring
-builder of the collective (broadcast: the pipelined ring) laid on the topology's ring order
-(channel 0's ring for an imported log): one channel, where NCCL runs ``nchannels``.
+run as that schedule. On a link-by-link TOML that ``import nccl-log`` wrote (it says how NCCL saw
+the machine, not its GPU generation) it is the log's channels: ``nchannels`` rings in the ring
+orders the log printed (cycled when NCCL printed fewer rings than channels), each with 1/k of the
+buffer (:func:`simulator.collectives.nccl_ring.multi_ring`), whose inter-node hops cross the NICs
+the log names; Simple's timing (no protocol view). On any other topology it is the rankscope
+ring builder of the collective (broadcast: the pipelined ring) laid on the topology's ring order.
 NCCL's own prediction beside it comes from the tuning table the log printed
 (:func:`nccl_predict`), where the topology has one.
 """
@@ -56,6 +58,15 @@ def simulate_size(collective: str, nranks: int, size: int, topo) -> dict[str, An
             res, _, seconds = simulate_nccl(prog, topo, max_link_rows=0)
             return {"seconds": float(seconds), "algo": f"{ch.algo}/{ch.proto}/{ch.nchannels}ch (NCCL model)",
                     "method": res.info["method"]}
+    rings = [tuple(int(r) for r in ring) for ring in (topo.meta.get("nccl") or {}).get("rings") or []]
+    if collective != "broadcast" and rings:  # the log's channels: k rings of 1/k of the buffer each
+        from ..collectives.nccl_ring import multi_ring
+
+        k = max(1, int(topo.meta["nccl"].get("nchannels") or len(rings)))
+        prog = multi_ring(collective, nranks, int(size), [rings[c % len(rings)] for c in range(k)])
+        res = simulate(prog, topo, max_link_rows=0)
+        return {"seconds": float(res.makespan), "algo": f"ring, the log's {k} channels (rankscope)",
+                "method": res.info["method"]}
     prog = build(collective, "ring", nranks, int(size))
     order = np.asarray(topo.ring, dtype=np.int32)
     if not np.array_equal(order, np.arange(nranks)):  # the builder's ring 0 -> 1 -> ... laid on topo.ring
