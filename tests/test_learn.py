@@ -215,3 +215,12 @@ async def test_a_in_replay_predicts_the_next_step_and_scores():
         assert screen.replay.step == 1 and screen.predicted == [1, 1]
         await pilot.press("a", "3", "enter")
         assert screen.replay.step == 2 and screen.predicted == [1, 2]
+
+
+def test_rank_answers_read_as_a_student_types_them():
+    from rankscope.tui.lessons.model import parse_ranks
+
+    assert parse_ranks("rank2", 4) == parse_ranks("rank 2", 4) == parse_ranks("r2", 4) == {2}
+    assert parse_ranks("{0,2-3}", 4) == {0, 2, 3} and parse_ranks("ranks 1-2", 4) == {1, 2}
+    with pytest.raises(ValueError):
+        parse_ranks("0-99999999999", 4)  # a typo is a wrong answer at once, not a set of 10^11 ranks

@@ -19,6 +19,7 @@ from rankscope.simulator.nccl.nvls import nvls, port_speedup
 from rankscope.simulator.program import split
 from rankscope.simulator.provenance import check_promise
 from rankscope.simulator.topology import parse_topology
+from rankscope.simulator.traffic import traffic
 
 
 def sent(prog) -> np.ndarray:
@@ -153,3 +154,21 @@ def test_ring_only_collectives(coll):
     prog, ch = nccl_collective(coll, topo, 1 << 20)
     assert ch.algo == "ring"
     check_promise(prog)
+
+
+@pytest.mark.parametrize("coll, sent", [("all-gather", 7 * (2 << 20) // 8), ("reduce-scatter", 7 * (2 << 20) // 8)])
+def test_nvls_reduce_scatter_and_all_gather_on_one_node_are_their_own_programs(coll, sent):
+    """NCCL's tuner lets NVLS compete for reduce-scatter and all-gather on one node: the schedule
+    is that collective (the reduce at the switch alone, or the multicast alone), not an all-reduce."""
+    topo = parse_topology("nodes:1x8,gpu=h100")
+    prog, ch = nccl_collective(coll, topo, 2 << 20, algo="nvls")
+    assert ch.algo == "nvls" and prog.meta["collective"] == coll and prog.n_steps == 1
+    check_promise(prog)
+    assert set(traffic(prog).sent.tolist()) == {sent}
+    res, view, t = simulate_nccl(prog, topo)
+    assert view.meta["nccl_view"]["nvls_port_speedup"] == pytest.approx(7 / 8 if coll == "reduce-scatter" else 1.0)
+
+
+def test_a_one_rank_cluster_tunes_and_simulates():
+    prog, ch = nccl_collective("all-reduce", parse_topology("nodes:1x1,gpu=h100"), 1 << 20)
+    assert prog.n_ops == 0 or ch.nchannels >= 1

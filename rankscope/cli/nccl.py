@@ -163,7 +163,7 @@ def cmd_compare_table(a: argparse.Namespace) -> int:
         if not run["simulated"]:
             print(f"  (no builder simulates {run['collective']}: measured only)")
         else:
-            algo = next(r["sim_algo"] for r in run["rows"] if r["sim_algo"])
+            algo = ", ".join(dict.fromkeys(r["sim_algo"] for r in run["rows"] if r["sim_algo"]))
             med, big = run["median_abs_error"], run["median_abs_error_1mib"]
             print(f"  simulated with {algo}; median |error| {med:.1%}"
                   + (f", sizes >= 1 MiB {big:.1%}" if big is not None else ""))

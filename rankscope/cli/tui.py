@@ -22,6 +22,11 @@ def _demo_trace(a: argparse.Namespace):
     from rankscope.simulator.engine import simulate
 
     resolve_ranks(a, 8)
+    if a.algo == "nccl":
+        from rankscope.simulator.errors import UsageError
+
+        raise UsageError("demo opens a rankscope builder's program; for NCCL's choice run "
+                         "`rankscope sim COLLECTIVE --algo nccl --topology T --out f.trace` and `rankscope replay f.trace`")
     prog = program_from_args(a)
     topo = topology_from_args(a, prog.nranks)
     return prog, topo, simulate(prog, topo, gamma=a.gamma)

@@ -217,8 +217,8 @@ def nccl_predict(layout: dict[str, Any] | None, collective: str, nbytes: int, nr
         if not bw > 0:
             continue
         if algo == "Tree" and proto in TREE_CORRECTION:
-            k = max(0, int(nbytes) >> 6).bit_length() - 1
-            if 0 <= k < 23:
+            k = max(0, (int(nbytes) >> 6).bit_length() - 1)  # NCCL's log2i(0) is 0
+            if k < 23:
                 bw *= TREE_CORRECTION[proto][k]
         t = (lat + nbytes / (1000 * bw)) * 1e-6
         if best is None or t < best[0]:

@@ -86,20 +86,20 @@ def schedule(ch: Choice, spec: NodeSpec) -> Program:
         pieces = max(1, min(MAX_PIECES, -(-ch.nbytes // (ch.nchannels * step))))
         return nccl_tree(spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, pieces, meta)
     pieces = max(1, min(MAX_PIECES, -(-ch.nbytes // (spec.gpus * step))))
-    return nvls(spec.nodes, spec.gpus, ch.nbytes, pieces, meta)
+    return nvls(spec.nodes, spec.gpus, ch.nbytes, pieces, meta, collective=ch.collective)
 
 
 def _is_nvlink(u, v) -> bool:
     return (isinstance(u, int) and isinstance(v, int)) or "nvswitch" in f"{u}{v}"
 
 
-def view(topo: Topology, proto: str, algo: str = "ring") -> Topology:
+def view(topo: Topology, proto: str, algo: str = "ring", collective: str = "all-reduce") -> Topology:
     """``topo`` as a protocol (and NVLS) sees it; see [Note: protocols as what they cost]."""
     p = K.PROTOS.index(proto)
     eff = K.PROTO_EFFICIENCY[p]
     nvl_lat = K.HW_LAT[K.HW_NVLINK][K.RING][p]
     net_lat = K.HW_LAT[K.HW_NET][K.RING][p]
-    speed = port_speedup(cluster_of(topo).gpus) if algo.startswith("nvls") else 1.0
+    speed = port_speedup(cluster_of(topo).gpus, collective) if algo.startswith("nvls") else 1.0
     d = topo.to_dict()
     links = []
     for u, v, bw, _ in d["links"]:
@@ -117,7 +117,7 @@ def view(topo: Topology, proto: str, algo: str = "ring") -> Topology:
 def simulate_nccl(prog: Program, topo: Topology, **kw) -> tuple[SimResult, Topology, float]:
     """(result on the view, the view, simulated seconds = makespan + NCCL's base latency)."""
     info = prog.meta["nccl"]
-    v = view(topo, info["proto"], info["algo"])
+    v = view(topo, info["proto"], info["algo"], info.get("collective", "all-reduce"))
     res = simulate(prog, v, **kw)
     base = K.BASE_LAT[K.ALGOS.index(info["algo"])][K.PROTOS.index(info["proto"])] * 1e-6
     return res, v, res.makespan + base

@@ -32,30 +32,53 @@ from ..collectives.nccl_tree import _depths, dtree_parent
 from ..program import Buffer, Init, OpKind, Phase, Program, split
 
 
-def port_speedup(gpus: int) -> float:
-    """NVSwitch link bandwidth factor of the NVLS view: p2p port bytes / in-switch port bytes."""
-    return 2 * (gpus - 1) / (gpus + 1) if gpus > 1 else 1.0
+def port_speedup(gpus: int, collective: str = "all-reduce") -> float:
+    """NVSwitch link bandwidth factor of the NVLS view: p2p port bytes / in-switch port bytes, on
+    the busier direction of a GPU's port. All-reduce: 2(G-1)/G S against (G+1)/G S. Reduce-scatter
+    alone (``multimem.ld_reduce``): the switch reads every GPU's whole buffer, S out of each port,
+    where the p2p program sends (G-1)/G S: (G-1)/G. All-gather alone (``multimem.st``): each port
+    receives (G-1)/G S either way: 1."""
+    if gpus <= 1:
+        return 1.0
+    return {"all-reduce": 2 * (gpus - 1) / (gpus + 1), "reduce-scatter": (gpus - 1) / gpus}.get(collective, 1.0)
 
 
-def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None = None) -> Program:
-    """NVLS all-reduce on one node (``nodes`` = 1) or NVLSTree across ``nodes`` nodes of ``gpus``."""
+def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None = None,
+         collective: str = "all-reduce") -> Program:
+    """NVLS all-reduce on one node (``nodes`` = 1) or NVLSTree across ``nodes`` nodes of ``gpus``;
+    on one node also NVLS reduce-scatter (the reduce at the switch alone: GPU g ends with shard g
+    reduced) and all-gather (the multicast alone, from each GPU's own shard)."""
+    from ..errors import UsageError
+
     n = nodes * gpus
+    if collective != "all-reduce" and nodes > 1:
+        raise UsageError(f"NVLSTree runs all-reduce only, not {collective}")
     algo = "nccl-nvls" if nodes == 1 else "nccl-nvls_tree"
-    b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.OWN)],
-                       meta={"collective": "all-reduce", "algo": algo, "nranks": n, "nbytes": nbytes,
+    b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.SHARD if collective == "all-gather" else Init.OWN)],
+                       meta={"collective": collective, "algo": algo, "nranks": n, "nbytes": nbytes,
                              "nodes": nodes, "pieces": pieces if nodes > 1 else 1,
-                             "nvls_port_speedup": port_speedup(gpus), **(meta or {})})
+                             "nvls_port_speedup": port_speedup(gpus, collective), **(meta or {})})
     q = pieces if nodes > 1 else 1
     shard = split(nbytes, gpus)
     b.grid(0, np.array([0] + [int(x) for g in range(gpus) for x in (shard[g] + split(shard[g + 1] - shard[g], q))[1:]]))
     # one chunk per shard and pipeline piece: across nodes piece p climbs the tree while p+1 is reduced
     piece = [[b.chunk(0, g * q + p) for p in range(q)] for g in range(gpus)]
+    if collective == "all-gather":
+        for g in range(gpus):
+            for j in range(gpus):
+                if j != g:
+                    b.transfer(g, j, piece[g][0], OpKind.COPY, 0)
+        b.phases.append(Phase("multicast", 0, 1))
+        return b.build()
     for k in range(nodes):
         for g in range(gpus):
             for c in piece[g]:
                 for j in range(gpus):
                     if j != g:
                         b.transfer(k * gpus + j, k * gpus + g, c, OpKind.REDUCE, 0)
+    if collective == "reduce-scatter":
+        b.phases.append(Phase("reduce at the switch", 0, 1))
+        return b.build()
     step = 1
     if nodes > 1:
         trees = [np.array([dtree_parent(nodes, k, t) for k in range(nodes)]) for t in (0, 1)]

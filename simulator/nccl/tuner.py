@@ -75,6 +75,8 @@ class Tuning:
     def _tune(self) -> None:
         s = self.spec
         n_nodes, n_ranks, cc = s.nodes, s.nranks, s.compcap
+        if n_ranks <= 1:  # tuning.cc: `if (nRanks <= 1) return ncclSuccess;` (nothing moves)
+            return
         cci = K.HOPPER if cc >= 90 else K.AMPERE if cc >= 80 else K.VOLTA
         index2 = n_nodes - 1 if n_nodes <= 2 else 2
         index1 = cci if n_nodes == 1 else 0  # Intel CPUs across nodes

@@ -15,7 +15,7 @@ from rankscope.simulator.program import CollKind, OpKind, Program
 from rankscope.simulator.topology import parse_topology
 from rankscope.simulator.trace import Trace
 from rankscope.simulator.training import TrainConfig, compile_step
-from rankscope.simulator.units import format_bytes, format_ranks
+from rankscope.simulator.units import format_ranks
 
 from ..replay import Replay
 
@@ -91,10 +91,6 @@ def steps_with(p: Program, pred) -> list[int]:
 def unit_of(buffer_name: str) -> str:
     """``layer2`` from ``layer2.unsharded``."""
     return buffer_name.split(".")[0]
-
-
-def bytes_text(n: float) -> str:
-    return format_bytes(n)
 
 
 def ring_bound(n: int, nbytes: int) -> float:

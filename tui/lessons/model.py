@@ -37,10 +37,12 @@ def parse_ranks(text: str, nranks: int) -> frozenset[int]:
         return frozenset()
     out: set[int] = set()
     for part in re.split(r"[,\s]+", t):
-        part = part.removeprefix("r").removeprefix("rank")
+        part = part.removeprefix("ranks").removeprefix("rank").removeprefix("r")
         if "-" in part:
-            a, b = part.split("-", 1)
-            out |= set(range(int(a), int(b) + 1))
+            a, b = (int(x) for x in part.split("-", 1))
+            if not 0 <= a <= b < nranks:
+                raise ValueError(f"{part}: not a range of ranks 0..{nranks - 1}")
+            out |= set(range(a, b + 1))
         elif part:
             out.add(int(part))
     return frozenset(out)
