@@ -194,13 +194,13 @@ async def test_a_screenshot_is_saved_without_a_downloads_folder(tmp_path, monkey
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.chdir(work)
     app = replay_app([RING4], ["ring4.trace"])
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE):
         assert "Screenshot" in {c.title for c in app.get_system_commands(app.screen)}
         app.deliver_screenshot()  # what the palette's Screenshot runs (after a 0.1 s timer)
-        for _ in range(50):  # the file is written by a worker thread
-            if list(work.glob("*.svg")):
-                break
-            await pilot.pause()
+        import threading
+
+        # written before it returns: no thread is left that could wait on the app at exit
+        assert not any("save_file_thread" in t.name for t in threading.enumerate())
     assert [p.suffix for p in work.iterdir()] == [".svg"] and not (home / "Downloads").exists()
 
 

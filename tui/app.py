@@ -62,14 +62,18 @@ class RankscopeApp(App):
 
     def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
                            time_format: str | None = None) -> str | None:
-        """Textual's, into the user's downloads folder when there is one, else the current folder
-        (Textual's default folder need not exist: a fresh account, a container, CI)."""
+        """An SVG of the screen into the user's downloads folder when there is one, else the
+        current folder (Textual's default folder need not exist: a fresh account, a container, CI).
+        Written here, synchronously, with a notification: Textual's own delivery writes from a
+        thread that then waits on the app, so quitting right after it hung the process at exit."""
         if path is None:
             from platformdirs import user_downloads_path
 
             downloads = user_downloads_path()
             path = str(downloads) if downloads.is_dir() else os.getcwd()
-        return super().deliver_screenshot(filename, path, time_format)
+        saved = self.save_screenshot(filename, path, time_format)
+        self.notify(f"Saved screenshot to {saved}", title="Screenshot saved")
+        return saved
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Textual's commands, then one per key of the screen, so the palette can do all that
