@@ -40,7 +40,11 @@ def peak_bytes(prog: Program, sim) -> int:
     return max(mt.peak(r)[0] for r in range(prog.nranks))
 
 
-def find_max_batch(peak_of: Callable[[int], int], limit: int, cap: int = 1 << 20) -> tuple[int, int | None]:
+MAX_BATCH_CAP = 1 << 20
+"""--find-max-batch searches micro-batches up to this many samples."""
+
+
+def find_max_batch(peak_of: Callable[[int], int], limit: int, cap: int = MAX_BATCH_CAP) -> tuple[int, int | None]:
     """The largest micro-batch b <= ``cap`` with ``peak_of(b) <= limit``, and its peak (0, None if
     even b = 1 does not fit). Doubling from 1, then bisection: 2·log2(b) evaluations of
     ``peak_of`` (compile + simulate), which must not decrease as b grows (activations and

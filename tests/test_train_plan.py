@@ -185,3 +185,18 @@ def test_cli_bad_plans_exit_2(argv, msg, capsys):
     assert main(["sim", "train", "--ranks", "2", *argv]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_does_not_fit_line_suggests_only_what_applies_and_the_search_cap_is_said(capsys):
+    assert main(["sim", "train", "--model", "llama2-7b", "--ranks", "8", "--strategy", "ddp", "--micro-batch", "4",
+                 "--topology", "nodes:1x8"]) == 0
+    out = capsys.readouterr().out
+    assert "try --checkpointing full, a smaller --micro-batch or zero3)" in out
+    assert main(["sim", "train", "--model", "llama2-7b", "--ranks", "8", "--strategy", "zero3", "--topology",
+                 "nodes:1x8", "--checkpointing", "full", "--gpu-memory", "1GB"]) == 0
+    out = capsys.readouterr().out
+    assert "DOES NOT FIT" in out and "(--gpu-memory)" in out and "try" not in out.split("DOES NOT FIT")[1]
+    assert main(["sim", "train", "--model", "mlp:2x64", "--find-max-batch", "--gpu-memory", "1TB", "--device",
+                 "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert ">= 1048576" in out and "the search stops at 1048576" in out

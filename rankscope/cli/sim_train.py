@@ -72,7 +72,7 @@ def _max_batches(a: argparse.Namespace, strategies, device, topo, limit: int) ->
     from rankscope.simulator.engine import simulate
     from rankscope.simulator.models import parse_model
     from rankscope.simulator.rank_speed import with_topology_speeds
-    from rankscope.simulator.train_report import find_max_batch, peak_bytes
+    from rankscope.simulator.train_report import MAX_BATCH_CAP, find_max_batch, peak_bytes
     from rankscope.simulator.training import compile_step
 
     rows = []
@@ -84,7 +84,8 @@ def _max_batches(a: argparse.Namespace, strategies, device, topo, limit: int) ->
             return peak_bytes(prog, simulate(prog, topo, gamma=a.gamma))
 
         best, peak = find_max_batch(peak_of, limit)
-        rows.append({"strategy": cfg.strategy, "max_micro_batch": best, "peak": peak})
+        rows.append({"strategy": cfg.strategy, "max_micro_batch": best, "peak": peak,
+                     "at_search_cap": best == MAX_BATCH_CAP})
     if a.json:
         dump_json({"model": a.model, "nranks": a.ranks, "gpu_memory": limit, "rows": rows})
         return 0
@@ -92,8 +93,10 @@ def _max_batches(a: argparse.Namespace, strategies, device, topo, limit: int) ->
           f"({a.checkpointing} checkpointing, grad-accum {a.grad_accum})")
     print(f"{'strategy':<9}{'micro-batch':>12}{'peak':>10}")
     for r in rows:
-        print(f"{r['strategy']:<9}{r['max_micro_batch'] or 'none fits':>12}"
-              f"{_gb(r['peak']) if r['peak'] is not None else '-':>10}")
+        best = f">= {r['max_micro_batch']}" if r["at_search_cap"] else (r["max_micro_batch"] or "none fits")
+        print(f"{r['strategy']:<9}{best:>12}{_gb(r['peak']) if r['peak'] is not None else '-':>10}")
+    if any(r["at_search_cap"] for r in rows):
+        print(f">= N: the search stops at {MAX_BATCH_CAP} samples, which still fit")
     return 0
 
 
@@ -192,8 +195,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     print("each column is its category's own peak over the step (simulator.memory categories): full p = "
           "param_unsharded, full g = grad_unsharded; state = params + grads + optim")
     if limit is not None and rep["peak"] > limit:
+        tries = ([] if a.checkpointing == "full" else ["--checkpointing full"]) + \
+            (["a smaller --micro-batch"] if (a.micro_batch or 1) > 1 else []) + \
+            ([] if pm["strategy"] == "zero3" else ["zero3"])
+        hint = ("; try " + (", ".join(tries[:-1]) + " or " if len(tries) > 1 else "") + tries[-1]) if tries else ""
         print(f"DOES NOT FIT: peak {_gb(rep['peak'])} is {_gb(rep['peak'] - limit)} over the {_gb(limit)} of "
-              f"device memory (--gpu-memory; try --checkpointing full, a smaller --micro-batch or zero3)")
+              f"device memory (--gpu-memory{hint})")
     elif limit is not None:
         print(f"fits: peak {_gb(rep['peak'])} of {_gb(limit)} device memory")
     if a.out:
