@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutate_lines
 
 from rankscope.cli import main
 from rankscope.simulator.collectives import build
@@ -202,31 +203,7 @@ NOISE = ["gpu-a:61000:61000 [0] NCCL INFO Channel 00/02 :   0   1", "gpu-a:61000
 def mutated(draw):
     lines = TEXT.splitlines()
     rng = random.Random(draw(st.integers(0, 2 ** 32 - 1)))
-    for _ in range(draw(st.integers(1, 5))):
-        op = rng.choice(("truncate", "swap", "noise", "drop", "chars", "dup", "shuffle"))
-        if op == "truncate":
-            cut = rng.randrange(len(TEXT) + 1)
-            lines = "\n".join(lines)[:cut].splitlines()
-        elif op == "swap" and len(lines) > 1:
-            i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
-            lines[i], lines[j] = lines[j], lines[i]
-        elif op == "shuffle":
-            rng.shuffle(lines)
-        elif op == "noise":
-            lines.insert(rng.randrange(len(lines) + 1), rng.choice(NOISE))
-        elif op == "drop" and lines:
-            del lines[rng.randrange(len(lines))]
-        elif op == "dup" and lines:
-            i = rng.randrange(len(lines))
-            lines.insert(i, lines[i])
-        elif op == "chars" and lines:
-            i = rng.randrange(len(lines))
-            s = list(lines[i])
-            for _ in range(rng.randint(1, 3)):
-                if s:
-                    s[rng.randrange(len(s))] = rng.choice("0123456789.-x: []/")
-            lines[i] = "".join(s)
-    return "\n".join(lines)
+    return mutate_lines(lines, rng, draw(st.integers(1, 5)), NOISE, "0123456789.-x: []/")
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
