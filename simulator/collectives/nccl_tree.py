@@ -5,10 +5,17 @@ Across nodes NCCL builds two binary trees over the node indices (src/graph/trees
 ``ncclGetBtree``/``ncclGetDtree``): tree 0 takes the lowest set bit of a node's index to find its
 parent and children; tree 1 is tree 0 mirrored (``n-1-i``) when the node count is even, shifted by
 one when it is odd, so that a node which is an inner vertex of one tree is a leaf of the other.
-Channel c uses tree ``c mod 2`` (src/graph/connect.cc, ``connectTrees``), so each tree carries
-half of the data. Inside a node the channel is a chain: the node's head GPU (the one on the
-channel's NIC, local ``c mod G``) talks to the other nodes, the rest hang below it one after
-another (src/graph/search.cc, ``NCCL_TOPO_PATTERN_BALANCED_TREE`` intra order).
+Which channel takes which tree is src/graph/connect.cc's arithmetic: ``ncclTopoPreset`` copies
+the graph's ``nChannels`` channels to ``channels + nChannels`` ("Duplicate channels trees"), and
+``connectTrees`` gives ``channel0 = comm->channels + c`` tree 0 and ``channel1 = channel0 +
+nChannels`` tree 1, for c < nChannels; ``ncclTopoPostset`` then runs ``2 x nChannels`` channels.
+So of the communicator's C channels the first C/2 take tree 0 and the second C/2 the mirrored
+tree 1, channel c + C/2 with the intra-node chain of channel c. A message that uses only the first
+nc <= C/2 channels (``getChannnelThreadInfo`` trims channels for small messages, keeping the
+lowest) loads tree 0 only, as NCCL does. Inside a node the channel is a chain: the node's head
+GPU (the one on the channel's NIC, local ``(c mod C/2) mod G``) talks to the other nodes, the rest
+hang below it one after another (src/graph/search.cc, ``NCCL_TOPO_PATTERN_BALANCED_TREE`` intra
+order).
 
 All-reduce (src/device/all_reduce.h, ``runTreeUpDown``): every chunk is reduced from the leaves
 to the root, then broadcast from the root down; a channel's data moves in ``pieces`` pipelined
@@ -58,15 +65,28 @@ def dtree_parent(nranks: int, rank: int, tree: int) -> int:
     return -1 if u == -1 else nranks - 1 - u
 
 
-def tree_parents(nodes: int, gpus: int, channel: int) -> np.ndarray:
-    """parent[rank] for channel ``channel`` (-1 at the root): chains in nodes, tree ``channel % 2`` across."""
-    head = channel % gpus
+def channel_tree(channel: int, comm_channels: int) -> tuple[int, int]:
+    """(tree, graph channel) of communicator channel ``channel`` of ``comm_channels``: the first
+    half of the channels take tree 0, the second half (copies of the first) tree 1
+    (src/graph/connect.cc ``ncclTopoPreset``, ``connectTrees``)."""
+    half = max(1, comm_channels // 2)
+    if not 0 <= channel < max(comm_channels, 1):
+        raise UsageError(f"channel {channel} is not one of the communicator's {comm_channels}")
+    return (0 if channel < half else 1), channel % half
+
+
+def tree_parents(nodes: int, gpus: int, channel: int, comm_channels: int = 2) -> np.ndarray:
+    """parent[rank] for channel ``channel`` of a communicator of ``comm_channels`` channels (-1 at
+    the root): chains in nodes, across nodes tree 0 for the first half of the channels and tree 1
+    for the second (:func:`channel_tree`)."""
+    tree, graph_channel = channel_tree(channel, comm_channels)
+    head = graph_channel % gpus
     local = [(head + i) % gpus for i in range(gpus)]
     parent = np.full(nodes * gpus, -1, dtype=np.int64)
     for k in range(nodes):
         for i in range(1, gpus):
             parent[k * gpus + local[i]] = k * gpus + local[i - 1]
-        up = dtree_parent(nodes, k, channel % 2)
+        up = dtree_parent(nodes, k, tree)
         if up >= 0:
             parent[k * gpus + head] = up * gpus + head
     return parent
@@ -86,18 +106,24 @@ def _depths(parent: np.ndarray) -> np.ndarray:
     return depth
 
 
-def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 4, meta: dict | None = None) -> Program:
-    """Double binary tree all-reduce on ``nodes`` x ``gpus`` ranks, ``nchannels`` channels of ``pieces`` chunks."""
-    if nchannels < 1 or pieces < 1:
-        raise UsageError(f"a tree needs >= 1 channel and >= 1 piece, got {nchannels} and {pieces}")
+def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 4, meta: dict | None = None,
+              comm_channels: int | None = None) -> Program:
+    """Double binary tree all-reduce on ``nodes`` x ``gpus`` ranks over the first ``nchannels`` of the
+    communicator's ``comm_channels`` channels (default: all of them, ``nchannels`` rounded up to even as
+    NCCL's ``2 x nChannels`` always is), ``pieces`` chunks each."""
+    comm_channels = nchannels + nchannels % 2 if comm_channels is None else comm_channels
+    if nchannels < 1 or pieces < 1 or comm_channels < nchannels:
+        raise UsageError(f"a tree needs >= 1 channel of the communicator's {comm_channels} and >= 1 piece, got "
+                         f"{nchannels} and {pieces}")
     n = nodes * gpus
     b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.OWN)],
                        meta={"collective": "all-reduce", "algo": "nccl-tree", "nranks": n, "nbytes": nbytes,
-                             "nchannels": nchannels, "pieces": pieces, "nodes": nodes, **(meta or {})})
+                             "nchannels": nchannels, "comm_channels": comm_channels, "pieces": pieces,
+                             "nodes": nodes, **(meta or {})})
     per = split(nbytes, nchannels)
     cells = [0] + [int(x) for c in range(nchannels) for x in (per[c] + split(per[c + 1] - per[c], pieces))[1:]]
     b.grid(0, np.array(cells))
-    trees = [tree_parents(nodes, gpus, c) for c in range(nchannels)]
+    trees = [tree_parents(nodes, gpus, c, comm_channels) for c in range(nchannels)]
     depths = [_depths(p) for p in trees]
     height = max(int(d.max()) for d in depths) if n > 1 else 0
     for c, (parent, depth) in enumerate(zip(trees, depths)):  # up: deepest first, so children reduce first

@@ -28,9 +28,47 @@ from ..program import Program
 from ..topology import Topology
 from . import constants as K
 from .nvls import nvls, port_speedup
-from .tuner import Choice, Tuning, parse_forced
+from .tuner import Choice, Tuning, log2i, parse_forced
 
-MAX_PIECES = 8  # pipeline chunks per tree channel, at most (keeps programs small)
+MAX_PIECES = 32  # pipeline chunks per tree channel (NVLSTree: per head), at most: keeps programs small
+
+
+def chunk_size(algo: str, proto: str, nbytes: int, nchannels: int, nodes: int, gpus: int) -> int:
+    """NCCL's pipeline chunk in bytes for the tree and NVLSTree (src/enqueue.cc,
+    ``computeCollChunkInfo``): a step of the protocol's buffer (``buffSizes[p] / NCCL_STEPS``, one
+    step per chunk off the ring), LL carrying half of it and LL128 15 of 16 elements; tree/LL128
+    halves it while a channel would get too few chunks for the tree's depth
+    (``nstepsLL128 = 1 + log2i(nNodes) + 0.1 ppn``); NVLSTree takes at most 64 KiB from 4 nodes on
+    (``NCCL_NVLSTREE_MAX_CHUNKSIZE`` unset) and shrinks it for small messages against
+    ``concurrentOps = nChannels x nHeads`` (one head per GPU here)."""
+    p = K.PROTOS.index(proto)
+    chunk = K.BUFF_SIZES[p] // K.NCCL_STEPS
+    if p == K.LL:
+        chunk //= 2
+    if p == K.LL128:
+        chunk = chunk // 16 * 15  # NCCL_LL128_LINEELEMS, NCCL_LL128_DATAELEMS
+    if algo == "nvls_tree":
+        ops = nchannels * gpus
+        chunk = min(chunk, 65536 if nodes >= 4 else chunk)
+        for mult, cap in ((32, 262144), (16, 131072), (4, 65536), (1, 32768)):
+            if nbytes < mult * ops * chunk and chunk > cap:
+                chunk = cap
+    elif algo == "tree" and p == K.LL128:
+        ppn = gpus
+        nsteps = 1 + log2i(nodes) + 0.1 * ppn
+        while nbytes // (nchannels * chunk) < nsteps * 64 / ppn and chunk > 131072:
+            chunk //= 2
+        while nbytes // (nchannels * chunk) < nsteps * 16 / ppn and chunk > 32768:
+            chunk //= 2
+    return chunk
+
+
+def pieces_of(ch: Choice, spec: NodeSpec) -> int:
+    """Pipeline pieces of a tree channel (NVLSTree: of a head's shard): NCCL's chunks,
+    ``ceil(nBytes / (nChannels x nHeads x chunk))``, at most :data:`MAX_PIECES`."""
+    heads = spec.gpus if ch.algo == "nvls_tree" else 1
+    chunk = chunk_size(ch.algo, ch.proto, ch.nbytes, ch.nchannels, spec.nodes, spec.gpus)
+    return max(1, min(MAX_PIECES, -(-ch.nbytes // (ch.nchannels * heads * chunk))))
 
 
 def cluster_of(topo: Topology) -> NodeSpec:
@@ -60,7 +98,7 @@ def nccl_collective(coll: str, topo: Topology, nbytes: int, *, algo: str | None 
     """NCCL's choice for ``coll`` of ``nbytes`` on ``topo`` and its schedule as a program."""
     tune = tune or tuning(topo, algo, proto)
     ch = tune.choose(coll, nbytes)
-    return schedule(ch, tune.spec), ch
+    return schedule(ch, tune.spec, tune.comm_channels), ch
 
 
 def p2p_choice(coll: str, topo: Topology, nbytes: int, algo: str | None = None,
@@ -77,15 +115,16 @@ def p2p_choice(coll: str, topo: Topology, nbytes: int, algo: str | None = None,
     return f"nccl-{ch.algo}", cluster_of(topo).nodes, ch
 
 
-def schedule(ch: Choice, spec: NodeSpec) -> Program:
+def schedule(ch: Choice, spec: NodeSpec, comm_channels: int | None = None) -> Program:
+    """The program of NCCL's choice ``ch``; ``comm_channels``: the communicator's channels (the
+    tree gives their first half tree 0, :func:`simulator.collectives.nccl_tree.channel_tree`)."""
     meta = {"nccl": ch.to_dict(), "proto": ch.proto}
     if ch.algo == "ring":
         return nccl_ring(ch.collective, spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, meta)
-    step = K.BUFF_SIZES[K.PROTOS.index(ch.proto)] // K.NCCL_STEPS
+    pieces = pieces_of(ch, spec)
     if ch.algo == "tree":
-        pieces = max(1, min(MAX_PIECES, -(-ch.nbytes // (ch.nchannels * step))))
-        return nccl_tree(spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, pieces, meta)
-    pieces = max(1, min(MAX_PIECES, -(-ch.nbytes // (spec.gpus * step))))
+        return nccl_tree(spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, pieces, meta,
+                         comm_channels=max(comm_channels or ch.nchannels, ch.nchannels))
     return nvls(spec.nodes, spec.gpus, ch.nbytes, pieces, meta, collective=ch.collective)
 
 

@@ -19,7 +19,21 @@ NVLSTree (``runNvlsTree``): the reduce-at-switch inside each node, then for ever
 binary tree over the nodes between the GPUs that own it (one rail each: local GPU g on NIC
 ``rail(g)``; alternate pipeline pieces take the two complementary trees, so every NIC is an inner
 vertex for half the data and a leaf for the other half), then the multicast inside each node;
-pieces flow through the three stages, as NCCL's chunks do. The real executor cannot run either: a
+pieces flow through the three stages, as NCCL's chunks do (src/graph/connect.cc ``connectNvls``:
+NVLS channel c takes tree ``c % 2``; each head's NIC carries its shard's trees).
+
+[Note: what NVLSTree can reach]
+Per head GPU (one per NIC, shard S/G) the double tree sends, summed over both trees, about 4 x
+S/(2G) = 2S/G through its NIC each way (inner vertex of one tree: 1 up + 2 down, leaf of the other:
+1 up; receives likewise), from 3 nodes on; on 2 nodes each tree is one edge: S/G each way. Each GPU
+port to the NVSwitch carries (G+1)/G x S each way (above). So the algorithm bandwidth is at most
+min(G x B_nic / 2, B_nvl x G/(G+1)) for M > 2 nodes: on H100 nodes with 8 NICs of 400 Gb/s,
+min(200, 330) GB/s, busbw = 2(N-1)/N x 200 = 397-400 GB/s, NIC-bound; on 2 nodes the NVLink
+bound, busbw 618. NCCL 2.20.3's model (tuning.cc: ``bwInter/2`` from 3 nodes on, x ``5/6``)
+predicts 80% of that NIC bound. The program reaches it only as far as its pipeline does: the
+first pieces fill 2 x depth tree hops; so the pieces are NCCL's chunks
+(:func:`simulator.nccl.model.pieces_of`), not a fixed few (with 8 the 128-node tree ran at 41% of
+the bound). The real executor cannot run either: a
 point-to-point message cannot reduce inside the switch.
 """
 
