@@ -31,7 +31,6 @@ def test_sim_nccl_json_and_forcing(capsys):
 @pytest.mark.parametrize("argv,msg", [
     (["sim", "all-reduce", "--algo", "nccl", "-t", "switch:8"], "GPU cluster topology"),
     (["sim", "all-reduce", "--nccl-algo", "ring", "-t", H100x2], "go with --algo nccl"),
-    (["sim", "all-reduce", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100", "--nccl-algo", "nvls_tree"], "no NCCL"),
     (["sim", "broadcast", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100"], "covers all-reduce"),
     (["sim", "all-reduce", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100", "--nccl-proto", "fast"], "--nccl-proto"),
 ])
@@ -39,6 +38,19 @@ def test_bad_nccl_input_is_one_line_and_exit_2(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_what_nccl_overrides_is_a_note_not_an_error(capsys):
+    """NCCL_ALGO=NVLSTree on one node: NCCL 2.20.3 turns NVLSTree off, finds ring, tree and NVLS all
+    off and enables ring and tree again (tuning.cc); the CLI says so on stderr and runs."""
+    assert main(["sim", "all-reduce", "--algo", "nccl", "-t", "nodes:1x8,gpu=h100", "--nccl-algo", "NVLSTree",
+                 "-s", "1MiB", "--limit", "0"]) == 0
+    cap = capsys.readouterr()
+    assert "-> ring/" in cap.out or "-> tree/" in cap.out
+    assert cap.err.startswith("note: NCCL_ALGO") and "enables ring and tree again" in cap.err
+    assert main(["sweep", "--algos", "nccl", "-t", H100x2, "--nccl-algo", "nvls", "--min", "1MiB", "--max",
+                 "1MiB"]) == 0
+    assert "enables ring and tree again" in capsys.readouterr().err
 
 
 def test_sweep_nccl_side_by_side(capsys):

@@ -103,9 +103,40 @@ def test_forcing_algorithm_and_protocol():
     assert ch.predicted == pytest.approx((56.0 + (64 << 20) / (1000 * 360 * 8 / 14)) * 1e-6, rel=1e-9)
     assert tuning(topo, proto="^ll").choose("all-reduce", 8).proto != "ll"
     with pytest.raises(RankscopeError):
-        tuning(topo, algo="nvls_tree").choose("all-reduce", 8)  # one node: NVLSTree is off
-    with pytest.raises(RankscopeError):
-        tuning(topo, algo="bogus")
+        tuning(topo, algo="bogus")  # NCCL ignores a name it does not know; we refuse a typo
+
+
+def test_what_nccl_does_with_overrides():
+    """src/graph/tuning.cc (2.20.3) ncclTopoTuneModel's enable pass, case by case."""
+    one, two = parse_topology(H100), parse_topology("nodes:2x8,gpu=h100,nics=8,nic=400Gb/s")
+    # NVLSTree is off on one node ("if (comm->nNodes == 1 ...) algoEnable[NCCL_ALGO_NVLS_TREE] = 0"),
+    # so ring, tree, NVLS and NVLSTree are all off and NCCL sets ring and tree back to 1
+    t = tuning(one, algo="nvls_tree")
+    ch = t.choose("all-reduce", 1 << 20)
+    assert ch.algo in ("ring", "tree") and "enables ring and tree again" in ch.notes[0]
+    assert ch.predicted == tuning(one, algo="ring,tree").choose("all-reduce", 1 << 20).predicted
+    assert {k for k, v in ch.candidates.items() if v is not None} == {
+        f"{a}/{p}" for a in ("ring", "tree") for p in ("ll", "ll128", "simple")}
+    # across nodes NVLS is off without CollNet ("if (comm->nNodes > 1 ...) algoEnable[NCCL_ALGO_NVLS] = 0")
+    assert tuning(two, algo="nvls").choose("all-reduce", 64 << 20).algo in ("ring", "tree")
+    assert tuning(two, algo="collnetdirect").choose("all-reduce", 8).algo in ("ring", "tree")
+    # NVLS has Simple only: NCCL_ALGO=NVLS, NCCL_PROTO=LL leaves all-reduce no bandwidth, and "at least
+    # set ring algo available" restores the ring's bandwidths (ringbdw) for every protocol
+    ch = tuning(one, algo="nvls", proto="ll").choose("all-reduce", 64 << 20)
+    assert ch.algo == "ring" and "restores the ring" in ch.notes[-1]
+    assert ch.candidates["ring/simple"] == tuning(one, algo="ring").choose("all-reduce", 64 << 20).candidates[
+        "ring/simple"]
+    # NCCL_ALGO=tree leaves all-gather (ring only) nothing: the ring comes back for it, not for all-reduce
+    t = tuning(two, algo="tree")
+    assert t.choose("all-reduce", 1 << 20).algo == "tree" and not t.choose("all-reduce", 1 << 20).notes
+    assert t.choose("all-gather", 1 << 20).algo == "ring"
+    # an NCCL_PROTO list sets LL128 to 1: on enabled where its default (2) is off, B200 (compute capability
+    # 10.0, unknown to 2.20's "switch (minCompCap)")
+    b200 = parse_topology("nodes:1x8,gpu=b200")
+    assert tuning(b200).choose("all-reduce", 1 << 20).candidates["ring/ll128"] is None
+    forced = tuning(b200, proto="ll128").choose("all-reduce", 1 << 20)
+    assert forced.proto == "ll128" and forced.candidates["ring/ll128"] is not None and "LL128" in forced.notes[0]
+    assert tuning(b200, proto="^ll").choose("all-reduce", 1 << 20).candidates["ring/ll128"] is not None
 
 
 def test_only_cluster_topologies():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rankscope.simulator.collectives import ALGORITHMS, build
 from rankscope.simulator.errors import UsageError, check_output
@@ -58,12 +59,20 @@ def _explain(ch, out=None) -> None:
         print(f"  {name:<18}{'-' if t is None else format_seconds(t):>12}{mark}", file=out)
 
 
+def nccl_notes(notes) -> None:
+    """What NCCL did with --nccl-algo / --nccl-proto (re-enabled ring and tree, restored the ring),
+    one line each on stderr: NCCL overrides these sets itself, so they are notes, not errors."""
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
+
+
 def cmd_sim_nccl(a: argparse.Namespace) -> int:
     from rankscope.simulator.nccl import nccl_collective, simulate_nccl
     from rankscope.simulator.units import format_seconds as fs
 
     topo = topology_from_args(a, a.ranks)
     prog, ch = nccl_collective(a.collective, topo, a.size, algo=a.nccl_algo, proto=a.nccl_proto)
+    nccl_notes(ch.notes)
     sim, view, seconds = simulate_nccl(prog, topo, gamma=a.gamma)
     if a.out:
         from rankscope.simulator.trace import write_trace
@@ -167,6 +176,11 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     topo = topology_from_args(a, a.ranks)
     if (a.nccl_algo or a.nccl_proto) and "nccl" not in algos:
         raise UsageError("--nccl-algo and --nccl-proto go with --algos nccl")
+    if "nccl" in algos and (a.nccl_algo or a.nccl_proto):
+        from rankscope.simulator.collectives import ALIASES
+        from rankscope.simulator.nccl import tuning
+
+        nccl_notes(tuning(topo, a.nccl_algo, a.nccl_proto).choose(ALIASES.get(coll, coll), sizes[0]).notes)
     rows = run_sweep(coll, algos, a.ranks, sizes, topo, gamma=a.gamma, pieces=a.pieces, nodes=a.nodes,
                      progress=False if (a.json or a.csv) else None, nccl_algo=a.nccl_algo, nccl_proto=a.nccl_proto)
     if a.json:

@@ -52,11 +52,12 @@ class Choice:
     nchannels: int
     predicted: float  # seconds, NCCL's own model
     candidates: dict = field(default_factory=dict)  # "algo/proto" -> predicted seconds (None: disabled)
+    notes: tuple = ()  # what NCCL did with NCCL_ALGO / NCCL_PROTO (re-enabled, restored), one line each
 
     def to_dict(self) -> dict:
         return {"collective": self.collective, "nbytes": self.nbytes, "algo": self.algo, "proto": self.proto,
                 "nchannels": self.nchannels, "predicted": self.predicted, "candidates": dict(self.candidates),
-                "nccl_version": K.VERSION}
+                "notes": list(self.notes), "nccl_version": K.VERSION}
 
 
 class Tuning:
@@ -64,6 +65,9 @@ class Tuning:
 
     def __init__(self, spec: NodeSpec, algos: set[str] | None = None, protos: set[str] | None = None):
         self.spec = spec
+        self.notes: list[str] = []  # what NCCL did with the forced sets (see _enable)
+        self.coll_notes: dict[str, list[str]] = {}  # per collective: the ring restored
+        self.ring_bw: dict = {}  # comm->ringbdw: the ring's bandwidths before any is disabled
         self.graphs: dict[str, Graph | None] = graphs(spec)
         ring, tree = self.graphs["ring"], self.graphs["tree"]
         self.comm_channels = min(K.MAXCHANNELS, 2 * min(ring.nchannels, tree.nchannels))
@@ -115,6 +119,8 @@ class Tuning:
                         bus = min(bus * (7 / 9 if n_nodes == 1 else 120 / 128), g.nchannels * tree_ll128_max)
                     ratio = n_ranks / nsteps if a == K.RING else 5 / 6 if a in (K.NVLS, K.NVLS_TREE) else .5
                     self.bw[coll, a, p] = bus * ratio
+                    if a == K.RING:
+                        self.ring_bw[coll, p] = bus * ratio
                     lat = K.BASE_LAT[a][p]
                     intra_lat = K.HW_LAT[intra_hw][a][p]
                     inter_lat = K.HW_LAT[K.HW_NET][a][p]  # + latencyInter (0), twice for Simple
@@ -131,23 +137,55 @@ class Tuning:
                     self.lat[coll, a, p] = lat
 
     def _enable(self, algos: set[str] | None, protos: set[str] | None) -> None:
+        """The enable pass of ``ncclTopoTuneModel`` (src/graph/tuning.cc, 2.20.3), user overrides
+        included: ``protoEnable = {1, 2, 1}`` and every ``algoEnable`` 1, then ``NCCL_PROTO`` /
+        ``NCCL_ALGO`` (``parseList``: a list sets the named to 1 and the rest to 0, ``^`` the reverse;
+        so a protocol list gives LL128 1, enabled even where its default 2 would disable it); NVLSTree
+        off on one node; without CollNet (not modelled) CollNet off, NVLS off across nodes, and if
+        ring, tree, NVLS and NVLSTree are then all off, ring and tree back on ("If user has hard set
+        NCCL_ALGO=COLLNET, ignore it"). LL128 at 2 is on only for compute capability 7.0, 8.0, 9.0
+        with NVLink inside and the NIC under the GPU's PCIe switch. Then, per collective, if no
+        bandwidth is left, the ring's are restored for every protocol ("at least set ring algo
+        available", from ``ringbdw``): see :meth:`choose`."""
         s = self.spec
-        off = set()
+        proto_on = [1, 2, 1] if protos is None else [int(K.PROTOS[p] in protos) for p in range(3)]
+        algo_on = [1] * len(K.ALGOS) if algos is None else [int(a in algos) for a in K.ALGOS]
         if s.nodes == 1:
-            off.add(K.NVLS_TREE)
+            algo_on[K.NVLS_TREE] = 0
+        algo_on[K.COLLNET_DIRECT] = algo_on[K.COLLNET_CHAIN] = 0
         if s.nodes > 1:
-            off.add(K.NVLS)  # NVLS across nodes needs CollNet
-        ll128_ok = s.compcap in (70, 80, 90)  # pEnable: compute capabilities 2.20 knows
+            algo_on[K.NVLS] = 0
+        if not any(algo_on[a] for a in (K.RING, K.TREE, K.NVLS, K.NVLS_TREE)):
+            algo_on[K.RING] = algo_on[K.TREE] = 1
+            self.notes.append(f"NCCL_ALGO {','.join(sorted(algos or ()))!r} leaves no algorithm NCCL can run here "
+                              "(NVLSTree needs 2+ nodes, NVLS one node, CollNet a CollNet plugin), so NCCL "
+                              "2.20.3 enables ring and tree again (tuning.cc, ncclTopoTuneModel)")
+        ll128_default = s.compcap in (70, 80, 90)
+        if proto_on[K.LL128] == 1 and not ll128_default:
+            self.notes.append(f"NCCL_PROTO names LL128, which NCCL 2.20.3 leaves off by default on {s.gpu} (compute "
+                              f"capability {s.compcap}); a protocol list enables it, as here (tuning.cc)")
         for key in list(self.bw):
             _, a, p = key
-            if (a in off or (p == K.LL128 and not ll128_ok) or (algos is not None and K.ALGOS[a] not in algos)
-                    or (protos is not None and K.PROTOS[p] not in protos)):
+            on = proto_on[p]
+            if on == 2:
+                on = int(ll128_default)
+            if on == 0 or algo_on[a] == 0:
                 self.bw[key] = 0.0
+        for coll in sorted({k[0] for k in self.bw}):
+            if not any(self.bw[k] for k in self.bw if k[0] == coll):
+                for p in range(3):  # "at least set ring algo available"
+                    self.bw[coll, K.RING, p] = self.ring_bw[coll, p]
+                self.coll_notes[coll] = [f"no algorithm and protocol left for {coll}: NCCL 2.20.3 restores the "
+                                         "ring with every protocol (tuning.cc, ncclTopoTuneModel: 'at least set "
+                                         "ring algo available')"]
 
     # -- ncclTopoGetAlgoTime -----------------------------------------------------------------------
-    def time(self, coll: str, a: int, p: int, nbytes: int) -> float | None:
-        """NCCL's predicted seconds, or None where NCCL would not run (a, p)."""
+    def time(self, coll: str, a: int, p: int, nbytes: int, backup: bool = False) -> float | None:
+        """NCCL's predicted seconds, or None where NCCL would not run (a, p); ``backup``: a disabled
+        ring is timed on ``ringbdw`` (``ncclTopoGetAlgoTime``'s backup ring)."""
         bw = self.bw.get((coll, a, p), 0.0)
+        if bw == 0 and backup and a == K.RING:
+            bw = self.ring_bw.get((coll, p), 0.0)
         if bw == 0:
             return None
         lat = self.lat[coll, a, p]
@@ -165,7 +203,8 @@ class Tuning:
         if coll not in ("all-reduce", "reduce-scatter", "all-gather"):
             raise UsageError(f"the NCCL model covers all-reduce, reduce-scatter and all-gather, not {coll!r}")
         s = self.spec
-        cands, best = {}, None
+        notes = self.notes + self.coll_notes.get(coll, [])
+        cands, best, spare = {}, None, None
         for a in USED:
             for p in range(3):
                 t = self.time(coll, a, p, nbytes) if s.nranks > 1 else None
@@ -173,13 +212,18 @@ class Tuning:
                     cands[f"{K.ALGOS[a]}/{K.PROTOS[p]}"] = t
                 if t is not None and (best is None or t < best[0]):
                     best = (t, a, p)
+                b = self.time(coll, a, p, nbytes, backup=True) if (t is None and s.nranks > 1) else None
+                if b is not None and (spare is None or b < spare[0]):
+                    spare = (b, a, p)
         if s.nranks == 1:
             best = (0.0, K.RING, K.SIMPLE)
-        if best is None:
-            raise UsageError(f"no NCCL algorithm and protocol left for {coll} on this topology with the "
-                             "forced --nccl-algo/--nccl-proto; allow another")
+        if best is None:  # enqueue.cc topoGetAlgoInfo: the backup ring when nothing else is left
+            best = spare
+            notes.append(f"nothing enabled runs {coll}: NCCL 2.20.3 takes its backup ring "
+                         "(enqueue.cc topoGetAlgoInfo, ncclTopoGetAlgoTime's ringbdw)")
         t, a, p = best
-        return Choice(coll, int(nbytes), K.ALGOS[a], K.PROTOS[p], self.channels(a, p, nbytes), t, cands)
+        return Choice(coll, int(nbytes), K.ALGOS[a], K.PROTOS[p], self.channels(a, p, nbytes), t, cands,
+                      tuple(notes))
 
     def channels(self, a: int, p: int, nbytes: int) -> int:
         if a in (K.NVLS, K.NVLS_TREE):
@@ -193,10 +237,13 @@ class Tuning:
 
 
 def parse_forced(text: str | None, names: tuple[str, ...], flag: str) -> set[str] | None:
-    """``NCCL_ALGO``/``NCCL_PROTO`` syntax: ``ring,tree`` allows those, ``^ll`` all but those."""
+    """``NCCL_ALGO``/``NCCL_PROTO`` syntax (tuning.cc ``parseList``, case-insensitive): ``ring,tree``
+    allows those, ``^ll`` all but those. NCCL ignores a name it does not know; we refuse one (a
+    typo), and take NCCL's own spellings (``NVLSTree``, ``CollNetDirect``, ``CollNetChain``)."""
     if text is None:
         return None
-    aliases = {"nvlstree": "nvls_tree", "nvls-tree": "nvls_tree"}
+    aliases = {"nvlstree": "nvls_tree", "nvls-tree": "nvls_tree", "collnetdirect": "collnet_direct",
+               "collnetchain": "collnet_chain"}
     neg = text.startswith("^")
     items = {aliases.get(x.strip().lower(), x.strip().lower()) for x in text.lstrip("^").split(",") if x.strip()}
     bad = sorted(items - set(names))
