@@ -6,7 +6,9 @@ are 1e9 bytes per second, as nccl-tests reports.
 
 ``nccl`` among the algorithms asks NCCL 2.20.3's tuner (:mod:`simulator.nccl`) per size: the row
 records its choice (algorithm/protocol/channels), NCCL's own predicted time, and the simulated
-time of that schedule on the protocol's view of the topology, side by side.
+time of that schedule on the protocol's view of the topology, side by side. NCCL's ring on an even
+number (> 2) of nodes is timed on its two-node quotient, exactly (:mod:`simulator.nccl.quotient`);
+the method column then says ``... quotient``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequenc
     with Progress(len(sizes) * len(algos), "sweep", force=bool(progress)) as bar:
         if progress is False:
             bar.enabled = False
-        tune = None
+        tune, views = None, {}
         if "nccl" in algos:
             from .nccl import tuning
 
@@ -56,7 +58,7 @@ def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequenc
         for size in sizes:
             for algo in algos:
                 if algo == "nccl":
-                    rows.append(_nccl_row(collective, nranks, size, topo, tune, gamma))
+                    rows.append(_nccl_row(collective, nranks, size, topo, tune, gamma, views))
                     bar.step(f"{size} B nccl")
                     continue
                 prog = build(collective, algo, nranks, size, pieces=pieces, nodes=nodes)
@@ -68,11 +70,22 @@ def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequenc
     return rows
 
 
-def _nccl_row(collective: str, nranks: int, size: int, topo, tune, gamma: float) -> SweepRow:
+def _nccl_row(collective: str, nranks: int, size: int, topo, tune, gamma: float, views: dict) -> SweepRow:
     from .nccl import nccl_collective, simulate_nccl
+    from .nccl import quotient as q
 
     coll = ALIASES.get(collective, collective)
-    prog, ch = nccl_collective(coll, topo, size, tune=tune)
-    res, _, t = simulate_nccl(prog, topo, gamma=gamma, max_link_rows=0)
-    return SweepRow(size, "nccl", t, algbw(size, t), busbw(coll, nranks, size, t), res.info["method"],
+    ch = tune.choose(coll, size)
+    spec = tune.spec
+    if ch.algo == "ring" and q.applies(spec.nodes, spec.gpus, size, ch.nchannels):
+        prog = q.ring_quotient(coll, spec.nodes, spec.gpus, size, ch.nchannels, {"nccl": ch.to_dict(), "proto": ch.proto})
+        if "quotient" not in views:  # kept with the views, so that its id stays unique
+            views["quotient"] = q.quotient_topology(spec)
+        res, _, t = simulate_nccl(prog, views["quotient"], views, gamma=gamma, max_link_rows=0)
+        method = f"{res.info['method']} quotient"
+    else:
+        prog, ch = nccl_collective(coll, topo, size, tune=tune)
+        res, _, t = simulate_nccl(prog, topo, views, gamma=gamma, max_link_rows=0)
+        method = res.info["method"]
+    return SweepRow(size, "nccl", t, algbw(size, t), busbw(coll, nranks, size, t), method,
                     f"{ch.algo}/{ch.proto}/{ch.nchannels}", ch.predicted)

@@ -10,12 +10,12 @@ it leaves the node from the last GPU of that walk, so the inter-node hops of dif
 channels leave and enter through different GPUs and hence different NICs (rails)
 (src/graph/search.cc builds NET -> GPU ... GPU -> NET channels, one NIC pair per channel).
 
-The engine runs the messages of one (src, dst) pair one at a time (a connection), where NCCL
-gives every channel its own connection. Channels whose ring orders are identical therefore
-become one ring carrying their joint bytes: two equal flows on one route end when one flow of
-twice the bytes does, so the time is unchanged; ``meta["rings"]`` lists each distinct ring and
-how many channels it carries. Channels with different orders that share a GPU pair still queue
-on it (one latency each per step): a named gap, latency only.
+NCCL gives every channel its own connection; the engine's connection is (src, dst, buffer), so
+each distinct ring order is a buffer of its own (``ring<j>``: that ring's sub-slices of every
+shard, laid end to end), and rings that share a GPU pair do not queue on one connection. Channels
+whose ring orders are identical become one ring carrying their joint bytes: two equal flows on one
+route end when one flow of twice the bytes does, so the time is unchanged; ``meta["rings"]``
+lists each distinct ring and how many channels it carries.
 
 Ops are built as whole numpy columns, as :mod:`simulator.collectives.ring`: op (t, j, i) is step
 t of distinct ring j at position i, id ``(t * R + j) * N + i``; it waits for (t-1, j, i-1).
@@ -62,12 +62,12 @@ def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int
     # contiguous by giving ring j the sub-slices cum[j]..cum[j+1]
     cum = np.concatenate([[0], np.cumsum(weight)])
     shard = split(nbytes, n)
-    off = np.empty((n, nr), np.int64)
     ln = np.empty((n, nr), np.int64)
     for r in range(n):
         sub = shard[r] + split(shard[r + 1] - shard[r], k)
-        off[r] = sub[cum[:-1]]
         ln[r] = sub[cum[1:]] - sub[cum[:-1]]
+    # buffer j holds ring j's sub-slice of every shard, shard r at the sum of the earlier ones
+    off = np.cumsum(ln, axis=0) - ln
     t0, t1 = {RS: (0, n - 1), AG: (n - 1, 2 * n - 2), AR: (0, 2 * n - 2)}[collective]
     nsteps = t1 - t0
     order = np.array(rings, dtype=np.int64).reshape(nr, n)  # (R, N) rank at position
@@ -101,7 +101,8 @@ def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int
             "rings": [{"order": list(o), "channels": distinct[o]} for o in rings], **(meta or {})}
     return Program(n, kind.ravel(), src.ravel().astype(np.int32), dst.ravel().astype(np.int32),
                    chunk.ravel().astype(np.int32), step.ravel().astype(np.int32), dep_ptr, dep_idx,
-                   (Buffer("buf", nbytes, init),), np.zeros(n * nr, np.int32), off.ravel(), ln.ravel(),
+                   tuple(Buffer(f"ring{j}", int(ln[:, j].sum()), init) for j in range(nr)),
+                   np.tile(np.arange(nr, dtype=np.int32), n), off.ravel(), ln.ravel(),
                    phases=tuple(phases), meta=info)
 
 

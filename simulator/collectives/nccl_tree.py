@@ -92,6 +92,35 @@ def tree_parents(nodes: int, gpus: int, channel: int, comm_channels: int = 2) ->
     return parent
 
 
+NCCL_STEPS = 8  # src/include/device.h: slots per connection, chunks in flight on one channel's hop
+
+
+def slot_buffers(nranks: int, lengths: list, meta: dict, init: Init = Init.OWN,
+                 window: int = 1) -> tuple[ProgramBuilder, list]:
+    """A builder whose buffers are NCCL's connections: lane c (a channel; an NVLS head's shard) piece
+    q lives in buffer ``(c, q mod w)``, ``w = min(window, NCCL_STEPS, pieces)``, the pieces of one
+    buffer end to end. The engine's connection is (src, dst, buffer): so every channel has its own
+    connections (NCCL gives each its own), and a hop keeps up to ``w`` pieces in flight, their
+    latencies overlapping, as a connection's ``NCCL_STEPS`` slots do; with one buffer piece q+1
+    would start only after piece q's latency and bytes. The engine shares a link among the pieces
+    in flight where NCCL sends them in order, so the caller asks for no more in flight than cover
+    the hop's latency (:func:`simulator.nccl.model.window`). Returns the builder and ``chunk_of[c][q]``."""
+    slots = [max(1, min(window, NCCL_STEPS, len(ln))) for ln in lengths]
+    buffers, grids, index = [], [], []
+    for c, ln in enumerate(lengths):
+        for s in range(slots[c]):
+            mine = ln[s::slots[c]]
+            buffers.append(Buffer(f"ch{c}.{s}", int(np.sum(mine)), init))
+            grids.append(np.concatenate([[0], np.cumsum(mine)]).astype(np.int64))
+    b = ProgramBuilder(nranks, buffers, meta=meta)
+    for i, g in enumerate(grids):
+        b.grid(i, g)
+    first = np.concatenate([[0], np.cumsum(slots)])
+    for c, ln in enumerate(lengths):
+        index.append([b.chunk(int(first[c]) + q % slots[c], q // slots[c]) for q in range(len(ln))])
+    return b, index
+
+
 def _depths(parent: np.ndarray) -> np.ndarray:
     depth = np.full(parent.size, -1, dtype=np.int64)
     for r in range(parent.size):
@@ -107,34 +136,34 @@ def _depths(parent: np.ndarray) -> np.ndarray:
 
 
 def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 4, meta: dict | None = None,
-              comm_channels: int | None = None) -> Program:
+              comm_channels: int | None = None, window: int = 1) -> Program:
     """Double binary tree all-reduce on ``nodes`` x ``gpus`` ranks over the first ``nchannels`` of the
     communicator's ``comm_channels`` channels (default: all of them, ``nchannels`` rounded up to even as
-    NCCL's ``2 x nChannels`` always is), ``pieces`` chunks each."""
+    NCCL's ``2 x nChannels`` always is), ``pieces`` chunks each, up to ``window`` of them in flight per
+    hop (:func:`slot_buffers`)."""
     comm_channels = nchannels + nchannels % 2 if comm_channels is None else comm_channels
     if nchannels < 1 or pieces < 1 or comm_channels < nchannels:
         raise UsageError(f"a tree needs >= 1 channel of the communicator's {comm_channels} and >= 1 piece, got "
                          f"{nchannels} and {pieces}")
     n = nodes * gpus
-    b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.OWN)],
-                       meta={"collective": "all-reduce", "algo": "nccl-tree", "nranks": n, "nbytes": nbytes,
-                             "nchannels": nchannels, "comm_channels": comm_channels, "pieces": pieces,
-                             "nodes": nodes, **(meta or {})})
     per = split(nbytes, nchannels)
-    cells = [0] + [int(x) for c in range(nchannels) for x in (per[c] + split(per[c + 1] - per[c], pieces))[1:]]
-    b.grid(0, np.array(cells))
+    lengths = [np.diff(split(int(per[c + 1] - per[c]), pieces)) for c in range(nchannels)]
+    b, chunk_of = slot_buffers(n, lengths, {"collective": "all-reduce", "algo": "nccl-tree", "nranks": n,
+                                            "nbytes": nbytes, "nchannels": nchannels, "comm_channels": comm_channels,
+                                            "pieces": pieces, "window": window, "nodes": nodes, **(meta or {})},
+                                 window=window)
     trees = [tree_parents(nodes, gpus, c, comm_channels) for c in range(nchannels)]
     depths = [_depths(p) for p in trees]
     height = max(int(d.max()) for d in depths) if n > 1 else 0
     for c, (parent, depth) in enumerate(zip(trees, depths)):  # up: deepest first, so children reduce first
         for q in range(pieces):
-            chunk = b.chunk(0, c * pieces + q)
+            chunk = chunk_of[c][q]
             for r in sorted(range(n), key=lambda r: -depth[r]):
                 if parent[r] >= 0:
                     b.transfer(int(r), int(parent[r]), chunk, OpKind.REDUCE, q + height - int(depth[r]))
     for c, (parent, depth) in enumerate(zip(trees, depths)):  # down: from the root
         for q in range(pieces):
-            chunk = b.chunk(0, c * pieces + q)
+            chunk = chunk_of[c][q]
             for r in sorted(range(n), key=lambda r: depth[r]):
                 if parent[r] >= 0:
                     b.transfer(int(parent[r]), int(r), chunk, OpKind.COPY, pieces + height + q + int(depth[r]) - 1)

@@ -19,6 +19,8 @@ synchronisation, which no op of the program stands for). Not modelled: per-chann
 
 from __future__ import annotations
 
+import math
+
 from ..cluster import NodeSpec
 from ..collectives.nccl_ring import nccl_ring
 from ..collectives.nccl_tree import nccl_tree
@@ -115,6 +117,23 @@ def p2p_choice(coll: str, topo: Topology, nbytes: int, algo: str | None = None,
     return f"nccl-{ch.algo}", cluster_of(topo).nodes, ch
 
 
+def window(ch: Choice, spec: NodeSpec, pieces: int) -> int:
+    """Pieces in flight per hop: as many as cover the slowest hop's latency at its bandwidth, one more
+    than ``ceil(latency x bandwidth / piece)``, at most ``NCCL_STEPS`` (a connection's slots). NCCL
+    sends a connection's slots in order at the link's rate with their latencies overlapped; the
+    engine shares a link among the messages in flight, so more than this window would only slow
+    every piece down (processor sharing) where NCCL's stream is first in, first out. The hop is a
+    network hop across nodes (``hwLat`` Ring row, NIC bandwidth) and an NVLink hop on one node,
+    both as the protocol's view sees them."""
+    p = K.PROTOS.index(ch.proto)
+    net = spec.nodes > 1
+    lat = K.HW_LAT[K.HW_NET if net else K.HW_NVLINK][K.RING][p] * 1e-6
+    bw = (spec.nic_bw if net else spec.gpu_nvlink_bw) * K.PROTO_EFFICIENCY[p]
+    lanes = spec.gpus if ch.algo == "nvls_tree" else ch.nchannels
+    piece = max(1.0, ch.nbytes / (lanes * pieces))
+    return int(min(K.NCCL_STEPS, pieces, 1 + math.ceil(lat * bw / piece)))
+
+
 def schedule(ch: Choice, spec: NodeSpec, comm_channels: int | None = None) -> Program:
     """The program of NCCL's choice ``ch``; ``comm_channels``: the communicator's channels (the
     tree gives their first half tree 0, :func:`simulator.collectives.nccl_tree.channel_tree`)."""
@@ -124,8 +143,10 @@ def schedule(ch: Choice, spec: NodeSpec, comm_channels: int | None = None) -> Pr
     pieces = pieces_of(ch, spec)
     if ch.algo == "tree":
         return nccl_tree(spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, pieces, meta,
-                         comm_channels=max(comm_channels or ch.nchannels, ch.nchannels))
-    return nvls(spec.nodes, spec.gpus, ch.nbytes, pieces, meta, collective=ch.collective)
+                         comm_channels=max(comm_channels or ch.nchannels, ch.nchannels),
+                         window=window(ch, spec, pieces))
+    return nvls(spec.nodes, spec.gpus, ch.nbytes, pieces, meta, collective=ch.collective,
+                window=window(ch, spec, pieces))
 
 
 def _is_nvlink(u, v) -> bool:
@@ -153,10 +174,16 @@ def view(topo: Topology, proto: str, algo: str = "ring", collective: str = "all-
     return Topology.from_dict(d)
 
 
-def simulate_nccl(prog: Program, topo: Topology, **kw) -> tuple[SimResult, Topology, float]:
-    """(result on the view, the view, simulated seconds = makespan + NCCL's base latency)."""
+def simulate_nccl(prog: Program, topo: Topology, views: dict | None = None, **kw) -> tuple[SimResult, Topology, float]:
+    """(result on the view, the view, simulated seconds = makespan + NCCL's base latency).
+    ``views``: a dict the caller keeps to reuse views of ``topo`` (and their route caches) across calls."""
     info = prog.meta["nccl"]
-    v = view(topo, info["proto"], info["algo"], info.get("collective", "all-reduce"))
+    key = (id(topo), info["proto"], info["algo"], info.get("collective", "all-reduce"))
+    v = None if views is None else views.get(key)
+    if v is None:
+        v = view(topo, *key[1:])
+        if views is not None:
+            views[key] = v
     res = simulate(prog, v, **kw)
     base = K.BASE_LAT[K.ALGOS.index(info["algo"])][K.PROTOS.index(info["proto"])] * 1e-6
     return res, v, res.makespan + base

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..builder import ProgramBuilder
-from ..collectives.nccl_tree import _depths, dtree_parent
+from ..collectives.nccl_tree import _depths, dtree_parent, slot_buffers
 from ..program import Buffer, Init, OpKind, Phase, Program, split
 
 
@@ -58,7 +58,7 @@ def port_speedup(gpus: int, collective: str = "all-reduce") -> float:
 
 
 def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None = None,
-         collective: str = "all-reduce") -> Program:
+         collective: str = "all-reduce", window: int = 1) -> Program:
     """NVLS all-reduce on one node (``nodes`` = 1) or NVLSTree across ``nodes`` nodes of ``gpus``;
     on one node also NVLS reduce-scatter (the reduce at the switch alone: GPU g ends with shard g
     reduced) and all-gather (the multicast alone, from each GPU's own shard)."""
@@ -68,15 +68,20 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
     if collective != "all-reduce" and nodes > 1:
         raise UsageError(f"NVLSTree runs all-reduce only, not {collective}")
     algo = "nccl-nvls" if nodes == 1 else "nccl-nvls_tree"
-    b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.SHARD if collective == "all-gather" else Init.OWN)],
-                       meta={"collective": collective, "algo": algo, "nranks": n, "nbytes": nbytes,
-                             "nodes": nodes, "pieces": pieces if nodes > 1 else 1,
-                             "nvls_port_speedup": port_speedup(gpus, collective), **(meta or {})})
+    info = {"collective": collective, "algo": algo, "nranks": n, "nbytes": nbytes, "nodes": nodes,
+            "pieces": pieces if nodes > 1 else 1, "nvls_port_speedup": port_speedup(gpus, collective), **(meta or {})}
     q = pieces if nodes > 1 else 1
     shard = split(nbytes, gpus)
-    b.grid(0, np.array([0] + [int(x) for g in range(gpus) for x in (shard[g] + split(shard[g + 1] - shard[g], q))[1:]]))
+    if nodes > 1:  # a head's pieces on NCCL_STEPS connections, as nccl_tree's channels (slot_buffers)
+        info["window"] = window
+        b, piece = slot_buffers(n, [np.diff(split(int(shard[g + 1] - shard[g]), q)) for g in range(gpus)], info,
+                                window=window)
+    else:
+        b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.SHARD if collective == "all-gather" else Init.OWN)],
+                           meta=info)
+        b.grid(0, np.array([0] + [int(x) for x in shard[1:]]))
+        piece = [[b.chunk(0, g)] for g in range(gpus)]
     # one chunk per shard and pipeline piece: across nodes piece p climbs the tree while p+1 is reduced
-    piece = [[b.chunk(0, g * q + p) for p in range(q)] for g in range(gpus)]
     if collective == "all-gather":
         for g in range(gpus):
             for j in range(gpus):
@@ -101,14 +106,14 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
         for g in range(gpus):  # piece p of shard g on tree (g + p) % 2: both trees share every rail
             for p in range(q):
                 parent, depth = trees[(g + p) % 2], depths[(g + p) % 2]
-                c = b.chunk(0, g * q + p)
+                c = piece[g][p]
                 for k in sorted(range(nodes), key=lambda k: -depth[k]):
                     if parent[k] >= 0:
                         b.transfer(k * gpus + g, int(parent[k]) * gpus + g, c, OpKind.REDUCE, 1 + p + height - depth[k])
         for g in range(gpus):
             for p in range(q):
                 parent, depth = trees[(g + p) % 2], depths[(g + p) % 2]
-                c = b.chunk(0, g * q + p)
+                c = piece[g][p]
                 for k in sorted(range(nodes), key=lambda k: depth[k]):
                     if parent[k] >= 0:
                         b.transfer(int(parent[k]) * gpus + g, k * gpus + g, c, OpKind.COPY,
