@@ -2,7 +2,7 @@
 figures, and k channel rings sharing every link.
 
     python benchmarks/sim_speed.py [--ranks 64 256 1024] [--big 4096] [--size 256MiB] [--no-simpy]
-                                   [--sections rings contended channels]
+                                   [--sections rings contended channels nccl]
 
 Workload (issue 3): ring all-reduce of 256 MiB, links of 25 GB/s and 5 us, on ``ring:N`` and
 ``switch:N``. Each (tool, N, topology) runs in a fresh subprocess so its peak RSS is its own; both
@@ -25,6 +25,10 @@ are checked against the closed forms of each order. Target at N = 1024: <= 2 s a
 Channels (issue 12 item 4): a 16-channel ring all-reduce over 1024 ranks on ``nodes:128x8`` (each
 channel a ring over the same ranks with 1/16 of the buffer on its own buffer, so 16 equal flows share
 every link: 33.5M transfers), with the full per-op result. Target <= 30 s and <= 8 GB.
+
+NCCL sweep (issue 12): ``rankscope sweep --algos nccl --max 16GiB`` on ``nodes:128x8,gpu=h100,nics=8,
+nic=400Gb/s`` (1024 ranks, 32 sizes from 8 B), in a fresh process: each size's choice, method and
+seconds (tuner, build and simulate), and the total. Target <= 2 s.
 """
 
 from __future__ import annotations
@@ -113,6 +117,23 @@ def run_channels(nodes: int, k: int, size: int) -> dict:
             "link_rows": res.info["link_rows"]}
 
 
+NCCL_TOPO = "nodes:128x8,gpu=h100,nics=8,nic=400Gb/s"
+
+
+def run_nccl_sweep(hi: int) -> dict:
+    from rankscope.simulator.sweep import default_sizes, run_sweep
+    from rankscope.simulator.topology import parse_topology
+
+    t0 = time.perf_counter()
+    topo = parse_topology(NCCL_TOPO)
+    took: list[float] = []
+    rows = run_sweep("all-reduce", ["nccl"], topo.nranks, default_sizes(8, hi), topo, progress=False, timings=took)
+    return {"seconds": time.perf_counter() - t0,
+            "rows": [{"size": r.size, "choice": r.choice, "method": r.method, "seconds": s, "busbw_sim": r.busbw / 1e9,
+                      "busbw_nccl": 2 * (topo.nranks - 1) / topo.nranks * r.size / r.predicted / 1e9}
+                     for r, s in zip(rows, took)]}
+
+
 def run_simpy(n: int, size: int, topo_kind: str) -> dict:
     import simpy
 
@@ -162,7 +183,7 @@ def main() -> None:
     ap.add_argument("--size", default="256MiB")
     ap.add_argument("--no-simpy", action="store_true")
     ap.add_argument("--sections", nargs="+", default=["rings", "contended", "channels"],
-                    choices=["rings", "contended", "channels"])
+                    choices=["rings", "contended", "channels", "nccl"])
     ap.add_argument("--hd-ranks", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3, help="contended runs per row; the fastest is shown")
@@ -174,6 +195,8 @@ def main() -> None:
             res = run_contended(int(n), kind)
         elif tool == "channels":
             res = run_channels(int(n), int(kind), int(size))
+        elif tool == "nccl":
+            res = run_nccl_sweep(int(size))
         elif tool == "rankscope":
             res = run_rankscope(int(n), int(size), kind, int(n) == 1024)
         else:
@@ -190,6 +213,20 @@ def main() -> None:
         contended(a)
     if "channels" in a.sections:
         channels(a, size)
+    if "nccl" in a.sections:
+        nccl_sweep()
+
+
+def nccl_sweep() -> None:
+    print(f"\nNCCL sweep: rankscope sweep --algos nccl --max 16GiB --topology {NCCL_TOPO}, fresh process")
+    r = child(["nccl", "0", str(16 << 30), "-"])
+    print(f"{'size (B)':>12}  {'choice':<20} {'method':<16} {'seconds':>8} {'busbw NCCL':>10} {'busbw sim':>9}")
+    for row in r["rows"]:
+        print(f"{row['size']:>12}  {row['choice']:<20} {row['method']:<16} {row['seconds']:>8.2f} "
+              f"{row['busbw_nccl']:>10.1f} {row['busbw_sim']:>9.1f}")
+    met = "met" if r["process_s"] <= 2 else "missed"
+    print(f"{len(r['rows'])} sizes: {r['seconds']:.1f} s in the sweep (process {r['process_s']:.1f} s, peak "
+          f"{r['peak_MB']:.0f} MB); target 2 s {met}")
 
 
 def contended(a) -> None:

@@ -13,6 +13,7 @@ the method column then says ``... quotient``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,7 +46,9 @@ def default_sizes(lo: int = 8, hi: int = 1 << 30) -> list[int]:
 def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequence[int], topo, *,
               gamma: float = 0.0, pieces: int = 4, nodes: int | None = None,
               progress: bool | None = None, nccl_algo: str | None = None,
-              nccl_proto: str | None = None) -> list[SweepRow]:
+              nccl_proto: str | None = None, timings: list | None = None) -> list[SweepRow]:
+    """One row per (size, algorithm); ``timings``, if given, gets each row's wall seconds."""
+    clock = time.perf_counter()
     rows = []
     with Progress(len(sizes) * len(algos), "sweep", force=bool(progress)) as bar:
         if progress is False:
@@ -60,6 +63,7 @@ def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequenc
                 if algo == "nccl":
                     rows.append(_nccl_row(collective, nranks, size, topo, tune, gamma, views))
                     bar.step(f"{size} B nccl")
+                    clock = _lap(timings, clock)
                     continue
                 prog = build(collective, algo, nranks, size, pieces=pieces, nodes=nodes)
                 res = simulate(prog, topo, gamma=gamma, max_link_rows=0)
@@ -67,7 +71,15 @@ def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequenc
                 rows.append(SweepRow(size, algo, t, algbw(size, t), busbw(collective, nranks, size, t),
                                      res.info["method"]))
                 bar.step(f"{size} B {algo}")
+                clock = _lap(timings, clock)
     return rows
+
+
+def _lap(timings: list | None, since: float) -> float:
+    now = time.perf_counter()
+    if timings is not None:
+        timings.append(now - since)
+    return now
 
 
 def _nccl_row(collective: str, nranks: int, size: int, topo, tune, gamma: float, views: dict) -> SweepRow:

@@ -211,3 +211,27 @@ def test_tree_channels_first_half_take_tree_zero():
     src, dst = prog.rank[prog.is_transfer] // gpus, prog.peer[prog.is_transfer] // gpus
     edges = {(int(a), int(b)) for a, b in zip(src, dst) if a != b}
     assert edges == t0 | {(b, a) for a, b in t0}
+
+
+def test_pieces_are_nccls_chunks():
+    """src/enqueue.cc computeCollChunkInfo, by hand: Simple's step is 4 MiB / NCCL_STEPS = 512 KiB; NVLSTree
+    from 4 nodes takes at most 64 KiB, and 1 GiB over 16 channels x 8 heads is 128 such chunks (capped at 32);
+    tree/LL128's step 614400 B carries 576000 data bytes, halved while a channel gets fewer than
+    nstepsLL128 x 64 / ppn chunks (nstepsLL128 = 1 + log2i(128) + 0.8 = 8.8 on 128 x 8)."""
+    from rankscope.simulator.nccl.model import chunk_size, pieces_of, window
+    from rankscope.simulator.nccl.tuner import Choice
+
+    assert chunk_size("nvls_tree", "simple", 1 << 30, 16, 128, 8) == 65536
+    # 2 nodes: no 64 KiB cap, but 1 GiB < 32 x 128 ops x 512 KiB: 256 KiB
+    assert chunk_size("nvls_tree", "simple", 1 << 30, 16, 2, 8) == 262144
+    assert chunk_size("nvls_tree", "simple", 4 << 20, 16, 128, 8) == 32768  # < 1 x 128 ops x 64 KiB
+    # 8 MiB / (16 x 576000) = 0 < 70.4 -> 288000 -> 144000 -> 72000; then 7 < 17.6 -> 36000 -> 18000
+    assert chunk_size("tree", "ll128", 8 << 20, 16, 128, 8) == 18000
+    assert chunk_size("tree", "ll", 1 << 20, 16, 2, 8) == 32768  # LL: half of a 64 KiB step
+    spec = cluster_of(parse_topology("nodes:128x8,gpu=h100,nics=8,nic=400Gb/s"))
+    big = Choice("all-reduce", 1 << 30, "nvls_tree", "simple", 16, 0.0)
+    assert pieces_of(big, spec) == 32
+    # window: 1 + ceil(14 us x 50 GB/s / (1 GiB / 8 / 32)) = 1 + ceil(700000 / 4194304) = 2
+    assert window(big, spec, 32) == 2
+    small = Choice("all-reduce", 8 << 20, "tree", "ll128", 16, 0.0)
+    assert pieces_of(small, spec) == 30 and window(small, spec, 30) == 8  # latency-bound: all 8 slots
