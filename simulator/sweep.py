@@ -7,8 +7,9 @@ are 1e9 bytes per second, as nccl-tests reports.
 ``nccl`` among the algorithms asks NCCL 2.20.3's tuner (:mod:`simulator.nccl`) per size: the row
 records its choice (algorithm/protocol/channels), NCCL's own predicted time, and the simulated
 time of that schedule on the protocol's view of the topology, side by side. NCCL's ring on an even
-number (> 2) of nodes is timed on its two-node quotient, exactly (:mod:`simulator.nccl.quotient`);
-the method column then says ``... quotient``.
+number (> 2) of nodes is timed on its two-node quotient, exactly (:mod:`simulator.nccl.quotient`;
+the method column then says ``... quotient``), and sizes with the same schedule are timed by size
+groups, exactly (:mod:`simulator.nccl.sweep_fast`; ``..., interpolated``).
 """
 
 from __future__ import annotations
@@ -46,24 +47,24 @@ def default_sizes(lo: int = 8, hi: int = 1 << 30) -> list[int]:
 def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequence[int], topo, *,
               gamma: float = 0.0, pieces: int = 4, nodes: int | None = None,
               progress: bool | None = None, nccl_algo: str | None = None,
-              nccl_proto: str | None = None, timings: list | None = None) -> list[SweepRow]:
-    """One row per (size, algorithm); ``timings``, if given, gets each row's wall seconds."""
+              nccl_proto: str | None = None, timings: list | None = None, groups: bool = True) -> list[SweepRow]:
+    """One row per (size, algorithm); ``timings``, if given, gets each row's wall seconds.
+    ``groups``: time ``nccl`` by size groups ([Note: size groups], exact); False simulates every size."""
     clock = time.perf_counter()
     rows = []
     with Progress(len(sizes) * len(algos), "sweep", force=bool(progress)) as bar:
         if progress is False:
             bar.enabled = False
-        tune, views = None, {}
+        nccl, took = {}, {}
         if "nccl" in algos:
-            from .nccl import tuning
-
-            tune = tuning(topo, nccl_algo, nccl_proto)
+            nccl, took = _nccl_rows(collective, nranks, sizes, topo, gamma, nccl_algo, nccl_proto, groups, bar)
+            clock = time.perf_counter()
         for size in sizes:
             for algo in algos:
                 if algo == "nccl":
-                    rows.append(_nccl_row(collective, nranks, size, topo, tune, gamma, views))
-                    bar.step(f"{size} B nccl")
-                    clock = _lap(timings, clock)
+                    rows.append(nccl[size])
+                    if timings is not None:
+                        timings.append(took[size])
                     continue
                 prog = build(collective, algo, nranks, size, pieces=pieces, nodes=nodes)
                 res = simulate(prog, topo, gamma=gamma, max_link_rows=0)
@@ -82,22 +83,30 @@ def _lap(timings: list | None, since: float) -> float:
     return now
 
 
-def _nccl_row(collective: str, nranks: int, size: int, topo, tune, gamma: float, views: dict) -> SweepRow:
-    from .nccl import nccl_collective, simulate_nccl
-    from .nccl import quotient as q
+def _nccl_rows(collective: str, nranks: int, sizes, topo, gamma: float, nccl_algo, nccl_proto, groups: bool,
+               bar) -> tuple[dict, dict]:
+    """size -> the nccl row, and size -> wall seconds spent on it (0 where interpolated)."""
+    from .nccl import tuning
+    from .nccl.sweep_fast import nccl_seconds
 
     coll = ALIASES.get(collective, collective)
-    ch = tune.choose(coll, size)
-    spec = tune.spec
-    if ch.algo == "ring" and q.applies(spec.nodes, spec.gpus, size, ch.nchannels):
-        prog = q.ring_quotient(coll, spec.nodes, spec.gpus, size, ch.nchannels, {"nccl": ch.to_dict(), "proto": ch.proto})
-        if "quotient" not in views:  # kept with the views, so that its id stays unique
-            views["quotient"] = q.quotient_topology(spec)
-        res, _, t = simulate_nccl(prog, views["quotient"], views, gamma=gamma, max_link_rows=0)
-        method = f"{res.info['method']} quotient"
+    tune, views, took = tuning(topo, nccl_algo, nccl_proto), {}, {}
+    clock = [time.perf_counter()]
+
+    def done(size: int) -> None:
+        now = time.perf_counter()
+        took[size] = now - clock[0]
+        clock[0] = now
+        bar.step(f"{size} B nccl")
+
+    if groups:
+        got = nccl_seconds(coll, sorted(set(sizes)), topo, tune, gamma, views, done)
     else:
-        prog, ch = nccl_collective(coll, topo, size, tune=tune)
-        res, _, t = simulate_nccl(prog, topo, views, gamma=gamma, max_link_rows=0)
-        method = res.info["method"]
-    return SweepRow(size, "nccl", t, algbw(size, t), busbw(coll, nranks, size, t), method,
-                    f"{ch.algo}/{ch.proto}/{ch.nchannels}", ch.predicted)
+        got = {}
+        for size in sizes:
+            got.update(nccl_seconds(coll, [size], topo, tune, gamma, views, done))
+    rows = {}
+    for size, (t, method, ch) in got.items():
+        rows[size] = SweepRow(size, "nccl", t, algbw(size, t), busbw(coll, nranks, size, t), method,
+                              f"{ch.algo}/{ch.proto}/{ch.nchannels}", ch.predicted)
+    return rows, took

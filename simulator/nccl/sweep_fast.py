@@ -1,0 +1,142 @@
+"""``sweep --algos nccl`` over many sizes with fewer simulations: size groups, exactly.
+
+[Note: size groups]
+Within a *group* of sizes NCCL runs the same schedule (algorithm, protocol, channels, pipeline
+pieces, pieces in flight) and every transfer's bytes are the size times a fixed fraction (every
+``split`` of the buffer is exact: the size divides by the product of the cuts). Latencies do not
+depend on the size. Then one simulation is a function of the size S alone, and it is piecewise
+affine: every time the engine computes (a transfer's start, when its bytes start moving, its
+end) is a sum of latencies and of bytes over rates, and the rates of max-min sharing depend only
+on which flows are active, i.e. on the *order* of these events. Along a fixed order all times are
+affine in S, ``t_e(S) = a_e + b_e S``.
+
+Certificate: simulate the two ends S1 < S2 of the group. If all events (start, start + route
+latency, end of every transfer) fall in the same order at S1 and at S2, ties included, then for
+S between them the affine interpolations of the event times keep that order (the difference of two
+affine functions that has one sign, or is zero, at both ends has it in between), so they form a run
+of the engine along the same order, with the same rates, which by determinism is the engine's run
+at S; its makespan is the interpolation of the ends'. Otherwise the group is cut at its middle size
+and each half is checked alike (bisection), down to simulating every size. Exact in exact
+arithmetic; in floats, event times within 1e-12 of the makespan count as ties (a tie at one end
+only fails the certificate, which then simulates more). The test compares the grouped sweep with
+a simulation of every size on ``nodes:4x8`` to 1e-9. The NCCL ring on an even node count is
+simulated on its node-shift quotient (:mod:`.quotient`), also exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..routing import routes
+from . import quotient as q
+from .model import nccl_collective, pieces_of, simulate_nccl, window
+
+TIE = 1e-12  # relative to the makespan: event times closer than this count as one instant
+
+
+def _key(ch, spec) -> tuple:
+    """What fixes the schedule but for its bytes, and the divisor that makes every cut exact."""
+    n = spec.nranks
+    if ch.algo == "ring":
+        quot = q.applies(spec.nodes, spec.gpus, ch.nbytes, ch.nchannels)
+        return (ch.algo, ch.proto, ch.nchannels, quot), n * ch.nchannels
+    pieces = pieces_of(ch, spec)
+    lanes = spec.gpus if ch.algo == "nvls_tree" else ch.nchannels
+    if ch.algo == "nvls":
+        return (ch.algo, ch.proto, ch.nchannels), spec.gpus
+    return (ch.algo, ch.proto, ch.nchannels, pieces, window(ch, spec, pieces)), lanes * pieces
+
+
+class _Run:
+    """One simulated size: the simulated seconds and its event times (None: not affine-checkable)."""
+
+    def __init__(self, coll: str, size: int, topo, tune, gamma: float, views: dict) -> None:
+        ch = tune.choose(coll, size)
+        spec = tune.spec
+        self.choice = ch
+        if ch.algo == "ring" and q.applies(spec.nodes, spec.gpus, size, ch.nchannels):
+            prog = q.ring_quotient(coll, spec.nodes, spec.gpus, size, ch.nchannels,
+                                   {"nccl": ch.to_dict(), "proto": ch.proto})
+            if "quotient" not in views:  # kept with the views, so that its id stays unique
+                views["quotient"] = q.quotient_topology(spec)
+            where, tag = views["quotient"], " quotient"
+        else:
+            prog, ch = nccl_collective(coll, topo, size, tune=tune)
+            where, tag = topo, ""
+        res, view, self.seconds = simulate_nccl(prog, where, views, gamma=gamma, max_link_rows=0)
+        self.method = res.info["method"] + tag
+        t = prog.is_transfer
+        src, dst = prog.rank[t].astype(np.int64), prog.peer[t].astype(np.int64)
+        key = src * prog.nranks + dst
+        pairs, inv = np.unique(key, return_inverse=True)
+        lat = routes(view, pairs // prog.nranks, pairs % prog.nranks)[1][inv] if pairs.size else np.zeros(0)
+        others = ~t
+        self.events = np.concatenate([res.start[t], res.start[t] + lat, res.end[t], res.start[others],
+                                      res.end[others]])
+
+
+def _same_order(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
+    """Whether events ``a`` and ``b`` (the same events at two sizes) fall in one order, ties alike."""
+    if a.size != b.size:
+        return False
+    order = np.argsort(a, kind="stable")
+    da, db = np.diff(a[order]), np.diff(b[order])
+    tie_a, tie_b = da <= TIE * scale, np.abs(db) <= TIE * scale
+    return bool(np.array_equal(tie_a, tie_b) and np.all(db[~tie_b] > 0))
+
+
+def nccl_seconds(coll: str, sizes: list[int], topo, tune, gamma: float, views: dict,
+                 on_size=None) -> dict[int, tuple[float, str, object]]:
+    """size -> (simulated seconds, method, NCCL's choice), simulating as few sizes as the
+    certificate of [Note: size groups] allows; ``on_size(size)`` is called as each size is done."""
+    spec = tune.spec
+    out: dict[int, tuple[float, str, object]] = {}
+    groups: list[list[int]] = []
+    last = None
+    for s in sorted(sizes):
+        ch = tune.choose(coll, s)
+        key, div = _key(ch, spec)
+        whole = s % div == 0
+        if groups and whole and last == key:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+        last = key if whole else None
+    for g in groups:
+        _group(coll, g, topo, tune, gamma, views, out, on_size)
+    assert math.isfinite(sum(v[0] for v in out.values()))
+    return out
+
+
+def _group(coll: str, g: list[int], topo, tune, gamma: float, views: dict, out: dict, on_size) -> None:
+    """One group's sizes into ``out``: its ends simulated, the inside interpolated where certified,
+    else cut in two."""
+    runs: dict[int, _Run] = {}
+
+    def run(i: int) -> _Run:
+        if i not in runs:
+            runs[i] = _Run(coll, g[i], topo, tune, gamma, views)
+            out[g[i]] = (runs[i].seconds, runs[i].method, runs[i].choice)
+            if on_size:
+                on_size(g[i])
+        return runs[i]
+
+    todo = [(0, len(g) - 1)]
+    while todo:
+        lo, hi = todo.pop()
+        a, b = run(lo), run(hi)
+        if hi - lo < 2:
+            continue
+        scale = max(float(np.max(np.abs(b.events), initial=0.0)), 1e-30)
+        if _same_order(a.events, b.events, scale):
+            s0, s1 = g[lo], g[hi]
+            for i in range(lo + 1, hi):
+                t = a.seconds + (b.seconds - a.seconds) * (g[i] - s0) / (s1 - s0)
+                out[g[i]] = (t, f"{a.method}, interpolated", tune.choose(coll, g[i]))
+                if on_size:
+                    on_size(g[i])
+            continue
+        mid = (lo + hi) // 2
+        todo += [(mid, hi), (lo, mid)]
