@@ -58,11 +58,12 @@ def test_single_ring_order_count_and_merging():
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 9), st.integers(0, 5000),
-       st.sampled_from(["all-reduce", "reduce-scatter", "all-gather"]))
-def test_ring_promise_and_bytes(nodes, gpus, k, nbytes, coll):
+       st.sampled_from(["all-reduce", "reduce-scatter", "all-gather"]), st.booleans())
+def test_ring_promise_and_bytes(nodes, gpus, k, nbytes, coll, own):
     n = nodes * gpus
-    prog = nccl_ring(coll, nodes, gpus, nbytes, k)
+    prog = nccl_ring(coll, nodes, gpus, nbytes, k, own_buffers=own)
     check_promise(prog)
+    assert len(prog.buffers) == (len(prog.meta["rings"]) if own else 1)
     shard = np.diff(split(nbytes, n))
     per = sent(prog)
     # every shard crosses N-1 ring hops per pass (RS, AG: one pass; AR: two); a rank never sends more
@@ -82,10 +83,12 @@ def test_btree_matches_ncclgetbtree_illustration():
 
 
 @pytest.mark.parametrize("nodes,gpus,k,pieces", [(1, 8, 2, 1), (2, 4, 2, 3), (4, 2, 4, 4), (5, 3, 3, 2), (8, 1, 2, 4)])
-def test_tree_bytes_and_promise(nodes, gpus, k, pieces):
+@pytest.mark.parametrize("window", [0, 1, 3])
+def test_tree_bytes_and_promise(nodes, gpus, k, pieces, window):
     s = 6000
-    prog = nccl_tree(nodes, gpus, s, k, pieces)
+    prog = nccl_tree(nodes, gpus, s, k, pieces, window=max(window, 1), own_buffers=window > 0)
     check_promise(prog)
+    assert len(prog.buffers) == (k * min(window, pieces) if window else 1)
     per = sent(prog)
     n = nodes * gpus
     assert per.sum() == 2 * (n - 1) * s  # every tree edge carries the buffer up once and down once

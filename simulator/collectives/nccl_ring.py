@@ -11,8 +11,10 @@ channels leave and enter through different GPUs and hence different NICs (rails)
 (src/graph/search.cc builds NET -> GPU ... GPU -> NET channels, one NIC pair per channel).
 
 NCCL gives every channel its own connection; the engine's connection is (src, dst, buffer), so
-each distinct ring order is a buffer of its own (``ring<j>``: that ring's sub-slices of every
-shard, laid end to end), and rings that share a GPU pair do not queue on one connection. Channels
+with ``own_buffers`` (what :mod:`simulator.nccl` builds) each distinct ring order is a buffer of its
+own (``ring<j>``: that ring's sub-slices of every shard, laid end to end), and rings that share a
+GPU pair do not queue on one connection. The registry's ``nccl-ring`` (the real executor's) keeps
+one buffer, as its point-to-point messages on gloo have one connection per pair. Channels
 whose ring orders are identical become one ring carrying their joint bytes: two equal flows on one
 route end when one flow of twice the bytes does, so the time is unchanged; ``meta["rings"]``
 lists each distinct ring and how many channels it carries.
@@ -49,7 +51,7 @@ def ring_orders(nodes: int, gpus: int, nchannels: int) -> list[tuple[int, ...]]:
 
 
 def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int, ...]],
-               meta: dict | None = None) -> Program:
+               meta: dict | None = None, own_buffers: bool = False) -> Program:
     """The ``collective`` (all-reduce, reduce-scatter, all-gather) over the channel rings ``orders``."""
     n, k = nranks, len(orders)
     distinct: dict[tuple[int, ...], list[int]] = {}
@@ -66,8 +68,15 @@ def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int
     for r in range(n):
         sub = shard[r] + split(shard[r + 1] - shard[r], k)
         ln[r] = sub[cum[1:]] - sub[cum[:-1]]
-    # buffer j holds ring j's sub-slice of every shard, shard r at the sum of the earlier ones
-    off = np.cumsum(ln, axis=0) - ln
+    if own_buffers:  # buffer j holds ring j's sub-slice of every shard, shard r after the earlier ones
+        off = np.cumsum(ln, axis=0) - ln
+        buffers = tuple(Buffer(f"ring{j}", int(ln[:, j].sum()), Init.SHARD if collective == AG else Init.OWN)
+                        for j in range(nr))
+        chunk_buf = np.tile(np.arange(nr, dtype=np.int32), n)
+    else:  # one buffer: ring j's sub-slice of shard r where the split put it
+        off = (shard[:-1, None] + np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(ln, axis=1)[:, :-1]], axis=1))
+        buffers = (Buffer("buf", nbytes, Init.SHARD if collective == AG else Init.OWN),)
+        chunk_buf = np.zeros(n * nr, np.int32)
     t0, t1 = {RS: (0, n - 1), AG: (n - 1, 2 * n - 2), AR: (0, 2 * n - 2)}[collective]
     nsteps = t1 - t0
     order = np.array(rings, dtype=np.int64).reshape(nr, n)  # (R, N) rank at position
@@ -96,16 +105,16 @@ def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int
         phases.append(Phase(RS, 0, n - 1))
     if t1 > n - 1:
         phases.append(Phase(AG, max(0, n - 1 - t0), n - 1))
-    init = Init.SHARD if collective == AG else Init.OWN
     info = {"collective": collective, "algo": "nccl-ring", "nranks": n, "nbytes": nbytes, "nchannels": k,
             "rings": [{"order": list(o), "channels": distinct[o]} for o in rings], **(meta or {})}
     return Program(n, kind.ravel(), src.ravel().astype(np.int32), dst.ravel().astype(np.int32),
                    chunk.ravel().astype(np.int32), step.ravel().astype(np.int32), dep_ptr, dep_idx,
-                   tuple(Buffer(f"ring{j}", int(ln[:, j].sum()), init) for j in range(nr)),
-                   np.tile(np.arange(nr, dtype=np.int32), n), off.ravel(), ln.ravel(),
+                   buffers, chunk_buf, off.ravel(), ln.ravel(),
                    phases=tuple(phases), meta=info)
 
 
-def nccl_ring(collective: str, nodes: int, gpus: int, nbytes: int, nchannels: int, meta: dict | None = None) -> Program:
-    """NCCL's ring with ``nchannels`` channels on ``nodes`` x ``gpus`` ranks."""
-    return multi_ring(collective, nodes * gpus, nbytes, ring_orders(nodes, gpus, nchannels), meta)
+def nccl_ring(collective: str, nodes: int, gpus: int, nbytes: int, nchannels: int, meta: dict | None = None,
+              own_buffers: bool = False) -> Program:
+    """NCCL's ring with ``nchannels`` channels on ``nodes`` x ``gpus`` ranks (``own_buffers``: one
+    buffer, so one connection, per distinct ring)."""
+    return multi_ring(collective, nodes * gpus, nbytes, ring_orders(nodes, gpus, nchannels), meta, own_buffers)

@@ -136,11 +136,12 @@ def _depths(parent: np.ndarray) -> np.ndarray:
 
 
 def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 4, meta: dict | None = None,
-              comm_channels: int | None = None, window: int = 1) -> Program:
+              comm_channels: int | None = None, window: int = 1, own_buffers: bool = False) -> Program:
     """Double binary tree all-reduce on ``nodes`` x ``gpus`` ranks over the first ``nchannels`` of the
     communicator's ``comm_channels`` channels (default: all of them, ``nchannels`` rounded up to even as
     NCCL's ``2 x nChannels`` always is), ``pieces`` chunks each, up to ``window`` of them in flight per
-    hop (:func:`slot_buffers`)."""
+    hop with ``own_buffers`` (:func:`slot_buffers`, what :mod:`simulator.nccl` builds); without, one
+    buffer (the registry's ``nccl-tree``, as the real executor runs it: one connection per pair)."""
     comm_channels = nchannels + nchannels % 2 if comm_channels is None else comm_channels
     if nchannels < 1 or pieces < 1 or comm_channels < nchannels:
         raise UsageError(f"a tree needs >= 1 channel of the communicator's {comm_channels} and >= 1 piece, got "
@@ -148,10 +149,15 @@ def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 
     n = nodes * gpus
     per = split(nbytes, nchannels)
     lengths = [np.diff(split(int(per[c + 1] - per[c]), pieces)) for c in range(nchannels)]
-    b, chunk_of = slot_buffers(n, lengths, {"collective": "all-reduce", "algo": "nccl-tree", "nranks": n,
-                                            "nbytes": nbytes, "nchannels": nchannels, "comm_channels": comm_channels,
-                                            "pieces": pieces, "window": window, "nodes": nodes, **(meta or {})},
-                                 window=window)
+    info = {"collective": "all-reduce", "algo": "nccl-tree", "nranks": n, "nbytes": nbytes, "nchannels": nchannels,
+            "comm_channels": comm_channels, "pieces": pieces, "nodes": nodes, **(meta or {})}
+    if own_buffers:
+        info["window"] = window
+        b, chunk_of = slot_buffers(n, lengths, info, window=window)
+    else:
+        b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.OWN)], meta=info)
+        b.grid(0, np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64))
+        chunk_of = [[b.chunk(0, c * pieces + q) for q in range(pieces)] for c in range(nchannels)]
     trees = [tree_parents(nodes, gpus, c, comm_channels) for c in range(nchannels)]
     depths = [_depths(p) for p in trees]
     height = max(int(d.max()) for d in depths) if n > 1 else 0

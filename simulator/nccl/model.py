@@ -139,12 +139,12 @@ def schedule(ch: Choice, spec: NodeSpec, comm_channels: int | None = None) -> Pr
     tree gives their first half tree 0, :func:`simulator.collectives.nccl_tree.channel_tree`)."""
     meta = {"nccl": ch.to_dict(), "proto": ch.proto}
     if ch.algo == "ring":
-        return nccl_ring(ch.collective, spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, meta)
+        return nccl_ring(ch.collective, spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, meta, own_buffers=True)
     pieces = pieces_of(ch, spec)
     if ch.algo == "tree":
         return nccl_tree(spec.nodes, spec.gpus, ch.nbytes, ch.nchannels, pieces, meta,
                          comm_channels=max(comm_channels or ch.nchannels, ch.nchannels),
-                         window=window(ch, spec, pieces))
+                         window=window(ch, spec, pieces), own_buffers=True)
     return nvls(spec.nodes, spec.gpus, ch.nbytes, pieces, meta, collective=ch.collective,
                 window=window(ch, spec, pieces))
 
