@@ -36,7 +36,10 @@ check fails (or the program's steps are not clean levels), the event loop runs i
 batch, flow state in arrays, and max-min rates recomputed for the flows a change touches. Both give
 the same times where both apply (a test forces the event loop and compares). Deterministic: no
 randomness, ties broken by the order events were scheduled.
-Modules: this one (the API and the result), :mod:`simulator.engine_context` (routes, connections,
+Collectives on several comm lanes that overlap defeat the sweep; where every rank runs the same
+ops with the same durations the event loop then runs on one rank and its times are every rank's
+(:func:`simulator.engine_share.symmetric_timing`, exact by symmetry, tested against the loop on all
+ranks). Modules: this one (the API and the result), :mod:`simulator.engine_context` (routes, connections,
 durations, result tuples), :mod:`simulator.engine_sweep`, :mod:`simulator.engine_loop`,
 :mod:`simulator.maxmin`.
 """
@@ -51,7 +54,7 @@ import numpy as np
 from .engine_context import Context, RouteTable, collective_durations, collective_latency, compute_durations, link_rows
 from .engine_context import ring_alpha_beta as ring_alpha_beta
 from .engine_loop import EventLoop
-from .engine_share import collective_lanes
+from .engine_share import collective_lanes, symmetric_timing
 from .engine_sweep import sweep
 from .errors import UsageError
 from .maxmin import max_min_rates as max_min_rates
@@ -115,6 +118,10 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
         timing = sweep(ctx, max_link_rows, topo.link_bw)
         if timing is None and method == "sweep":
             raise UsageError("the sweep is not exact for this program and topology (links are shared)")
+    symmetric = False
+    if timing is None and method == "auto" and ctx.n_lanes > 1:
+        timing = symmetric_timing(ctx, topo)
+        symmetric = timing is not None
     if timing is None:
         ctx.shared_steps = 0
         timing = EventLoop(ctx, topo.link_bw).run()
@@ -123,5 +130,5 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
     lane[prog.is_transfer | (prog.kind == OpKind.COLLECTIVE)] = LANE_COMM
     rows = link_rows(ctx, timing, max_link_rows)
     info = {"method": timing.method, "gamma": gamma, "link_rows": rows.note, "n_links": int(topo.link_bw.size),
-            "shared_steps": ctx.shared_steps, "comm_lanes": ctx.n_lanes}
+            "shared_steps": ctx.shared_steps, "comm_lanes": ctx.n_lanes, "rank_symmetric": symmetric}
     return SimResult(timing.start, timing.end, lane, rows.link_id, rows.t0, rows.t1, rows.nbytes, info)

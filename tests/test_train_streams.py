@@ -140,8 +140,10 @@ def test_fsdp_per_stream_overlaps_all_gathers_with_reduce_scatters():
     a, b = simulate(one, topo), simulate(per, topo, method="auto")
     assert stream_summary(one, a.start, a.end)["concurrent"] == 0.0
     assert stream_summary(per, b.start, b.end)["concurrent"] > 0
-    e = simulate(per, topo, method="events")
-    np.testing.assert_allclose(b.end, e.end, rtol=1e-12, atol=1e-15)
+    e = simulate(per, topo, method="events")  # the loop on all ranks; "auto" ran it on one
+    assert b.info["rank_symmetric"] and not e.info["rank_symmetric"]
+    np.testing.assert_array_equal(b.start, e.start)
+    np.testing.assert_array_equal(b.end, e.end)
     # sharing only ever delays a collective past its alone time
     c = np.flatnonzero(per.kind == OpKind.COLLECTIVE)
     alone = b.start[c] + np.asarray(one.meta.get("coll_seconds") or a.end[c] - a.start[c])
@@ -156,3 +158,18 @@ def test_zero2_per_stream_keeps_the_sweep_and_agrees_with_the_event_loop():
     assert s.info["method"] == "sweep" and s.info["comm_lanes"] == 2
     np.testing.assert_allclose(s.start, e.start, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(s.end, e.end, rtol=1e-12, atol=1e-15)
+
+
+def test_a_straggler_breaks_the_symmetry_and_the_loop_runs_on_every_rank():
+    from rankscope.simulator.rank_speed import scale_compute
+
+    per = compile_step(parse_model("mlp:8x2048"), N, TrainConfig(strategy="fsdp", communicators="per-stream"), H100)
+    topo = parse_topology("nodes:2x2")
+    slow = scale_compute(per, [1.0, 1.0, 1.5, 1.0])
+    a, b = simulate(per, topo), simulate(slow, topo)
+    assert a.info["rank_symmetric"] and not b.info["rank_symmetric"] and b.info["method"] == "events"
+    comp = slow.kind == OpKind.COMPUTE
+    np.testing.assert_allclose((b.end - b.start)[comp & (slow.rank == 2)],
+                               1.5 * (a.end - a.start)[comp & (per.rank == 2)], rtol=1e-12)
+    fast = simulate(scale_compute(per, [1.0] * N), topo)  # factors of 1: the same program
+    np.testing.assert_array_equal(fast.end, a.end)
