@@ -173,3 +173,34 @@ def test_a_straggler_breaks_the_symmetry_and_the_loop_runs_on_every_rank():
                                1.5 * (a.end - a.start)[comp & (per.rank == 2)], rtol=1e-12)
     fast = simulate(scale_compute(per, [1.0] * N), topo)  # factors of 1: the same program
     np.testing.assert_array_equal(fast.end, a.end)
+
+
+def test_trace_records_streams_and_old_traces_still_load(tmp_path, capsys):
+    from pathlib import Path
+
+    from rankscope.cli import main
+    from rankscope.simulator.trace import read_trace
+    from rankscope.tui.training import label, stream
+
+    out = tmp_path / "step.trace"
+    assert main(["sim", "train", "--model", "mlp:4x1024", "--ranks", "4", "--communicators", "per-stream",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "collective streams on rank 0 (per-stream communicators, 2 comm lanes): all_gather 8" in text
+    assert "reduce_scatter 4" in text
+    tr = read_trace(out)
+    p = tr.program
+    assert p.meta["streams"] == ["all_gather", "reduce_scatter"] and p.meta["coll_comm"] == p.meta["coll_stream"]
+    ops = np.flatnonzero(p.kind == OpKind.COLLECTIVE)
+    rs = ops[p.coll_kind[p.arg[ops]] == int(CollKind.REDUCE_SCATTER)][0]
+    assert stream(p, rs) == "reduce_scatter" and label(p, rs) == "reduce-scatter @reduce_scatter"
+    # a trace written before streams existed (the shipped FSDP example of then): one stream
+    from rankscope.simulator.train_report import stream_summary
+
+    old = read_trace(Path(__file__).resolve().parent / "fixtures" / "old_fsdp_step.trace")
+    assert "streams" not in old.program.meta
+    o = np.flatnonzero(old.program.kind == OpKind.COLLECTIVE)[0]
+    assert stream(old.program, o) is None and label(old.program, o) == "all-gather"
+    summ = stream_summary(old.program, old.start, old.end)
+    assert [r["stream"] for r in summ["rows"]] == ["comm"] and summ["rows"][0]["collectives"] == 12
+    assert main(["sim", "train", "--model", "mlp:4x1024", "--ranks", "4", "--communicators", "two"]) == 2
