@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rankscope.simulator.engine import simulate  # noqa: E402
 from rankscope.simulator.models import parse_device, parse_model  # noqa: E402
+from rankscope.simulator.rank_speed import scale_compute  # noqa: E402
 from rankscope.simulator.topology import parse_topology  # noqa: E402
 from rankscope.simulator.train_report import train_report  # noqa: E402
 from rankscope.simulator.training import TrainConfig, compile_step, nccl_collective_times  # noqa: E402
@@ -35,10 +36,13 @@ def main() -> None:
     a = ap.parse_args()
     for comms in ("one", "per-stream"):
         step(a, comms)
+    step(a, "per-stream", straggler=1.1)
     whatif(a.ranks)
 
 
-def step(a: argparse.Namespace, comms: str) -> None:
+def step(a: argparse.Namespace, comms: str, straggler: float = 1.0) -> None:
+    """One step; ``straggler`` > 1 slows rank 0's compute, which breaks the ranks' symmetry: the
+    event loop then runs on every rank."""
     t0 = time.perf_counter()
     model = parse_model(a.model)
     prog = compile_step(model, a.ranks, TrainConfig(strategy=a.strategy, communicators=comms), parse_device("h100"))
@@ -46,6 +50,8 @@ def step(a: argparse.Namespace, comms: str) -> None:
     if a.algo == "nccl":
         secs, lat = nccl_collective_times(prog, topo)
         prog.meta["coll_seconds"], prog.meta["coll_latency"] = secs.tolist(), lat.tolist()
+    if straggler != 1.0:
+        prog = scale_compute(prog, [straggler] + [1.0] * (a.ranks - 1))
     t1 = time.perf_counter()
     sim = simulate(prog, topo)
     t2 = time.perf_counter()
@@ -53,9 +59,11 @@ def step(a: argparse.Namespace, comms: str) -> None:
     t3 = time.perf_counter()
     r0 = rep["rows"][0]
     st = rep["streams"]
-    print(f"{a.model} {a.strategy} on {a.ranks} ranks ({a.topology}, {a.algo}, communicators {comms}): "
+    slow = f", rank 0's compute x{straggler}" if straggler != 1.0 else ""
+    print(f"{a.model} {a.strategy} on {a.ranks} ranks ({a.topology}, {a.algo}, communicators {comms}{slow}): "
           f"{prog.n_ops:,} ops, {rep['comm_lanes']} comm lane(s)")
-    print(f"  build {t1 - t0:.2f} s + simulate {t2 - t1:.2f} s ({sim.info['method']}) = {t2 - t0:.2f} s; "
+    how = sim.info["method"] + (" on one rank: the ranks are symmetric" if sim.info.get("rank_symmetric") else "")
+    print(f"  build {t1 - t0:.2f} s + simulate {t2 - t1:.2f} s ({how}) = {t2 - t0:.2f} s; "
           f"report (memory timeline, exposed comm per rank) {t3 - t2:.2f} s; "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB")
     print(f"  simulated step {sim.makespan:.2f} s, exposed comm {r0['exposed_comm']:.2f} s, "
