@@ -12,6 +12,9 @@ flows that share a link, directly or through other flows, with a flow that start
 connected part of the flow-link graph the change touches); the others keep their rates, which are
 the max-min rates of their own part (:mod:`simulator.maxmin`).
 A flow whose rate changes starts a new rate period: one link-usage row per period and hop.
+Collectives on several comm lanes (:mod:`simulator.engine_share`) add two events: the end of a
+collective's latency term (COLL_BW: its work joins the shared set) and the first drain of the
+shared set at today's rates (COLL_END, superseded by a version number when the set changes first).
 Deterministic: no randomness; ties on the heap are broken by the order events were scheduled.
 """
 

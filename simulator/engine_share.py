@@ -153,7 +153,8 @@ def symmetric_timing(ctx, topo):
     counts = np.diff(prog.dep_ptr)
     if not np.array_equal(prog.rank.reshape(grid), np.broadcast_to(np.arange(n), grid)):
         return None
-    for col in (prog.kind, prog.arg, ctx.duration, counts):
+    ref_arg = np.where(prog.kind == OpKind.COMPUTE, 0, prog.arg)  # compute ops: their durations decide
+    for col in (prog.kind, ref_arg, ctx.duration, counts):
         g = col.reshape(grid)
         if not (g == g[:, :1]).all():
             return None

@@ -171,8 +171,11 @@ def test_a_straggler_breaks_the_symmetry_and_the_loop_runs_on_every_rank():
     comp = slow.kind == OpKind.COMPUTE
     np.testing.assert_allclose((b.end - b.start)[comp & (slow.rank == 2)],
                                1.5 * (a.end - a.start)[comp & (per.rank == 2)], rtol=1e-12)
-    fast = simulate(scale_compute(per, [1.0] * N), topo)  # factors of 1: the same program
-    np.testing.assert_array_equal(fast.end, a.end)
+    even = scale_compute(per, [1.5] * N)  # one compute entry per op, all ranks alike: symmetric again
+    assert even.compute_seconds.size > per.compute_seconds.size
+    c = simulate(even, topo)
+    assert c.info["rank_symmetric"]
+    np.testing.assert_array_equal(c.end, simulate(even, topo, method="events").end)
 
 
 def test_trace_records_streams_and_old_traces_still_load(tmp_path, capsys):
