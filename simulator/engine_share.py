@@ -11,8 +11,11 @@ one NCCL communicator per process group). Two rules order them:
   launch to the communicator's ``deviceStream``).
 So collectives that share a stream or a communicator share a *lane*: the lanes are the connected
 parts of the graph whose edges join each collective's stream to its communicator. Collectives on
-one lane run one at a time per rank, in the order they become ready (as one stream does); a program
-without these keys has one lane, as before. Collectives on different lanes may run at once.
+one lane run one at a time per rank, in the order they become ready (ties: issue order), as the
+engine always ran its one comm lane (NCCL's is the launch order; where they differ, this model
+lets a ready collective pass an earlier-issued one that is not ready yet).
+A program without these keys has one lane, as before. Collectives on different lanes may run at
+once.
 
 [Note: sharing links between concurrent collectives]
 A collective alone takes ``lat + work`` seconds: a latency term (per-step α, the reduction's γ,
