@@ -38,7 +38,7 @@ the same times where both apply (a test forces the event loop and compares). Det
 randomness, ties broken by the order events were scheduled.
 Collectives on several comm lanes that overlap defeat the sweep; where every rank runs the same
 ops with the same durations the event loop then runs on one rank and its times are every rank's
-(:func:`simulator.engine_share.symmetric_timing`, exact by symmetry, tested against the loop on all
+(:func:`simulator.engine_symmetric.symmetric_timing`, exact by symmetry, tested against the loop on all
 ranks). Modules: this one (the API and the result), :mod:`simulator.engine_context` (routes, connections,
 durations, result tuples), :mod:`simulator.engine_sweep`, :mod:`simulator.engine_loop`,
 :mod:`simulator.maxmin`.
@@ -54,8 +54,9 @@ import numpy as np
 from .engine_context import Context, RouteTable, collective_durations, collective_latency, compute_durations, link_rows
 from .engine_context import ring_alpha_beta as ring_alpha_beta
 from .engine_loop import EventLoop
-from .engine_share import collective_lanes, symmetric_timing
+from .engine_share import collective_lanes
 from .engine_sweep import sweep
+from .engine_symmetric import symmetric_timing
 from .errors import UsageError
 from .maxmin import max_min_rates as max_min_rates
 from .program import OpKind, Program
