@@ -207,3 +207,22 @@ def test_trace_records_streams_and_old_traces_still_load(tmp_path, capsys):
     summ = stream_summary(old.program, old.start, old.end)
     assert [r["stream"] for r in summ["rows"]] == ["comm"] and summ["rows"][0]["collectives"] == 12
     assert main(["sim", "train", "--model", "mlp:4x1024", "--ranks", "4", "--communicators", "two"]) == 2
+
+
+def test_nccl_times_split_latency_from_the_shared_bandwidth_term():
+    from rankscope.simulator.nccl import tuning
+    from rankscope.simulator.nccl.constants import ALGOS, PROTOS
+    from rankscope.simulator.training import nccl_collective_times
+
+    topo = parse_topology("nodes:2x8,gpu=h100,nics=8,nic=400Gb/s")
+    prog = compile_step(parse_model("mlp:4x4096"), 16, TrainConfig(strategy="fsdp", communicators="per-stream"), H100)
+    secs, lat = nccl_collective_times(prog, topo)
+    assert np.all(lat > 0) and np.all(lat < secs)
+    tune = tuning(topo)
+    label = CollKind(int(prog.coll_kind[0])).label
+    ch = tune.choose(label, int(prog.coll_bytes[0]))
+    assert secs[0] == ch.predicted and lat[0] == tune.time(label, ALGOS.index(ch.algo), PROTOS.index(ch.proto), 0)
+    prog.meta["coll_seconds"], prog.meta["coll_latency"] = secs.tolist(), lat.tolist()
+    sim = simulate(prog, topo)
+    c = np.flatnonzero(prog.kind == OpKind.COLLECTIVE)
+    assert sim.info["comm_lanes"] == 2 and np.all(sim.end[c] - sim.start[c] >= secs[prog.arg[c]] * (1 - 1e-12))
