@@ -24,7 +24,10 @@ class LessonScreen(ReplayScreen):
 
     DEFAULT_CSS = """
     LessonScreen #narration { height: 12; padding: 0 1; border: round $accent; overflow-y: auto; }
+    LessonScreen > ContentSwitcher { height: 1fr; }
     """
+    """The views take what the narration leaves (a ContentSwitcher's own height is its content's,
+    which would be the whole screen's and push the panels below the footer)."""
     BINDINGS = [
         Binding("n,pagedown", "page(1)", "next page"),
         Binding("p,pageup", "page(-1)", "prev page"),
