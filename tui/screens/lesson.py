@@ -23,11 +23,17 @@ class LessonScreen(ReplayScreen):
     """See the module docstring."""
 
     DEFAULT_CSS = """
-    LessonScreen #narration { height: 12; padding: 0 1; border: round $accent; overflow-y: auto; }
+    LessonScreen #narration { height: 13; padding: 0 1; border: round $accent; overflow-y: auto; }
     LessonScreen > ContentSwitcher { height: 1fr; }
+    LessonScreen CollectiveView #top { height: 13; max-height: 13; }
+    LessonScreen CollectiveView #grid { max-height: 100%; }
+    LessonScreen CollectiveView NetworkPicture { height: 100%; }
+    LessonScreen CollectiveView #transfers { height: 7; max-height: 7; }
     """
     """The views take what the narration leaves (a ContentSwitcher's own height is its content's,
-    which would be the whole screen's and push the panels below the footer)."""
+    which would be the whole screen's and push the panels below the footer); in the collective
+    view the grid and the picture share a fixed band, the transfers list a fixed height (it
+    scrolls; a step with more or fewer transfers moves nothing), the selection the rest."""
     BINDINGS = [
         Binding("n,pagedown", "page(1)", "next page"),
         Binding("p,pageup", "page(-1)", "prev page"),
@@ -43,7 +49,7 @@ class LessonScreen(ReplayScreen):
         run = self.run
         self.replay, self.cell, self.op = run.replay, (0, 0), None
         self.training = training.is_training(run.replay.program)
-        self.title_text = f"lesson {run.lesson.name} · page {run.index + 1}/{len(run.pages)}"
+        self.title_text = f"lesson {run.lesson.name}: {run.lesson.title} · page {run.index + 1}/{len(run.pages)}"
         view = run.page.view if run.page.view in ("collective", "training") else None
         if view is None or (view == "training" and not self.training):
             view = "training" if self.training else "collective"
@@ -103,14 +109,14 @@ class LessonScreen(ReplayScreen):
         super().show()
         run = self.run
         t = Text()
-        t.append(f"{run.lesson.title} · page {run.index + 1}/{len(run.pages)}: {run.page.title} · "
-                 f"{run.score()}\n", style="bold")
+        t.append(f"page {run.index + 1}/{len(run.pages)}: {run.page.title} · {run.score()}\n", style="bold")
         q = run.pending()
         if q is not None:
             t.append(f"predict before step {q.step}: {q.prompt} (→ to answer)\n", style="bold cyan")
         elif not self.replay.can_forward and run.index + 1 < len(run.pages):
             t.append("end of the page: n for the next one\n", style="bold cyan")
-        if run.last is not None:
+        if run.last is not None and run.last.question.step - 1 <= self.replay.step <= run.last.question.step:
+            # about the step it applied (or a second question on it), not for the rest of the page
             t.append(run.last.text() + "\n", style="green" if run.last.ok else "yellow")
         t.append(run.narration())
         self.query_one("#narration", Static).update(t, layout=False)  # a fixed height: no re-layout per step
