@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from .. import training
+from .. import heap, training
 from ..lessons.run import LessonRun
 from .modals import PromptScreen
 from .replay import ReplayScreen
@@ -29,11 +29,13 @@ class LessonScreen(ReplayScreen):
     LessonScreen CollectiveView #grid { max-height: 100%; }
     LessonScreen CollectiveView NetworkPicture { height: 100%; }
     LessonScreen CollectiveView #transfers { height: 7; max-height: 7; }
+    LessonScreen CollectiveView VirtualTable { overflow-y: scroll; }
     """
     """The views take what the narration leaves (a ContentSwitcher's own height is its content's,
     which would be the whole screen's and push the panels below the footer); in the collective
-    view the grid and the picture share a fixed band, the transfers list a fixed height (it
-    scrolls; a step with more or fewer transfers moves nothing), the selection the rest."""
+    view the grid and the picture share a fixed band, the transfers list a fixed height, the
+    selection the rest; its lists keep their scrollbars (a step with more or fewer transfers or
+    busy links than fit would otherwise add or take one, and lay the whole screen out again)."""
     BINDINGS = [
         Binding("n,pagedown", "page(1)", "next page"),
         Binding("p,pageup", "page(-1)", "prev page"),
@@ -97,6 +99,7 @@ class LessonScreen(ReplayScreen):
             await self.recompose()
             self.sub_title = self.describe()
             self.moved()
+            self.call_after_refresh(heap.settle)  # the old page's widgets collected, the new page's frozen
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "page":
