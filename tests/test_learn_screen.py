@@ -76,3 +76,22 @@ async def _walk(name: str, size: tuple[int, int]) -> list[str]:
 async def test_every_page_and_step_fits_120x40(name):
     bad = await _walk(name, (120, 40))
     assert not bad, "\n".join(bad[:8])
+
+
+async def test_a_verdict_shows_on_its_step_not_for_the_rest_of_the_page():
+    app = learn_app("ring")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("right")  # step 0
+        await pilot.press("right", "x", "enter")  # the question about step 1, answered wrong
+        await pilot.pause()
+        screen = app.screen
+        assert screen.replay.step == 1
+        verdict = screen.run.last.text()
+        assert verdict.startswith("not quite") and verdict in str(screen.query_one("#narration").content)
+        screen.run.answer("all")  # the question about step 2, right
+        screen.replay.seek_step(3)
+        screen.moved()
+        await pilot.pause()
+        text = str(screen.query_one("#narration").content)
+        assert verdict not in text and "right." not in text
+        assert screen.run.score() in text
