@@ -15,12 +15,15 @@
   ``compute_flops / flops_per_s``; they overlap with communication, as CUDA streams do.
 - ALLOC and FREE take no time.
 - COLLECTIVE ops (macro ops of training programs) run one at a time on their rank's comm lane,
-  in the order they become ready, as NCCL kernels on one stream do. A collective starts when every
+  in the order they become ready, as NCCL kernels on one stream do; a program whose collectives
+  use several streams and communicators has one lane per connected set of them, and collectives on
+  different lanes run at once, sharing the links by processor sharing (:mod:`simulator.engine_share`,
+  [Note: streams, communicators and lanes]). A collective starts when every
   rank's op has reached the head of its lane and takes the ring's closed form
   (:mod:`simulator.costs`) with α the slowest ring hop's route latency and β its smallest
   bandwidth on the topology, or the seconds a cost model put in ``meta["coll_seconds"]`` (one per
-  collective id: NCCL's tuner, :func:`simulator.training.nccl_collective_seconds`). Macro ops model
-  no contention with other traffic.
+  collective id: NCCL's tuner, :func:`simulator.training.nccl_collective_seconds`), alone; macro ops
+  model no contention with transfers.
 So one uncontended ring step costs α + c·β (+ c·γ), exactly the closed forms' terms.
 
 [Note: two paths, one answer]
@@ -33,7 +36,10 @@ check fails (or the program's steps are not clean levels), the event loop runs i
 batch, flow state in arrays, and max-min rates recomputed for the flows a change touches. Both give
 the same times where both apply (a test forces the event loop and compares). Deterministic: no
 randomness, ties broken by the order events were scheduled.
-Modules: this one (the API and the result), :mod:`simulator.engine_context` (routes, connections,
+Collectives on several comm lanes that overlap defeat the sweep; where every rank runs the same
+ops with the same durations the event loop then runs on one rank and its times are every rank's
+(:func:`simulator.engine_symmetric.symmetric_timing`, exact by symmetry, tested against the loop on all
+ranks). Modules: this one (the API and the result), :mod:`simulator.engine_context` (routes, connections,
 durations, result tuples), :mod:`simulator.engine_sweep`, :mod:`simulator.engine_loop`,
 :mod:`simulator.maxmin`.
 """
@@ -45,10 +51,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine_context import Context, RouteTable, collective_durations, compute_durations, link_rows
+from .engine_context import Context, RouteTable, collective_durations, collective_latency, compute_durations, link_rows
 from .engine_context import ring_alpha_beta as ring_alpha_beta
 from .engine_loop import EventLoop
+from .engine_share import collective_lanes
 from .engine_sweep import sweep
+from .engine_symmetric import symmetric_timing
 from .errors import UsageError
 from .maxmin import max_min_rates as max_min_rates
 from .program import OpKind, Program
@@ -103,11 +111,18 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
         raise UsageError(f"unknown method {method!r}")
     ctx = Context(prog, RouteTable(prog, topo), gamma, compute_durations(prog, flops_per_s),
                   collective_durations(prog, topo, gamma))
+    lanes = collective_lanes(prog)
+    if lanes.size and lanes.max() > 0:  # collectives on more than one lane may overlap and share links
+        ctx.coll_lane, ctx.coll_lat = lanes, collective_latency(prog, topo, gamma, ctx.coll_dur)
     timing = None
     if method in ("auto", "sweep"):
         timing = sweep(ctx, max_link_rows, topo.link_bw)
         if timing is None and method == "sweep":
             raise UsageError("the sweep is not exact for this program and topology (links are shared)")
+    symmetric = False
+    if timing is None and method == "auto" and ctx.n_lanes > 1:
+        timing = symmetric_timing(ctx, topo)
+        symmetric = timing is not None
     if timing is None:
         ctx.shared_steps = 0
         timing = EventLoop(ctx, topo.link_bw).run()
@@ -116,5 +131,5 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
     lane[prog.is_transfer | (prog.kind == OpKind.COLLECTIVE)] = LANE_COMM
     rows = link_rows(ctx, timing, max_link_rows)
     info = {"method": timing.method, "gamma": gamma, "link_rows": rows.note, "n_links": int(topo.link_bw.size),
-            "shared_steps": ctx.shared_steps}
+            "shared_steps": ctx.shared_steps, "comm_lanes": ctx.n_lanes, "rank_symmetric": symmetric}
     return SimResult(timing.start, timing.end, lane, rows.link_id, rows.t0, rows.t1, rows.nbytes, info)

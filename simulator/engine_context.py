@@ -104,6 +104,12 @@ class Context:
     duration: np.ndarray  # (M,) compute durations (0 for other ops)
     coll_dur: np.ndarray  # (C,) duration of each collective
     shared_steps: int = 0  # steps the sweep found links shared uniformly in
+    coll_lane: np.ndarray | None = None  # (C,) lane of each collective (engine_share); None: one lane
+    coll_lat: np.ndarray | None = None  # (C,) latency part of coll_dur (not shared); with coll_lane
+
+    @property
+    def n_lanes(self) -> int:
+        return 1 if self.coll_lane is None or self.coll_lane.size == 0 else int(self.coll_lane.max()) + 1
 
     @property
     def nbuf(self) -> int:
@@ -155,6 +161,34 @@ def collective_durations(prog: Program, topo, gamma: float) -> np.ndarray:
         if key not in cache:
             cache[key] = forms[CollKind(k)](s)
         out[i] = cache[key]
+    return out
+
+
+def collective_latency(prog: Program, topo, gamma: float, dur: np.ndarray) -> np.ndarray:
+    """The part of each collective's time that concurrent collectives do not share (see
+    simulator/engine_share.py): ``meta["coll_latency"]`` where the cost model gave it (NCCL's
+    latency term), 0 where it gave only seconds, else the ring closed form less its bandwidth
+    term (the form with α = γ = 0): the α steps and the reduction's γ."""
+    if prog.coll_kind.size == 0:
+        return np.zeros(0)
+    given = prog.meta.get("coll_latency")
+    if given is not None:
+        lat = np.asarray(given, dtype=np.float64)
+        if lat.shape != dur.shape or np.any(lat < 0) or np.any(lat > dur * (1 + 1e-12)):
+            raise UsageError("meta coll_latency needs one latency per collective, 0 <= latency <= its seconds")
+        return np.minimum(lat, dur)
+    if prog.meta.get("coll_seconds") is not None:
+        return np.zeros_like(dur)
+    _, beta = ring_alpha_beta(topo)
+    n = prog.nranks
+    forms = {CollKind.ALL_REDUCE: costs.ring_all_reduce, CollKind.REDUCE_SCATTER: costs.ring_reduce_scatter,
+             CollKind.ALL_GATHER: lambda p, s, a, b, g: costs.ring_all_gather(p, s, a, b)}
+    cache: dict[tuple[int, int], float] = {}
+    out = np.empty(prog.coll_kind.size)
+    for i, key in enumerate(zip(prog.coll_kind.tolist(), prog.coll_bytes.tolist())):
+        if key not in cache:
+            cache[key] = forms[CollKind(key[0])](n, key[1], 0.0, beta, 0.0)
+        out[i] = max(0.0, dur[i] - cache[key])
     return out
 
 

@@ -12,6 +12,9 @@ flows that share a link, directly or through other flows, with a flow that start
 connected part of the flow-link graph the change touches); the others keep their rates, which are
 the max-min rates of their own part (:mod:`simulator.maxmin`).
 A flow whose rate changes starts a new rate period: one link-usage row per period and hop.
+Collectives on several comm lanes (:mod:`simulator.engine_share`) add two events: the end of a
+collective's latency term (COLL_BW: its work joins the shared set) and the first drain of the
+shared set at today's rates (COLL_END, superseded by a version number when the set changes first).
 Deterministic: no randomness; ties on the heap are broken by the order events were scheduled.
 """
 
@@ -23,11 +26,12 @@ from collections import deque
 import numpy as np
 
 from .engine_context import Context, Timing, empty_timing
+from .engine_share import Sharing, collective_groups
 from .errors import UsageError
 from .maxmin import max_min_csr
 from .program import OpKind
 
-LAT_END, OP_END = 0, 1
+LAT_END, OP_END, COLL_BW, COLL_END = 0, 1, 2, 3  # COLL_*: a collective's bandwidth phase starts / one drains
 _DRAINED = 1e-9  # a flow with at most this fraction of its bytes left is done
 _CLOSURE_ROUNDS = 8  # expansion rounds to find the touched part before recomputing every flow
 
@@ -67,9 +71,24 @@ class EventLoop:
         n = prog.nranks
         self.conn_queue: dict[int, deque] = {}
         self.conn_busy: set[int] = set()
-        self.lane_queue = {k: [deque() for _ in range(n)] for k in (OpKind.COMPUTE, OpKind.COLLECTIVE)}
-        self.lane_busy = {OpKind.COMPUTE: [False] * n, OpKind.COLLECTIVE: [False] * n}
+        nl = ctx.n_lanes  # collectives: one lane per rank and comm lane (simulator/engine_share.py)
+        self.lane_of = [0] * m
         is_coll = prog.kind == OpKind.COLLECTIVE
+        self.sharing = None
+        if nl > 1:
+            ci = np.flatnonzero(is_coll)
+            lane_of = np.zeros(m, dtype=np.int64)
+            lane_of[ci] = ctx.coll_lane[prog.arg[ci]] * n
+            self.lane_of = lane_of.tolist()
+            self.sharing = Sharing(*collective_groups(prog))
+            self.coll_lat = ctx.coll_lat.tolist()
+            self.coll_work = (ctx.coll_dur - ctx.coll_lat).tolist()
+            self.coll_ops: dict[int, list[int]] = {}
+            self.share_version = 0
+            self.share_first = -1
+        self.lane_queue = {OpKind.COMPUTE: [deque() for _ in range(n)],
+                           OpKind.COLLECTIVE: [deque() for _ in range(n * nl)]}
+        self.lane_busy = {OpKind.COMPUTE: [False] * n, OpKind.COLLECTIVE: [False] * (n * nl)}
         self.coll_need = np.bincount(prog.arg[is_coll], minlength=prog.coll_kind.size).tolist()
         self.coll_here: dict[int, list[int]] = {}
         self.heap: list[tuple[float, int, int, int]] = []
@@ -135,6 +154,7 @@ class EventLoop:
                 for f in fin.tolist():
                     self.arrive(f, now)
         heap = self.heap
+        shared = False
         while heap and heap[0][0] <= now:
             _, _, what, op = heapq.heappop(heap)
             if what == LAT_END:
@@ -143,10 +163,23 @@ class EventLoop:
                     changed = True
                 else:
                     self.arrive(op, now)
-            else:
+            elif what == OP_END:
                 self.finish(op, now)
+            elif what == COLL_BW:
+                self.sharing.add(op, self.coll_work[op], now)
+                shared = True
+            elif op == self.share_version:  # COLL_END, not superseded by a later change
+                for c in self.sharing.pop_done(now, self.share_first):
+                    for o in self.coll_ops.pop(c):
+                        self.schedule(now, OP_END, o)
+                shared = True
         if changed:
             self._reshare()
+        if shared:  # the set of collectives in their bandwidth phase changed: their next end
+            self.share_version += 1
+            t_end, self.share_first = self.sharing.next_end()
+            if self.share_first >= 0:
+                self.schedule(t_end, COLL_END, self.share_version)
 
     # -- flows ---------------------------------------------------------------------------------
     def _close(self, mask: np.ndarray, rem_now: np.ndarray) -> None:
@@ -258,7 +291,7 @@ class EventLoop:
                 self.conn_busy.add(c)
                 self.begin(op, t)
         elif k == OpKind.COLLECTIVE or k == OpKind.COMPUTE:
-            r = self.rank[op]
+            r = self.rank[op] + self.lane_of[op]
             busy = self.lane_busy[k]
             if busy[r]:
                 self.lane_queue[k][r].append(op)
@@ -278,16 +311,22 @@ class EventLoop:
         here = self.coll_here.setdefault(c, [])
         here.append(op)
         if len(here) == self.coll_need[c]:
+            del self.coll_here[c]
+            if self.sharing is not None:  # its latency, then its work at its share of the links
+                for o in here:
+                    self.start[o] = t
+                self.coll_ops[c] = here
+                self.schedule(t + self.coll_lat[c], COLL_BW, c)
+                return
             for o in here:
                 self.start[o] = t
                 self.schedule(t + self.coll_dur[c], OP_END, o)
-            del self.coll_here[c]
 
     def finish(self, op: int, t: float) -> None:
         self.end[op] = t
         k = self.kind[op]
         if k == OpKind.COLLECTIVE or k == OpKind.COMPUTE:
-            r = self.rank[op]
+            r = self.rank[op] + self.lane_of[op]
             q = self.lane_queue[k][r]
             if q:
                 self._lane_start(k, q.popleft(), t)

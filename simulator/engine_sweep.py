@@ -114,6 +114,33 @@ class _Shape:
                 and np.array_equal(nb > 0, self.moving))
 
 
+class _Lanes:
+    """Collectives on several comm lanes (simulator/engine_share.py): each collective's end alone,
+    (start + latency) + work, as the event loop computes it, and the proof that no two collectives
+    on intersecting rank groups were in their bandwidth phases at once (else the sweep gives up)."""
+
+    def __init__(self, ctx: Context) -> None:
+        from .engine_share import collective_groups
+
+        self.offset = ctx.coll_lane * ctx.prog.nranks
+        self.lat, self.work = ctx.coll_lat, ctx.coll_dur - ctx.coll_lat
+        self.group, self.meets = collective_groups(ctx.prog)
+        c = ctx.coll_dur.size
+        self.b, self.e, self.g = np.zeros(c), np.zeros(c), np.zeros(c, dtype=np.int64)
+        self.k = 0
+
+    def ends(self, ids: np.ndarray, go: np.ndarray) -> np.ndarray | None:
+        b = go + self.lat[ids]
+        e = b + self.work[ids]
+        for i in range(ids.size):
+            k, g = self.k, self.group[ids[i]]
+            if k and np.any(self.meets[g, self.g[:k]] & (self.b[:k] < e[i]) & (b[i] < self.e[:k])):
+                return None
+            self.b[k], self.e[k], self.g[k] = b[i], e[i], g
+            self.k += 1
+        return e
+
+
 def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | None:
     prog, routes = ctx.prog, ctx.routes
     m = prog.n_ops
@@ -130,7 +157,8 @@ def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | Non
     is_comp = prog.kind == OpKind.COMPUTE
     is_coll = prog.kind == OpKind.COLLECTIVE
     coll_total = np.bincount(prog.arg[is_coll], minlength=prog.coll_kind.size)
-    comm_free = np.zeros(prog.nranks)  # collectives' lane per rank
+    comm_free = np.zeros(prog.nranks * ctx.n_lanes)  # collectives' lanes per rank: lane * N + rank
+    lanes = _Lanes(ctx) if ctx.n_lanes > 1 else None
     nconn = max(ctx.n_connections, 1)
     conn_free = np.zeros(nconn)  # when each connection's last message arrived
     conn_stamp = np.zeros(nconn, dtype=np.int64)
@@ -218,10 +246,18 @@ def sweep(ctx: Context, max_link_rows: int, link_bw: np.ndarray) -> Timing | Non
                 ids, inv, cnt = np.unique(inst, return_inverse=True, return_counts=True)
                 if np.any(cnt != coll_total[ids]):
                     return None  # a collective whose ranks are spread over steps
+                if lanes is not None:
+                    ranks = ranks + lanes.offset[inst]
                 go = np.full(ids.size, -np.inf)
                 np.maximum.at(go, inv, np.maximum(rr[k], comm_free[ranks]))
                 start[cops] = go[inv]
-                end[cops] = go[inv] + ctx.coll_dur[inst]
+                if lanes is None:
+                    end[cops] = go[inv] + ctx.coll_dur[inst]
+                else:  # exact only while no two collectives on other lanes share links at once
+                    fin = lanes.ends(ids, go)
+                    if fin is None:
+                        return None
+                    end[cops] = fin[inv]
                 comm_free[ranks] = end[cops]
                 rest, rr = rest[~k], rr[~k]
             c = is_comp[rest]

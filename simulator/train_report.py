@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .memory import exposed_comm, memory_timeline
 from .program import OpKind, Program
 from .traffic import traffic
@@ -31,7 +33,26 @@ def train_report(prog: Program, sim) -> dict[str, Any]:
         })
     n_coll = {k: int(((prog.kind == OpKind.COLLECTIVE) & (prog.rank == 0)).sum()) for k in ("all",)}
     return {"program": prog.meta, "rows": rows, "collectives_per_rank": n_coll["all"],
-            "step_time": sim.makespan, "method": sim.info["method"]}
+            "step_time": sim.makespan, "method": sim.info["method"],
+            "comm_lanes": int(sim.info.get("comm_lanes", 1)), "streams": stream_summary(prog, sim.start, sim.end)}
+
+
+def stream_summary(prog: Program, start: np.ndarray, end: np.ndarray, rank: int = 0) -> dict[str, Any]:
+    """Rank ``rank``'s collectives per stream (``meta["streams"]``; one "comm" stream in programs
+    without): how many, their busy seconds, and the seconds two or more were in flight at once."""
+    names = list(prog.meta.get("streams") or ["comm"])
+    ops = np.flatnonzero((prog.kind == OpKind.COLLECTIVE) & (prog.rank == rank))
+    cs = prog.meta.get("coll_stream")
+    stream = np.asarray(cs, dtype=np.int64)[prog.arg[ops]] if cs is not None else np.zeros(ops.size, dtype=np.int64)
+    rows = [{"stream": nm, "collectives": int((stream == i).sum()),
+             "busy": float((end[ops] - start[ops])[stream == i].sum())} for i, nm in enumerate(names)]
+    t = np.concatenate([start[ops], end[ops]])
+    d = np.concatenate([np.ones(ops.size), -np.ones(ops.size)])
+    order = np.lexsort((d, t))  # ends before starts at equal times: touching is not overlapping
+    depth = np.cumsum(d[order])
+    ts = t[order]
+    concurrent = float(np.sum(np.diff(ts)[(depth[:-1] >= 2)])) if ts.size > 1 else 0.0
+    return {"rows": rows, "concurrent": concurrent}
 
 
 def peak_bytes(prog: Program, sim) -> int:

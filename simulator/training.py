@@ -25,12 +25,31 @@ its buckets are filled in reverse layer order, all-reduced when full (25 MiB def
 ``bucket_cap_mb=25``). ZeRO-1/2 reduce-scatter the same buckets and all-gather the updated bf16
 parameters after the optimizer step, bucketed the same way; their partitions are one flat buffer
 padded to a multiple of N (as DeepSpeed). FSDP1 pads each unit's flat parameter to a multiple of N;
-FSDP2 pads dim 0 of every parameter to a multiple of N; the padding bytes are reported. One comm
-lane per rank carries all collectives in issue order (FSDP's all-gather and reduce-scatter streams
-share the same links, so they are serialised here). At most two gradient buffers are in flight:
+FSDP2 pads dim 0 of every parameter to a multiple of N; the padding bytes are reported. Streams:
+see [Note: collective streams]. At most two gradient buffers are in flight:
 ZeRO-2's bucket k and FSDP's unit gradient k wait for k-2 to be reduced and freed (DeepSpeed's
 double-buffered reduction; FSDP2 keeps one reduce-scatter input alive), else a slow network would
 let backward run ahead and hold every gradient at once.
+
+[Note: collective streams]
+Each collective records the CUDA stream its framework issues it on (``meta["streams"]``,
+``meta["coll_stream"]``) and its communicator (``meta["coll_comm"]``); the engine turns them into
+comm lanes (simulator/engine_share.py). FSDP2 (torch/distributed/fsdp/_fully_shard/
+_fsdp_param_group.py, ``FSDPCommContext.lazy_init``) all-gathers on ``all_gather_stream`` (the
+implicit prefetches of forward and pre-backward, ``get_all_gather_streams``; its copy-in stream
+only copies) and reduce-scatters on ``reduce_scatter_stream`` (``post_backward`` ->
+``foreach_reduce``); ``all_reduce_stream`` is HSDP's, not modelled. FSDP1 alike. DDP's reducer
+all-reduces its buckets asynchronously on the process group's NCCL stream: one stream. ZeRO-1/2
+as DeepSpeed (deepspeed/runtime/zero/stage_1_and_2.py): reduce-scatters on its
+``reduction_stream`` (``overlap_comm``), and (our decision, as its ``step`` does) all-gathers the
+updated partitions after the optimizer step on the compute stream. Every strategy issues all its
+collectives on one data-parallel process group, one NCCL communicator, and NCCL serialises a
+communicator's collectives across streams (NVIDIA/nccl#574): by default (``communicators="one"``)
+the streams are recorded but the collectives still run one at a time, in the order they become
+ready, as the single comm lane always had them. ``communicators="per-stream"`` gives each stream
+its own process group (e.g. FSDP2 with a custom all-gather on a second group): then an all-gather
+and a reduce-scatter run at once and share the links (processor sharing, [Note: sharing links
+between concurrent collectives] in simulator/engine_share.py).
 """
 
 from __future__ import annotations
@@ -44,12 +63,16 @@ from .errors import UsageError
 from .memory import MODEL_STATE
 from .models import Device, Model
 from .program import Buffer, CollKind, Init, OpKind, Phase, Program
+from .train_comm import nccl_collective_seconds as nccl_collective_seconds
+from .train_comm import nccl_collective_times as nccl_collective_times
 
 STRATEGIES = ("ddp", "zero1", "zero2", "zero3")
 ALIASES = {"fsdp": "zero3", "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3"}
 
 
 CHECKPOINTING = ("none", "selective", "full")
+COMMUNICATORS = ("one", "per-stream")
+STREAMS = ("all_gather", "reduce_scatter", "all_reduce", "compute")  # names in meta["streams"]
 DTYPE_BYTES = {"bf16": 2, "fp32": 4}
 
 
@@ -78,6 +101,7 @@ class TrainConfig:
     fp32_grad_accum: bool = False
     grad_accum: int = 1
     grad_sync: str | None = None            # last | every; None: last, but every for ZeRO-2
+    communicators: str = "one"              # one | per-stream: see [Note: collective streams]
 
     def __post_init__(self) -> None:
         s = ALIASES.get(self.strategy.lower(), self.strategy.lower())
@@ -111,6 +135,8 @@ class TrainConfig:
         if s == "zero2" and sync == "last":
             raise UsageError("zero2 keeps only its gradient shard: it reduces every micro-batch (--grad-sync every)")
         object.__setattr__(self, "grad_sync", sync)
+        if self.communicators not in COMMUNICATORS:
+            raise UsageError(f"communicators must be one of {', '.join(COMMUNICATORS)}, got {self.communicators!r}")
 
     @property
     def bytes_per(self) -> dict[str, int]:
@@ -153,6 +179,7 @@ class _Template:
     buffers: list[Buffer] = field(default_factory=list)
     compute: list[tuple[float, str]] = field(default_factory=list)   # flops, label
     colls: list[tuple[int, int, int]] = field(default_factory=list)  # kind, bytes, buffer
+    coll_stream: list[int] = field(default_factory=list)  # index into STREAMS
     phases: list[Phase] = field(default_factory=list)
 
     def op(self, kind: OpKind, arg: int, deps) -> int:
@@ -175,8 +202,9 @@ class _Template:
         self.compute.append((flops, label))
         return self.op(OpKind.COMPUTE, len(self.compute) - 1, deps)
 
-    def coll(self, kind: CollKind, nbytes: int, buf: int, *deps) -> int:
+    def coll(self, kind: CollKind, nbytes: int, buf: int, *deps, stream: str | None = None) -> int:
         self.colls.append((int(kind), int(nbytes), buf))
+        self.coll_stream.append(STREAMS.index(stream or kind.name.lower()))
         return self.op(OpKind.COLLECTIVE, len(self.colls) - 1, deps)
 
     def phase(self, name: str, first: int) -> None:
@@ -330,7 +358,7 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
     if cfg.strategy in ("zero1", "zero2"):
         for bucket in _buckets([model.units[i].params * b["gather"] for i in range(L)], cfg.bucket_bytes):
             nbytes = sum(model.units[i].params for i in bucket) * b["gather"]
-            t.coll(CollKind.ALL_GATHER, nbytes, -1, opt)
+            t.coll(CollKind.ALL_GATHER, nbytes, -1, opt, stream="compute")
     t.phase("optimizer", start)
     meta = {"kind": "train", "model": model.name, "params": psi, "strategy": cfg.strategy,
             "precision": cfg.precision, "nranks": n, "micro_batch": model.micro_batch,
@@ -342,8 +370,19 @@ def compile_step(model: Model, nranks: int, cfg: TrainConfig, device: Device) ->
             "forward_prefetch": cfg.forward_prefetch, "backward_prefetch": cfg.backward_prefetch,
             "bucket_bytes": cfg.bucket_bytes, "device": device.name, "device_memory": device.memory,
             "flops_per_s": device.flops_per_s(cfg.precision),
-            "padding_bytes": (sum(padded) - psi) * b["param"] if z3 else (flat_shard * n - psi) * b["optim"]}
+            "padding_bytes": (sum(padded) - psi) * b["param"] if z3 else (flat_shard * n - psi) * b["optim"],
+            "communicators": cfg.communicators, **stream_meta(t.coll_stream, cfg.communicators)}
     return replicate(t, n, device.flops_per_s(cfg.precision), meta)
+
+
+def stream_meta(coll_stream: list[int], communicators: str = "one") -> dict:
+    """``streams`` (the names used), ``coll_stream`` and ``coll_comm`` per collective (see [Note:
+    collective streams]): one communicator, or one per stream."""
+    used = sorted(set(coll_stream))
+    idx = {s: i for i, s in enumerate(used)}
+    cs = [idx[s] for s in coll_stream]
+    return {"streams": [STREAMS[s] for s in used], "coll_stream": cs,
+            "coll_comm": list(cs) if communicators == "per-stream" else [0] * len(cs)}
 
 
 def replicate(t: _Template, n: int, flops_per_s: float, meta: dict) -> Program:
@@ -363,21 +402,3 @@ def replicate(t: _Template, n: int, flops_per_s: float, meta: dict) -> Program:
         tuple(t.buffers), np.zeros(0), np.zeros(0), np.zeros(0),
         flops / flops_per_s, np.zeros(len(t.compute)), tuple(c[1] for c in t.compute),
         tuple(t.phases), meta, colls[:, 0], colls[:, 1], colls[:, 2]).validate()
-
-
-def nccl_collective_seconds(prog: Program, topo, algo: str | None = None, proto: str | None = None) -> np.ndarray:
-    """Each collective of a training program timed as NCCL times it: its tuner's choice and predicted
-    time (:mod:`simulator.nccl`) for that collective and size on ``topo``. The engine takes these
-    (``meta["coll_seconds"]``) instead of the ring's closed form. Predicted, not simulated: a
-    ZeRO-3 step of Llama-2-70B on 1024 ranks holds thousands of collectives of millions of
-    transfers each; single collectives are simulated with ``sim --algo nccl``."""
-    from .nccl import tuning
-
-    tune = tuning(topo, algo, proto)
-    cache: dict[tuple[int, int], float] = {}
-    out = np.empty(prog.coll_kind.size)
-    for i, key in enumerate(zip(prog.coll_kind.tolist(), prog.coll_bytes.tolist())):
-        if key not in cache:
-            cache[key] = tune.choose(CollKind(key[0]).label, key[1]).predicted
-        out[i] = cache[key]
-    return out

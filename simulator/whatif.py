@@ -11,7 +11,10 @@ compute spans are labelled as the simulator labels its ops (``fwd layer0``, ``bw
 - the ring's α and β, by least squares over the measured collectives of those steps, each one's
   duration taken from the moment its last rank entered it to the end of its last rank (waiting for
   a late rank is not network time): a ring collective costs k·α + c·β with k steps and c bytes
-  per rank on its critical path (:mod:`simulator.costs`, exact chunks), linear in (α, β);
+  per rank on its critical path (:mod:`simulator.costs`, exact chunks), linear in (α, β). When
+  the collectives are all of one kind and size (one-bucket DDP) the system has rank 1 and any
+  split fits: α is then the default ``switch:N`` route latency and only β is fitted (the output
+  says so);
 - the host's time per compute op: in each steady step and rank, the part of the step window that
   no compute span and no collective covers (Python, FSDP's hooks, the loss, launching kernels),
   divided by the compute ops of the step; per rank the median over steps (taken as the compute
@@ -54,7 +57,7 @@ from .memory import exposed_comm, memory_timeline, merge_intervals
 from .models import parse_device, parse_model
 from .program import CollKind, OpKind, Program
 from .rank_speed import time_factors
-from .topology import Topology, parse_topology
+from .topology import DEFAULT_LAT, Topology, parse_topology
 from .trace import Trace
 from .training import TrainConfig, compile_step
 
@@ -80,6 +83,7 @@ class Measured:
     alpha: float | None
     beta: float | None
     n_collectives: int = 0
+    fit: str = "fit"                     # fit: α and β fitted; beta: α the default latency (calibrate_ring)
     host_overhead: list[float] = field(default_factory=list)  # per rank, seconds per compute op
     steps: list[int] = field(default_factory=list)
 
@@ -137,9 +141,13 @@ def measured_peaks(trace: Trace, step: int) -> dict[int, int]:
     return out
 
 
-def calibrate_ring(trace: Trace, op_step: np.ndarray, steps: list[int]) -> tuple[float | None, float | None, int]:
-    """(α, β, collectives used) of the ring that best explains the measured collectives of
-    ``steps`` (see [Note: what-if]); (None, None, 0) if there are none."""
+def calibrate_ring(trace: Trace, op_step: np.ndarray, steps: list[int]) -> tuple[float | None, float | None, int, str]:
+    """(α, β, collectives used, how) of the ring that best explains the measured collectives of
+    ``steps`` (see [Note: what-if]); (None, None, 0, "none") if there are none. ``how`` is "fit"
+    (both by least squares), or "beta" when the collectives cannot separate α from β (one kind and
+    size, as a one-bucket DDP step: every row of the system is the same, and any split of their
+    duration between α and β fits): α is then the default ``switch:N`` route latency
+    (2 x ``simulator.topology.DEFAULT_LAT``) and β the least-squares fit given it."""
     p = trace.program
     n = p.nranks
     ops = np.flatnonzero((p.kind == OpKind.COLLECTIVE) & np.isin(op_step, steps) & ~np.isnan(trace.end))
@@ -147,7 +155,7 @@ def calibrate_ring(trace: Trace, op_step: np.ndarray, steps: list[int]) -> tuple
     per_rank = [o[np.argsort(trace.start[o], kind="stable")] for o in per_rank]
     count = min((len(o) for o in per_rank), default=0)
     if n < 2 or count == 0:
-        return None, None, 0
+        return None, None, 0, "none"
     rows, durs = [], []
     for j in range(count):
         inst = np.array([o[j] for o in per_rank])
@@ -159,15 +167,33 @@ def calibrate_ring(trace: Trace, op_step: np.ndarray, steps: list[int]) -> tuple
         rows.append((f(n, nbytes, 1.0, 0.0), f(n, nbytes, 0.0, 1.0)))
         durs.append(float(trace.end[inst].max() - trace.start[inst].max()))
     if not rows:
-        return None, None, 0
+        return None, None, 0, "none"
     A, d = np.array(rows), np.maximum(np.array(durs), 0.0)
+    scale = np.maximum(np.abs(A).max(axis=0), 1e-300)  # columns of steps and of bytes: compare their shapes
+    if np.linalg.matrix_rank(A / scale) < 2:
+        alpha = 2 * DEFAULT_LAT
+        bw_part = np.maximum(d - alpha * A[:, 0], 0.0)
+        beta = float(A[:, 1] @ bw_part / (A[:, 1] @ A[:, 1])) if (A[:, 1] > 0).any() else 0.0
+        return alpha, max(beta, 1e-12), len(rows), "beta"
     (alpha, beta), *_ = np.linalg.lstsq(A, d, rcond=None)
     if alpha < 0 or beta <= 0:  # a fit through the origin in β alone (or α alone) when one term is noise
         beta = float(A[:, 1] @ d / (A[:, 1] @ A[:, 1])) if (A[:, 1] > 0).any() else 0.0
         alpha = 0.0
         if beta <= 0:
             alpha, beta = float(d.mean() / max(A[:, 0].mean(), 1.0)), 1e-12
-    return float(alpha), float(beta), len(rows)
+    return float(alpha), float(beta), len(rows), "fit"
+
+
+def _recorded(trace: Trace, key: str):
+    """What the trace itself says of ``key`` (the run's metadata, then the program's), or None."""
+    run = dict(trace.meta.get("run") or {})
+    pm = dict(trace.meta.get("program_meta") or {})
+    return run.get(key) or pm.get(key)
+
+
+def _same_strategy(a: str, b: str) -> bool:
+    canon = {"fsdp": "zero3", "zero-3": "zero3", "zero-1": "zero1", "zero-2": "zero2"}
+    return canon.get(a.lower(), a.lower()) == canon.get(b.lower(), b.lower())
 
 
 def measure(trace: Trace, model: str | None = None, strategy: str | None = None) -> Measured:
@@ -175,8 +201,14 @@ def measure(trace: Trace, model: str | None = None, strategy: str | None = None)
     windows = _windows(trace)
     run = dict(trace.meta.get("run") or {})
     pm = dict(trace.meta.get("program_meta") or {})
-    model = model or run.get("model") or pm.get("model")
-    strategy = strategy or run.get("strategy") or pm.get("strategy")
+    # what the trace records wins; --model / --measured-strategy fill what it lacks, and must agree
+    for flag, given, key in (("--model", model, "model"), ("--measured-strategy", strategy, "strategy")):
+        rec = _recorded(trace, key)
+        if given and rec and not (_same_strategy(given, rec) if key == "strategy" else given == rec):
+            raise UsageError(f"{flag} {given}: the trace records {key} {rec}; leave {flag} out (it only "
+                             "fills what a trace does not say)")
+    model = _recorded(trace, "model") or model
+    strategy = _recorded(trace, "strategy") or strategy
     if not model or not strategy:
         raise UsageError("the trace does not say which model and strategy it ran: give --model and "
                          "--measured-strategy")
@@ -216,13 +248,14 @@ def measure(trace: Trace, model: str | None = None, strategy: str | None = None)
     end[op_step != last] = np.nan
     exposed = float(exposed_comm(p, start, end).max()) if p.n_ops else 0.0
     peaks = measured_peaks(trace, last)
-    alpha, beta, used = calibrate_ring(trace, op_step, steady)
+    alpha, beta, used, how = calibrate_ring(trace, op_step, steady)
     mb = int(run.get("micro_batch") or pm.get("micro_batch") or parse_model(model).micro_batch)
     return Measured(model=model, strategy=strategy, nranks=p.nranks, micro_batch=mb,
                     bucket_bytes=int(float(run.get("bucket_mb", 25.0)) * 2**20),
                     checkpointing=run.get("checkpointing", "none"), param_dtype=run.get("param_dtype", "fp32"),
                     compute=compute, step_times=step_times, exposed_comm=exposed,
                     peak=max(peaks.values()) if peaks else 0, alpha=alpha, beta=beta, n_collectives=used,
+                    fit=how,
                     steps=steady, host_overhead=[float(np.median(o)) if o else 0.0 for o in overhead])
 
 
@@ -295,7 +328,7 @@ def predict(meas: Measured, nranks: int | None = None, topo: Topology | None = N
                         "step_time": meas.step_time, "step_time_min": min(meas.step_times, default=math.nan),
                         "step_time_max": max(meas.step_times, default=math.nan), "steps": meas.steps,
                         "exposed_comm": meas.exposed_comm, "peak": meas.peak, "alpha": meas.alpha,
-                        "beta": meas.beta, "collectives_fitted": meas.n_collectives,
+                        "beta": meas.beta, "collectives_fitted": meas.n_collectives, "fit": meas.fit,
                         "host_overhead_per_op": meas.host_overhead,
                         "compute_per_rank": meas.compute},
            "predicted": {"strategy": cfg.strategy, "nranks": n, "topology": topo.name,

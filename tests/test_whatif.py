@@ -17,7 +17,8 @@ from rankscope.simulator.whatif import measure, predict, slow_links
 CPU = parse_device("cpu")
 
 
-def _synthetic(tmp_path, strategy="ddp", model="mlp:4x1024", n=2, bucket_mb=1e6, topo="switch:2", name="m"):
+def _synthetic(tmp_path, strategy="ddp", model="mlp:4x1024", n=2, bucket_mb=1e6, topo="switch:2", name="m",
+               **topo_kw):
     """A 'measured' trace that is a simulated step, with the step windows and run metadata a
     `real train` trace has."""
     s = "zero3" if strategy == "fsdp" else strategy
@@ -25,7 +26,7 @@ def _synthetic(tmp_path, strategy="ddp", model="mlp:4x1024", n=2, bucket_mb=1e6,
                       reshard_after_forward=True, forward_prefetch=False, backward_prefetch=True)
     m = parse_model(model)
     prog = compile_step(m, n, cfg, CPU)
-    t = parse_topology(topo)
+    t = parse_topology(topo, **topo_kw)
     sim = simulate(prog, t)
     meta = {"steps": {str(r): [[0.0, sim.makespan]] for r in range(n)},
             "run": {"model": model, "strategy": strategy, "micro_batch": m.micro_batch, "bucket_mb": bucket_mb}}
@@ -136,3 +137,46 @@ def test_host_cores_time_share_compute_and_the_calibrated_ring(tmp_path):
     assert t2.link_bw == pytest.approx(t1.link_bw / 2) and t2.link_lat == pytest.approx(t1.link_lat * 2)
     assert s2.makespan == pytest.approx(2 * s1.makespan, rel=1e-9)
     assert predict(meas, 2, host_cores=2)[3]["predicted"]["host_share"] == 1.0
+
+
+def test_one_bucket_ddp_fits_only_the_bandwidth(tmp_path, capsys):
+    """One bucket: every measured collective is the same all-reduce, so k·α + c·β = d has one
+    equation: α is switch:N's default route latency and β the fit given it, which reproduces the
+    measured collective exactly on the measured ranks."""
+    from rankscope.simulator import costs
+    from rankscope.simulator.topology import DEFAULT_LAT
+
+    path, prog, sim = _synthetic(tmp_path, topo="switch:2", lat=20e-6, bw=10e9)  # route: 40 us, 10 GB/s
+    meas = measure(read_trace(path))
+    assert meas.fit == "beta" and meas.alpha == 2 * DEFAULT_LAT
+    nbytes = int(prog.coll_bytes[0])
+    k, c = costs.ring_all_reduce(2, nbytes, 1.0, 0.0), costs.ring_all_reduce(2, nbytes, 0.0, 1.0)
+    d = k * 40e-6 + c / 10e9
+    assert meas.beta == pytest.approx((d - k * 2 * DEFAULT_LAT) / c, rel=1e-9)
+    _, same, _, _ = predict(meas, 2)
+    assert same.makespan == pytest.approx(sim.makespan, rel=1e-9)
+    assert main(["whatif", path]) == 0
+    assert "cannot separate alpha from beta: alpha 10 us is switch:N's default route latency" in capsys.readouterr().out
+    # two sizes (GPT-2's buckets) still fit both
+    path2, _, _ = _synthetic(tmp_path, model="gpt2", bucket_mb=25, name="g")
+    assert measure(read_trace(path2)).fit == "fit"
+
+
+def test_measured_strategy_and_model_only_fill_what_the_trace_lacks(tmp_path, capsys):
+    from pathlib import Path
+
+    from rankscope.simulator.errors import UsageError
+    from rankscope.simulator.interop.kineto_import import import_kineto
+
+    path, _, _ = _synthetic(tmp_path)                      # records ddp and mlp:4x1024
+    assert measure(read_trace(path), "mlp:4x1024", "ddp").strategy == "ddp"
+    for argv, msg in ((["--measured-strategy", "fsdp"], "the trace records strategy ddp"),
+                      (["--model", "mlp:2x128"], "the trace records model mlp:4x1024")):
+        assert main(["whatif", path, *argv]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1
+    kineto = import_kineto([str(Path(__file__).resolve().parent / "fixtures" / "gloo_fsdp")])  # records neither
+    with pytest.raises(UsageError, match="does not say"):
+        measure(kineto)
+    meas = measure(kineto, "mlp:2x128", "fsdp")
+    assert (meas.model, meas.strategy) == ("mlp:2x128", "fsdp")

@@ -7,7 +7,9 @@ widgets, no Textual.
 A rank's *compute* lane holds its COMPUTE ops and its *comm* lane the transfers it sends. Lanes
 come from op kinds rather than the trace's ``lane`` column, because executors name their lanes
 differently (the engine: compute/comm/memory; a recorder: send/recv/...). ALLOC and FREE take no
-time and show in the memory chart instead.
+time and show in the memory chart instead. A collective's bar names the stream it ran on when the
+program records streams (``meta["streams"]``, simulator/training.py [Note: collective streams]);
+collectives of two streams that ran at once share the rank's comm lane, the later one drawn over.
 
 [Note: memory]
 Live bytes per rank and buffer category are ``simulator.memory.live_memory``: the simulator's one
@@ -73,15 +75,24 @@ def coll_label(p: Program, op: int) -> str:
     return CollKind(int(p.coll_kind[p.arg[op]])).label
 
 
+def stream(p: Program, op: int) -> str | None:
+    """The stream a COLLECTIVE op ran on (``meta["streams"]``), None where the program records none."""
+    names, cs = p.meta.get("streams"), p.meta.get("coll_stream")
+    if not names or cs is None:
+        return None
+    return str(names[int(cs[int(p.arg[op])])])
+
+
 def label(p: Program, op: int) -> str:
     """A short name for a bar: the compute label, ``>3 c5`` for a send of chunk 5 to rank 3, or
-    the collective's kind."""
+    the collective's kind and, if recorded, its stream (``all-gather @all_gather``)."""
     if p.kind[op] == OpKind.COMPUTE:
         arg = int(p.arg[op])
         return p.compute_label[arg] if arg < len(p.compute_label) and p.compute_label[arg] \
             else f"op {op}"
     if p.kind[op] == OpKind.COLLECTIVE:
-        return coll_label(p, op)
+        s = stream(p, op)
+        return coll_label(p, op) + (f" @{s}" if s else "")
     return f">{int(p.peer[op])} c{int(p.arg[op])}"
 
 

@@ -43,6 +43,9 @@ def add_train_args(s: argparse.ArgumentParser) -> None:
     t.add_argument("--grad-accum", type=int_at_least(1), default=1, help="micro-batches per step (default 1)")
     t.add_argument("--grad-sync", choices=("last", "every"),
                    help="reduce gradients on the last micro-batch (default; zero2: every) or after every one")
+    t.add_argument("--communicators", choices=("one", "per-stream"), default="one",
+                   help="one (default): every collective on the data-parallel group, which NCCL runs one at a time; "
+                   "per-stream: all-gathers and reduce-scatters on their own groups, run at once sharing the links")
     t.add_argument("--gpu-memory", type=byte_size, help="device memory (default the --device's: 80GB a100/h100)")
     t.add_argument("--find-max-batch", action="store_true",
                    help="the largest micro-batch that fits, per strategy (with --compare-strategies: all)")
@@ -60,7 +63,7 @@ def _train_config(a: argparse.Namespace, strategy: str):
                        forward_prefetch=a.forward_prefetch, backward_prefetch=not a.no_backward_prefetch,
                        checkpointing=a.checkpointing, attention=a.attention, reduce_dtype=a.reduce_dtype,
                        master_weights=a.master_weights, fp32_grad_accum=a.fp32_grad_accum,
-                       grad_accum=a.grad_accum, grad_sync=a.grad_sync)
+                       grad_accum=a.grad_accum, grad_sync=a.grad_sync, communicators=a.communicators)
 
 
 def _fits(peak: int, limit: int | None) -> str:
@@ -141,9 +144,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     for strat in strategies:
         prog = compile_step(model, a.ranks, _train_config(a, strat), device)
         if a.algo == "nccl":
-            from rankscope.simulator.training import nccl_collective_seconds
+            from rankscope.simulator.training import nccl_collective_times
 
-            prog.meta["coll_seconds"] = nccl_collective_seconds(prog, topo, a.nccl_algo, a.nccl_proto).tolist()
+            secs, lat = nccl_collective_times(prog, topo, a.nccl_algo, a.nccl_proto)
+            prog.meta["coll_seconds"], prog.meta["coll_latency"] = secs.tolist(), lat.tolist()
             prog.meta["collective_model"] = "nccl"
         prog = with_topology_speeds(prog, topo)
         sim = simulate(prog, topo, gamma=a.gamma)
@@ -194,6 +198,12 @@ def cmd_train(a: argparse.Namespace) -> int:
               f"{format_seconds(r['exposed_comm']):>10}{_gb(r['bytes_sent']):>9}  {r['peak_at']}")
     print("each column is its category's own peak over the step (simulator.memory categories): full p = "
           "param_unsharded, full g = grad_unsharded; state = params + grads + optim")
+    st = rep["streams"]
+    print(f"collective streams on rank 0 ({pm.get('communicators', 'one')} communicator"
+          f"{'s' if pm.get('communicators') == 'per-stream' else ''}, {rep['comm_lanes']} comm lane"
+          f"{'s' if rep['comm_lanes'] > 1 else ''}): " + ", ".join(
+              f"{x['stream']} {x['collectives']} busy {format_seconds(x['busy'])}" for x in st["rows"])
+          + f"; two or more in flight {format_seconds(st['concurrent'])}")
     if limit is not None and rep["peak"] > limit:
         tries = ([] if a.checkpointing == "full" else ["--checkpointing full"]) + \
             (["a smaller --micro-batch"] if (a.micro_batch or 1) > 1 else []) + \

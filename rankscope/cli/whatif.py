@@ -31,8 +31,10 @@ def register(sub) -> None:
                    "bandwidth (repeatable)")
     p.add_argument("--host-cores", type=int_at_least(1), help="local CPU runs: the cores the ranks share; compute "
                    "and the calibrated network slow by max(1, N'/C) / max(1, N/C) (default: a core per rank)")
-    p.add_argument("--model", help="the model, when the trace does not say (e.g. mlp:4x1024)")
-    p.add_argument("--measured-strategy", help="the measured run's strategy, when the trace does not say")
+    p.add_argument("--model", help="the model, when the trace does not say (e.g. mlp:4x1024); one the trace "
+                   "contradicts is an error")
+    p.add_argument("--measured-strategy", help="the measured run's strategy, when the trace does not say; one the "
+                   "trace contradicts is an error")
     p.add_argument("--out", "-o", help="write the predicted step's trace (replay and compare open it)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_whatif)
@@ -61,8 +63,15 @@ def cmd_whatif(a: argparse.Namespace) -> int:
         dump_json({**rep, "out": a.out})
         return 0
     m, p = rep["measured"], rep["predicted"]
-    net = (f"switch:{n} fitted to {m['collectives_fitted']} measured collectives: alpha "
-           f"{m['alpha'] * 1e6:.3g} us, 1/beta {1 / m['beta'] / 1e9:.3g} GB/s" if not a.topology else topo.name)
+    if a.topology:
+        net = topo.name
+    elif m["fit"] == "beta":
+        net = (f"switch:{n}, 1/beta {1 / m['beta'] / 1e9:.3g} GB/s fitted to {m['collectives_fitted']} measured "
+               f"collectives of one kind and size, which cannot separate alpha from beta: alpha "
+               f"{m['alpha'] * 1e6:.3g} us is switch:N's default route latency, not measured")
+    else:
+        net = (f"switch:{n} fitted to {m['collectives_fitted']} measured collectives: alpha "
+               f"{m['alpha'] * 1e6:.3g} us, 1/beta {1 / m['beta'] / 1e9:.3g} GB/s")
     pert = ", ".join([f"rank {r} compute x{f:g}" for r, f in p["slow_ranks"].items()] +
                      [f"link {k} bandwidth /{f:g}" for k, f in p["slow_links"]] +
                      ([f"{a.host_cores} host cores: x{p['host_share']:g}"] if a.host_cores else [])) or "none"
