@@ -79,6 +79,20 @@ def timing_summary(prog: Program, sim, topo) -> dict[str, Any]:
             "seconds": t, "algbw": algbw(s, t), "busbw": busbw(coll, prog.nranks, s, t) if coll else None}
 
 
+def link_words(meta: dict[str, Any] | None) -> str:
+    """The links of a ``ring:N`` or ``switch:N`` topology (its ``meta``), as ``--help`` states
+    the defaults: ``25 GB/s and 5 us per link; alpha = 2 links = 10 us`` (on a switch a message
+    crosses two links, rank -> switch -> rank; on a ring, one to the next rank); '' for others."""
+    meta = meta or {}
+    preset = meta.get("preset")
+    if preset not in ("ring", "switch") or "bw" not in meta or "lat" not in meta:
+        return ""
+    bw, lat = float(meta["bw"]), float(meta["lat"])
+    hops = 2 if preset == "switch" else 1
+    return (f"{bw / 1e9:g} GB/s and {lat * 1e6:g} us per link; alpha = {hops} link{'s' if hops > 1 else ''} = "
+            f"{hops * lat * 1e6:g} us" + (" (rank -> switch -> rank)" if hops > 1 else " (to the next rank)"))
+
+
 def print_sim(prog: Program, limit: int, sim=None, topo=None, out=None) -> None:
     out = out or sys.stdout
     n, S = prog.nranks, prog.buffers[0].nbytes if prog.buffers else 0
@@ -113,6 +127,8 @@ def print_sim(prog: Program, limit: int, sim=None, topo=None, out=None) -> None:
         bus = f", busbw {ts['busbw'] / 1e9:.2f} GB/s" if ts["busbw"] is not None else ""
         w(f"\nsimulated on {ts['topology']} ({ts['method']}): {format_seconds(ts['seconds'])}, "
           f"algbw {ts['algbw'] / 1e9:.2f} GB/s{bus}\n")
+        if link_words(topo.meta):
+            w(f"  links: {link_words(topo.meta)}\n")
 
 
 def sim_json(prog: Program, limit: int, sim=None, topo=None) -> dict[str, Any]:

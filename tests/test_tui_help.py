@@ -32,7 +32,7 @@ async def test_help_on_the_training_view_names_every_category_and_lane_colour():
         await pilot.press("question_mark")
         text = _help(app)
         assert all(c in text for c in CATEGORIES) and all(k in text for k in COLOURS)
-        assert "FSDP units" in text and "alpha = 10us" in text and "25 GB/s" in text
+        assert "FSDP units" in text and "alpha = 2 links = 10 us" in text and "25 GB/s" in text
 
 
 async def test_help_on_the_collective_view_follows_the_zoom_and_fits_a_small_terminal():

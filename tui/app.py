@@ -26,7 +26,7 @@ from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.trace import Trace, read_trace
 from rankscope.simulator.units import format_bytes
 
-from . import training
+from . import heap, training
 from .replay import Replay
 from .screens.compare import CompareScreen
 from .screens.cursor import CursorScreen
@@ -59,6 +59,9 @@ class RankscopeApp(App):
 
     def get_default_screen(self) -> Screen:
         return self._first
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(heap.settle)  # once the first screen is drawn (see tui.heap)
 
     def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
                            time_format: str | None = None) -> str | None:

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from rankscope.simulator import limits
 from rankscope.simulator.errors import UsageError
+from rankscope.simulator.sim_report import link_words
+from rankscope.simulator.topology import DEFAULT_BW, DEFAULT_LAT
 from rankscope.simulator.units import parse_size
 
 
@@ -98,12 +100,19 @@ def gamma(text: str) -> float:
     return v
 
 
+DEFAULT_LINKS = link_words({"preset": "switch", "bw": DEFAULT_BW, "lat": DEFAULT_LAT})
+"""``25 GB/s and 5 us per link; alpha = 2 links = 10 us (rank -> switch -> rank)``: the default
+links of ``switch:N``, from the simulator's own defaults, in the words ``rankscope sim`` prints."""
+
+
 def add_topology_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--topology", "-t", help="ring:N, switch:N (default: 25 GB/s and 5 us per link, so a "
-                   "message between two ranks pays alpha = 2 links = 10 us), dgx-a100, dgx-h100, "
+    p.add_argument("--topology", "-t", help=f"switch:N (default; {DEFAULT_LINKS}), ring:N (the same links; "
+                   "alpha = 1 link to the next rank), dgx-a100, dgx-h100, "
                    "nodes:MxG[,gpu=h100,nics=8,nic=400Gb/s], or a .toml file")
-    p.add_argument("--bw", help="per-link bandwidth override for ring/switch, e.g. 25GB/s (default 25GB/s)")
-    p.add_argument("--lat", help="per-link latency override for ring/switch, e.g. 5us (default 5us)")
+    p.add_argument("--bw", help=f"per-link bandwidth override for ring/switch, e.g. 25GB/s (default "
+                   f"{DEFAULT_BW / 1e9:g} GB/s)")
+    p.add_argument("--lat", help=f"per-link latency override for ring/switch, e.g. 5us (default "
+                   f"{DEFAULT_LAT * 1e6:g} us)")
     p.add_argument("--gamma", type=gamma, default=0.0, help="reduction cost in seconds per byte (default 0)")
 
 

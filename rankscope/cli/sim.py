@@ -9,7 +9,7 @@ import sys
 from rankscope.simulator.collectives import ALGORITHMS, build
 from rankscope.simulator.errors import UsageError, check_output
 from rankscope.simulator.program import Program
-from rankscope.simulator.sim_report import print_sim, sim_json
+from rankscope.simulator.sim_report import link_words, print_sim, sim_json
 from rankscope.simulator.units import format_bytes, format_seconds, parse_size
 
 from .args import add_topology_args, byte_size, dump_json, int_at_least, resolve_ranks, topology_from_args
@@ -197,7 +197,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         return 0
     if "nccl" in algos:
         return _print_nccl_sweep(coll, a, topo, rows, sizes, [x for x in algos if x != "nccl"])
-    print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}, gamma {a.gamma} s/B "
+    links = f" ({link_words(topo.meta)})" if link_words(topo.meta) else ""
+    print(f"# rankscope sweep: {coll} on {a.ranks} ranks, topology {topo.name}{links}, gamma {a.gamma} s/B "
           f"(simulated; GB/s = 1e9 B/s as nccl-tests)")
     print("#" + " " * 13 + "".join(f"{algo:^27}" for algo in algos))
     print(f"#{'size (B)':>12}" + "".join(f"{'time (us)':>11}{'algbw':>8}{'busbw':>8}" for _ in algos))

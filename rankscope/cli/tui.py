@@ -14,7 +14,7 @@ from typing import Any
 
 from rankscope.simulator.errors import RankscopeError
 
-from .args import add_topology_args, dump_json, resolve_ranks, topology_from_args
+from .args import DEFAULT_LINKS, add_topology_args, dump_json, resolve_ranks, topology_from_args
 from .sim import add_collective_args, program_from_args
 
 
@@ -144,7 +144,10 @@ def register(sub) -> None:
     r.add_argument("files", nargs="+", metavar="FILE", help="one trace, or two to compare (e.g. simulated, measured)")
     r.add_argument("--salvage", action="store_true", help="open the readable prefix of a truncated trace")
     r.set_defaults(func=cmd_replay)
-    e = sub.add_parser("learn", help="guided lessons: list them, or open one in the TUI")
+    e = sub.add_parser("learn", help="guided lessons: list them, or open one in the TUI",
+                       description="Guided lessons, from one device to measured collectives. Their pages are "
+                       f"simulated on switch:N with the default links ({DEFAULT_LINKS}) unless a page "
+                       "names another topology (nodes:MxG for two levels); two lessons also run on gloo ranks.")
     e.add_argument("name", nargs="?", help="the lesson to open (none: list the lessons)")
     e.add_argument("--text", action="store_true", help="print the lesson with every answer instead of opening it")
     e.add_argument("--no-run", action="store_true", help="do not run the lesson's real gloo ranks")

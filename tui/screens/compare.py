@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from rankscope.simulator.compare import Comparison, error
 from rankscope.simulator.errors import RankscopeError
@@ -22,6 +22,7 @@ from rankscope.simulator.program import OpKind, Program
 from rankscope.simulator.trace import Trace
 from rankscope.simulator.units import format_seconds
 
+from ..widgets.footer import StepFooter
 from ..widgets.table import Column, Rows, VirtualTable
 from .cursor import CursorScreen
 
@@ -70,7 +71,7 @@ class CompareScreen(CursorScreen):
         with Horizontal():
             yield VirtualTable(STEPS, id="steps")
             yield VirtualTable(OPS, id="ops")
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         c = self.cmp

@@ -102,12 +102,14 @@ class CursorScreen(Screen):
     # -- plumbing --------------------------------------------------------------------------------
     def moved(self) -> None:
         """Redraw, and refresh the keys when one became possible or impossible: the footer
-        rebuilds itself on every refresh, which would cost more than the step."""
-        self.show()
+        rebuilds itself on every refresh, which would cost more than the step. The keys first:
+        a key's new style reaches the screen through its own message queue, and asked for after
+        the views it would miss their frame and cost a second one."""
         enabled = (self.can_back(), self.can_forward(), self.playing)
         if enabled != self._enabled:
             self._enabled = enabled
             self.refresh_bindings()
+        self.show()
 
     def key_bindings(self) -> list[Binding]:
         """This screen's bindings, its base classes' first: the help screen and the command

@@ -7,15 +7,15 @@ from __future__ import annotations
 from rich.text import Text
 
 from rankscope.simulator.memory import DESCRIPTIONS
+from rankscope.simulator.sim_report import link_words
 from rankscope.simulator.topology import DEFAULT_BW, DEFAULT_LAT
-from rankscope.simulator.units import format_seconds
 
 from .. import shards
 from ..widgets import gantt, grid, memory
 
-DEFAULTS = (f"default links (ring:N, switch:N): {DEFAULT_BW / 1e9:g} GB/s and {format_seconds(DEFAULT_LAT)} each; "
-            f"on switch:N a transfer crosses 2 links (rank -> switch -> rank), so alpha = "
-            f"{format_seconds(2 * DEFAULT_LAT)}; --bw and --lat change them.")
+DEFAULTS = (f"default links, switch:N: {link_words({'preset': 'switch', 'bw': DEFAULT_BW, 'lat': DEFAULT_LAT})}; "
+            "ring:N: the same links, alpha = 1 link; --bw and --lat change them.")
+"""The default links in the words ``--help`` and ``rankscope sim`` use (``sim_report.link_words``)."""
 
 
 def swatch(t: Text, colour: str, name: str, what: str = "") -> None:

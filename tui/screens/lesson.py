@@ -11,9 +11,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from .. import training
+from .. import heap, training
 from ..lessons.run import LessonRun
 from .modals import PromptScreen
 from .replay import ReplayScreen
@@ -23,8 +24,34 @@ class LessonScreen(ReplayScreen):
     """See the module docstring."""
 
     DEFAULT_CSS = """
-    LessonScreen #narration { height: 12; padding: 0 1; border: round $accent; overflow-y: auto; }
+    LessonScreen #narration-box { height: 13; padding: 0 1; border: round $accent; }
+    LessonScreen #narration-box:focus { border: double $accent; }
+    LessonScreen #narration { height: auto; min-height: 100%; }
+    LessonScreen > ContentSwitcher { height: 1fr; }
+    LessonScreen CollectiveView #top { height: 13; max-height: 13; }
+    LessonScreen CollectiveView #grid { max-height: 100%; }
+    LessonScreen CollectiveView NetworkPicture { height: 100%; }
+    LessonScreen CollectiveView #transfers { height: 7; max-height: 7; }
+    LessonScreen CollectiveView VirtualTable { overflow-y: scroll; }
+    LessonScreen.-short #narration-box { height: 11; }
+    LessonScreen.-short CollectiveView #top { height: 1fr; max-height: 100%; }
+    LessonScreen.-short CollectiveView #transfers, LessonScreen.-short CollectiveView #detail,
+    LessonScreen.-short CollectiveView #ranks, LessonScreen.-short CollectiveView #links,
+    LessonScreen.-short TrainingView #tside { display: none; }
+    LessonScreen.-short CollectiveView #status { height: 1fr; }
+    LessonScreen.-short TrainingView #gantt { max-height: 50%; }
     """
+    """The views take what the narration leaves (a ContentSwitcher's own height is its content's,
+    which would be the whole screen's and push the panels below the footer); in the collective
+    view the grid and the picture share a fixed band, the transfers list a fixed height, the
+    selection the rest; its lists keep their scrollbars (a step with more or fewer transfers or
+    busy links than fit would otherwise add or take one, and lay the whole screen out again).
+    Under :data:`TALL` rows (80x24) the narration and the main panels share the screen: the grid
+    with the cursor panel, or the lanes above the memory chart; the lists and the selection step
+    aside, and a narration longer than its box scrolls (tab to it, then up/down)."""
+    TALL = 34
+    AUTO_FOCUS = "ContentSwitcher *"  # the grid or the list, as in replay, not the narration
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL, "-tall")]
     BINDINGS = [
         Binding("n,pagedown", "page(1)", "next page"),
         Binding("p,pageup", "page(-1)", "prev page"),
@@ -40,14 +67,15 @@ class LessonScreen(ReplayScreen):
         run = self.run
         self.replay, self.cell, self.op = run.replay, (0, 0), None
         self.training = training.is_training(run.replay.program)
-        self.title_text = f"lesson {run.lesson.name} · page {run.index + 1}/{len(run.pages)}"
+        self.title_text = f"lesson {run.lesson.name}: {run.lesson.title} · page {run.index + 1}/{len(run.pages)}"
         view = run.page.view if run.page.view in ("collective", "training") else None
         if view is None or (view == "training" and not self.training):
             view = "training" if self.training else "collective"
         self.set_reactive(ReplayScreen.view, view)
 
     def body(self) -> ComposeResult:
-        yield Static(id="narration")
+        with VerticalScroll(id="narration-box"):  # tab to it, then up/down, when the words are longer
+            yield Static(id="narration")
         yield from super().body()
 
     # -- moving: questions first ------------------------------------------------------------------
@@ -88,6 +116,7 @@ class LessonScreen(ReplayScreen):
             await self.recompose()
             self.sub_title = self.describe()
             self.moved()
+            self.call_after_refresh(heap.settle)  # the old page's widgets collected, the new page's frozen
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "page":
@@ -100,14 +129,18 @@ class LessonScreen(ReplayScreen):
         super().show()
         run = self.run
         t = Text()
-        t.append(f"{run.lesson.title} · page {run.index + 1}/{len(run.pages)}: {run.page.title} · "
-                 f"{run.score()}\n", style="bold")
+        t.append(f"page {run.index + 1}/{len(run.pages)}: {run.page.title} · {run.score()}\n", style="bold")
         q = run.pending()
         if q is not None:
             t.append(f"predict before step {q.step}: {q.prompt} (→ to answer)\n", style="bold cyan")
         elif not self.replay.can_forward and run.index + 1 < len(run.pages):
             t.append("end of the page: n for the next one\n", style="bold cyan")
-        if run.last is not None:
+        if run.last is not None and run.last.question.step - 1 <= self.replay.step <= run.last.question.step:
+            # about the step it applied (or a second question on it), not for the rest of the page
             t.append(run.last.text() + "\n", style="green" if run.last.ok else "yellow")
         t.append(run.narration())
-        self.query_one("#narration", Static).update(t, layout=False)  # a fixed height: no re-layout per step
+        nar = self.query_one("#narration", Static)
+        nar.update(t, layout=False)  # in a box of fixed height: no re-layout of the screen per step
+        width, box = nar.content_region.width, self.query_one("#narration-box").scrollable_content_region
+        if width and max(nar.get_content_height(box.size, self.size, width), box.height) != nar.size.height:
+            nar.refresh(layout=True)  # longer or shorter than the box, unlike the last step: the scroll follows

@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.widgets import ContentSwitcher, Footer, Header
+from textual.widgets import ContentSwitcher, Header
 
 from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.program import OpKind
@@ -20,6 +20,7 @@ from ..lessons.predict import next_question
 from ..replay import Replay
 from ..views.collective import CollectiveView
 from ..views.training import TrainingView
+from ..widgets.footer import StepFooter
 from ..widgets.grid import ZOOMS, ProvenanceGrid
 from ..widgets.table import VirtualTable
 from .cursor import CursorScreen
@@ -51,7 +52,7 @@ class ReplayScreen(CursorScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield from self.body()
-        yield Footer()
+        yield StepFooter()
 
     def body(self) -> ComposeResult:
         """What lies between the header and the footer: the views."""

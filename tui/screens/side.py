@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from rankscope.simulator.errors import RankscopeError
 from rankscope.simulator.units import format_seconds
 
 from ..replay import Replay
 from ..views.collective import CollectiveView
+from ..widgets.footer import StepFooter
 from .cursor import CursorScreen
 
 
@@ -44,7 +45,7 @@ class SideBySideScreen(CursorScreen):
         with Horizontal():
             yield CollectiveView(id="side_a")
             yield CollectiveView(id="side_b")
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.title = "rankscope"

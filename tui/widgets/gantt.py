@@ -84,19 +84,17 @@ class Gantt(ScrollView):
             free = c1
         return out
 
-    def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        cols = max(1, width - self.LABEL_W)
-        st, base = self.state, self.rich_style
-        if st.lanes is None:
-            return Strip.blank(width, base)
-        cursor = min(cols - 1, max(0, self._col(st.time, cols)))
-        if y == 0:
-            return Strip([Segment(" " * self.LABEL_W, base), *self._axis(cols, cursor)])
-        row = y - 1 + self.scroll_offset.y
+    def _bars(self, row: int, cols: int, base: Style) -> tuple[list[tuple[str, Style]], Strip]:
+        """Row ``row``'s label and bars without the cursor, as characters and as one strip; kept
+        while the bars stay put: a step moves only the cursor, one column, so a redraw of the
+        lanes is the cached rows with that column replaced."""
+        st = self.state
+        key = (id(st.lanes), st.t0, st.t1, st.selected, cols, base)
+        if getattr(self, "_bars_key", None) != key:
+            self._bars_key, self._bars_of, self._bars_rows = key, st.lanes, {}  # (_bars_of keeps the id alive)
+        if row in self._bars_rows:
+            return self._bars_rows[row]
         rank, lane = divmod(row, len(LANES))
-        if rank >= st.nranks:
-            return Strip.blank(width, base)
         chars: list[tuple[str, Style]] = [(" ", base)] * cols
         for i, (op, c0, c1) in enumerate(self.placed(rank, lane, cols)):
             colour = _shade(COLOURS.get(st.kind(int(op)), "#808080"), 0.75 if i % 2 else 1.0)
@@ -106,20 +104,43 @@ class Gantt(ScrollView):
             text = st.label(int(op))[: c1 - c0].ljust(c1 - c0)
             for i, ch in enumerate(text):
                 chars[c0 + i] = (ch, style)
-        ch, style = chars[cursor]
-        on_bar = not (ch == " " and style == base)
-        chars[cursor] = (ch, style + Style(reverse=True)) if on_bar else ("│", base + _CURSOR)
         label = f"r{rank}" if lane == 0 else " " * (len(str(rank)) + 1)
         label = f"{label} {LANES[lane]}"
-        segs = [Segment(label.ljust(self.LABEL_W), base + Style(dim=lane > 0))]
-        segs += [Segment(ch, style) for ch, style in chars]
-        return Strip(segs).simplify()
+        head = Segment(label.ljust(self.LABEL_W), base + Style(dim=lane > 0))
+        out = self._bars_rows[row] = (chars, Strip([head, *(Segment(ch, sty) for ch, sty in chars)]).simplify())
+        return out
+
+    def render_lines(self, crop):
+        """Look the widget's style up once per redraw (it walks the DOM), not once per row."""
+        self._base = self.rich_style
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        cols = max(1, width - self.LABEL_W)
+        if not hasattr(self, "_base"):  # a line asked for outside a redraw (tests do)
+            self._base = self.rich_style
+        st, base = self.state, self._base
+        if st.lanes is None:
+            return Strip.blank(width, base)
+        cursor = min(cols - 1, max(0, self._col(st.time, cols)))
+        if y == 0:
+            return Strip([Segment(" " * self.LABEL_W, base), *self._axis(cols, cursor)])
+        row = y - 1 + self.scroll_offset.y
+        if row // len(LANES) >= st.nranks:
+            return Strip.blank(width, base)
+        chars, strip = self._bars(row, cols, base)
+        ch, style = chars[cursor]
+        on_bar = not (ch == " " and style == base)
+        mark = Segment(ch, style + Style(reverse=True)) if on_bar else Segment("│", base + _CURSOR)
+        x = self.LABEL_W + cursor
+        return Strip.join([strip.crop(0, x), Strip([mark], 1), strip.crop(x + 1, self.LABEL_W + cols)]).simplify()
 
     def _axis(self, cols: int, cursor: int) -> list[Segment]:
         st = self.state
         text = ticks(st.t0, st.t1, cols, st.origin)
-        dim = self.rich_style + Style(dim=True)
-        mark = Segment("▼", self.rich_style + _CURSOR) if text[cursor] == " " else \
-            Segment(text[cursor], self.rich_style + _CURSOR + Style(reverse=True))
+        dim = self._base + Style(dim=True)
+        mark = Segment("▼", self._base + _CURSOR) if text[cursor] == " " else \
+            Segment(text[cursor], self._base + _CURSOR + Style(reverse=True))
         return [Segment("".join(text[:cursor]), dim), mark,
                 Segment("".join(text[cursor + 1:]), dim)]

@@ -26,6 +26,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from .sizing import set_virtual_size
+
 ZOOMS = ("auto", "sets", "bars", "heat")
 GLYPHS = " ▁▂▃▄▅▆▇█"
 HEAT = "█"
@@ -161,11 +163,11 @@ class ProvenanceGrid(ScrollView, can_focus=True):
             self._block = (max(1, -(-n // FIT_ROWS)), max(1, -(-m // avail_w)))
             self._heat = self._aggregate()
             self._heat_level = _levels(self._heat, 1)
-            self.virtual_size = Size(self._label_w + self._heat.shape[1], self._heat.shape[0] + 1)
+            set_virtual_size(self, Size(self._label_w + self._heat.shape[1], self._heat.shape[0] + 1))
         else:
             self._cell = width + 1 if mode == "sets" else 2
             self._heat = None
-            self.virtual_size = Size(self._label_w + m * self._cell, n + 1)
+            set_virtual_size(self, Size(self._label_w + m * self._cell, n + 1))
         if self.virtual_size.height != self._height:  # the container must make room
             self._height = self.virtual_size.height
             self.refresh(layout=True)

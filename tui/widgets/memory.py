@@ -59,12 +59,19 @@ class MemoryChart(Widget):
 
     def _style(self) -> Style:
         """The widget's base style, looked up once per state and size: Textual's ``rich_style``
-        walks the DOM, and every text row asks for it (as for the legend)."""
-        key = (id(self.state), self.size)
+        walks the DOM, and every text row asks for it (as for the legend). The legend and the
+        chart's rows are kept while the timeline, the rank, the window and the size stay: a
+        step moves only the cursor."""
+        st = self.state
+        key = (id(st), self.size)
         if getattr(self, "_style_key", None) != key:
-            self._style_key, self._base, self._legend = key, self.rich_style, None
-            cats = self.state.memory.categories if self.state.memory else ()
+            self._style_key, self._base = key, self.rich_style
+            cats = st.memory.categories if st.memory else ()
             self._cat = [Style(color=colour(cats, c)) for c in range(len(cats))]
+            rows_key = (id(st.memory), st.rank, st.t0, st.t1, self.size, self._base)
+            if getattr(self, "_rows_key", None) != rows_key:
+                self._rows_key, self._rows_of = rows_key, st.memory  # (_rows_of keeps the id alive)
+                self._legend, self._rows = None, {}
         return self._base
 
     def _legend_lines(self) -> list[list[Segment]]:
@@ -129,7 +136,7 @@ class MemoryChart(Widget):
         """Per column, the index of the largest state in its time slice (once per state and width:
         every text row of the chart asks)."""
         st, mem = self.state, self.state.memory
-        key = (id(st), cols)
+        key = (self._rows_key, cols)
         if getattr(self, "_cols_key", None) == key:
             return self._cols
         edges = st.t0 + (st.t1 - st.t0) * np.arange(cols + 1) / cols
@@ -142,6 +149,22 @@ class MemoryChart(Widget):
         return self._cols
 
     def _chart_line(self, row: int, h: int, width: int) -> Strip:
+        """Text row ``row`` of the chart: the cached row (:meth:`_chart_row`) with the cursor's
+        ``│`` in its column where that is empty space."""
+        strip, empty = self._chart_row(row, h, width)
+        cur = self._cursor_col(max(1, width - self.LABEL_W))
+        if not empty[cur]:
+            return strip
+        x = self.LABEL_W + cur
+        mark = Strip([Segment("│", self._style() + _MARK)], 1)
+        return Strip.join([strip.crop(0, x), mark, strip.crop(x + 1, width)]).simplify()
+
+    def _chart_row(self, row: int, h: int, width: int) -> tuple[Strip, list[bool]]:
+        """Text row ``row`` of the chart without the cursor, and which of its columns are empty
+        space (where the cursor shows), once per timeline, rank, window and size."""
+        key = (row, h, width)
+        if key in self._rows:
+            return self._rows[key]
         st, mem, base = self.state, self.state.memory, self._style()
         cols = max(1, width - self.LABEL_W)
         idx = self._columns(cols)
@@ -150,26 +173,27 @@ class MemoryChart(Widget):
         level = (h - row - 0.5) / h * scale   # the height this text row stands for
         peak_i = int(np.argmax(self._totals()[0][:, st.rank]))
         peak_col = int(np.argmax(idx == peak_i)) if (idx == peak_i).any() else -1
-        cur = self._cursor_col(cols)
         label = (f"r{st.rank}" if row == 0 else format_dec_bytes(scale) if row == 1 else
                  "0" if row == h - 1 else "").ljust(self.LABEL_W)
         segs = [Segment(label, base + Style(dim=row > 0))]
+        empty = [False] * cols
         for c in range(cols):
             cat = int(np.searchsorted(cum[c], level, side="right"))
             if cat < cum.shape[1]:
                 segs.append(Segment("█", self._cat[cat]))
             elif c == peak_col and cum[c, -1] > level - scale / h:  # just above the peak
                 segs.append(Segment("▼", base + _MARK))
-            elif c == cur:
-                segs.append(Segment("│", base + _MARK))
             else:
                 segs.append(Segment(" ", base))
+                empty[c] = True
         if row == 0:
             text = f" peak {format_dec_bytes(self._totals()[0][peak_i, st.rank])} at " \
                    f"{format_seconds(mem.times[peak_i] - st.origin)} "
-            segs = list(Strip(segs).crop(0, max(self.LABEL_W, width - len(text)))) + \
-                [Segment(text, base + _MARK)]
-        return Strip(segs).crop_extend(0, width, base).simplify()
+            keep = max(self.LABEL_W, width - len(text))
+            segs = list(Strip(segs).crop(0, keep)) + [Segment(text, base + _MARK)]
+            empty = [e and self.LABEL_W + c < keep for c, e in enumerate(empty)]
+        out = self._rows[key] = (Strip(segs).crop_extend(0, width, base).simplify(), empty)
+        return out
 
     def _cursor_col(self, cols: int) -> int:
         st = self.state

@@ -12,10 +12,13 @@ Above :data:`MAX_DRAWN` ranks the picture is a summary: the counts without a dra
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from rankscope.simulator.units import format_bytes
@@ -96,13 +99,31 @@ class NetworkPicture(Widget):
         return out
 
     # -- drawing ----------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        """The drawing, one strip per row, built once per state and size (Line API: a Rich Text
+        of one segment per character cost more to lay out than the step it shows); the summary
+        of a large N is a Text (:meth:`render`)."""
+        st = self.state
+        if st.nranks == 0 or st.nranks > MAX_DRAWN:
+            return super().render_line(y)
+        base = self.rich_style
+        key = (id(st), self.size, base)
+        if getattr(self, "_lines_key", None) != key:
+            self._lines_key, self._lines_of = key, st  # (_lines_of keeps the id alive)
+            self._lines = self._draw(base)
+        if y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(self.size.width, base)
+
     def render(self) -> Text:
         st = self.state
-        w, h = max(10, self.size.width), max(6, self.size.height)
         if st.nranks == 0:
             return Text("")
-        if st.nranks > MAX_DRAWN:
-            return self._summary()
+        return self._summary()
+
+    def _draw(self, base: Style) -> list[Strip]:
+        st = self.state
+        w, h = max(10, self.size.width), max(6, self.size.height)
         rows = h - 2
         canvas = [[(" ", Style())] * w for _ in range(rows)]
         pos = self.positions(w, rows)
@@ -121,13 +142,19 @@ class NetworkPicture(Widget):
             style = Style(color="#ff5f5f", bold=True) if incoming.get(key, 0) > 1 else \
                 Style(bold=key in senders, dim=key not in senders and key not in incoming)
             _put(canvas, x - len(f"r{key}") // 2, y, f"r{key}", style)
-        t = Text()
+        width = self.size.width
+        out = []
         for row in canvas:
+            runs: list[list] = []  # characters of one style together: one segment
             for ch, style in row:
-                t.append(ch, style)
-            t.append("\n")
-        t.append(self._caption(w))
-        return t
+                if runs and runs[-1][1] is style:
+                    runs[-1][0] += ch
+                else:
+                    runs.append([ch, style])
+            out.append(Strip([Segment(text, base + style) for text, style in runs]).crop_extend(0, width, base))
+        for line in textwrap.wrap(self._caption(w), max(1, width)):
+            out.append(Strip([Segment(line, base)]))  # padded to the width by Textual, as a Text's lines are
+        return out[: self.size.height]
 
     def _caption(self, w: int) -> str:
         st = self.state

@@ -21,6 +21,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from .sizing import set_virtual_size
+
 
 @dataclass(frozen=True)
 class Column:
@@ -80,7 +82,7 @@ class VirtualTable(ScrollView, can_focus=True):
         return self.rows.n + 1
 
     def watch_rows(self, rows: Rows) -> None:
-        self.virtual_size = Size(self._width, rows.n + 1)
+        set_virtual_size(self, Size(self._width, rows.n + 1))  # a step's new row count: no re-layout
         if self.cursor >= rows.n:
             self.cursor = max(0, rows.n - 1)
         self.refresh()
