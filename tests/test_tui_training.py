@@ -100,8 +100,8 @@ async def test_every_collective_has_a_mark_and_z_zooms_the_lanes():
         screen = app.screen
         gantt = screen.query_one("#gantt")
         await pilot.pause()
-        comm = gantt.render_line(2)  # r0 comm
-        assert _bars(comm) == colls.size
+        rows = len(gantt.state.lanes.names)  # compute, then rank 0's comm rows (one per stream)
+        assert sum(_bars(gantt.render_line(y)) for y in range(2, rows + 1)) == colls.size
         span = gantt.state.t1 - gantt.state.t0
         assert screen.check_action("zoom", ()) is True
         await pilot.press("end", "z")
@@ -275,3 +275,32 @@ async def test_replay_a_b_of_two_programs_on_the_same_ranks_runs_them_on_one_clo
         assert screen.time == pytest.approx(max(a.t_end - a.t0, b.t_end - b.t0))
         title = screen.query_one("#side_b").border_title
         assert "ring" in title and "done" in title
+
+
+async def test_each_stream_has_its_own_row_so_concurrent_collectives_are_not_drawn_over():
+    """``--communicators per-stream``: all-gathers and reduce-scatters run at once; each stream is
+    a row of its own (two bars that overlap in time would otherwise be one drawn over the other)."""
+    prog = compile_step(parse_model("mlp:4x1024"), 4, TrainConfig(strategy="zero3", communicators="per-stream"),
+                        parse_device("cpu"))
+    topo = parse_topology("switch:4")
+    trace = simulate(prog, topo).to_trace(prog, topo)
+    lanes = training.lanes(trace)
+    assert lanes.names == ("compute", "all_gather", "reduce_scatter")
+    colls = np.flatnonzero((prog.kind == OpKind.COLLECTIVE) & (prog.rank == 0))
+    rows = [lanes.op[lanes.of(0, k)] for k in (1, 2)]
+    assert sorted(np.concatenate(rows).tolist()) == colls.tolist()
+    assert all(training.stream(prog, int(o)) == name for k, name in ((0, "all_gather"), (1, "reduce_scatter"))
+               for o in rows[k])
+    spans = [(trace.start[r], trace.end[r]) for r in rows]
+    overlap = any(a0 < b1 and b0 < a1 for a0, a1 in zip(*spans[0]) for b0, b1 in zip(*spans[1]))
+    assert overlap  # the two streams did run at once here
+    for s, e in spans:
+        assert (s[1:] >= e[:-1] - 1e-12).all()  # within a stream: in turn
+    app = replay_app([trace], ["f.trace"])
+    async with app.run_test(size=SIZE) as pilot:
+        gantt = app.screen.query_one("#gantt")
+        await pilot.pause()
+        heads = [seg.text.strip() for seg in (list(gantt.render_line(y))[0] for y in (1, 2, 3))]
+        assert heads == ["r0 compute", "ag", "rs"]
+        assert [_bars(gantt.render_line(y)) for y in (2, 3)] == [rows[0].size, rows[1].size]
+        assert "ag all_gather · rs reduce_scatter" in gantt.border_title

@@ -7,9 +7,13 @@ widgets, no Textual.
 A rank's *compute* lane holds its COMPUTE ops and its *comm* lane the transfers it sends. Lanes
 come from op kinds rather than the trace's ``lane`` column, because executors name their lanes
 differently (the engine: compute/comm/memory; a recorder: send/recv/...). ALLOC and FREE take no
-time and show in the memory chart instead. A collective's bar names the stream it ran on when the
-program records streams (``meta["streams"]``, simulator/training.py [Note: collective streams]);
-collectives of two streams that ran at once share the rank's comm lane, the later one drawn over.
+time and show in the memory chart instead. When the program records two or more collective
+streams (``meta["streams"]``, ``meta["coll_stream"]``; simulator/engine_share.py [Note: streams,
+communicators and lanes]), each stream is a lane of its own, named after it (``compute``,
+``all_gather``, ``reduce_scatter``), so two collectives that ran at once on two streams are two
+bars on two rows, never one drawn over the other; a stream's collectives run in issue order, so
+its row has no overlaps. Transfers, if such a program has any, go on the first stream's row.
+A collective's bar also names its stream (``all-gather @all_gather``).
 
 [Note: memory]
 Live bytes per rank and buffer category are ``simulator.memory.live_memory``: the simulator's one
@@ -39,30 +43,45 @@ def is_training(p: Program) -> bool:
 @dataclass(frozen=True)
 class Lanes:
     """Ops that ran, as bars: op ``op[i]`` of ``rank[i]`` on lane ``lane[i]`` (an index into
-    :data:`LANES`) over ``[start[i], end[i])``, sorted by (rank, lane, start)."""
+    ``names``) over ``[start[i], end[i])``, sorted by (rank, lane, start)."""
 
     op: np.ndarray
     rank: np.ndarray
     lane: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    names: tuple[str, ...] = LANES
 
     def of(self, rank: int, lane: int) -> slice:
         """Where the bars of (``rank``, ``lane``) lie in the arrays."""
-        key = self.rank * len(LANES) + self.lane
-        k = rank * len(LANES) + lane
+        key = self.rank * len(self.names) + self.lane
+        k = rank * len(self.names) + lane
         return slice(int(np.searchsorted(key, k)), int(np.searchsorted(key, k, side="right")))
+
+
+def lane_names(p: Program) -> tuple[str, ...]:
+    """``compute`` then ``comm``, or ``compute`` then one lane per collective stream where the
+    program records two or more (see [Note: lanes])."""
+    names = p.meta.get("streams")
+    if names and len(names) > 1 and p.meta.get("coll_stream") is not None:
+        return ("compute", *(str(n) for n in names))
+    return LANES
 
 
 def lanes(trace: Trace) -> Lanes:
     """Every compute op and every transfer or collective that ran, on its rank's lane (see [Note:
     lanes])."""
     p = trace.program
-    lane = np.where(p.kind == OpKind.COMPUTE, 0, np.where(is_comm(p), 1, -1))
+    names = lane_names(p)
+    comm = np.ones(p.n_ops, dtype=np.int64)
+    if len(names) > len(LANES):
+        coll = np.flatnonzero(p.kind == OpKind.COLLECTIVE)
+        comm[coll] = 1 + np.asarray(p.meta["coll_stream"], dtype=np.int64)[p.arg[coll]]
+    lane = np.where(p.kind == OpKind.COMPUTE, 0, np.where(is_comm(p), comm, -1))
     ops = np.flatnonzero((lane >= 0) & trace.ran)
     order = np.lexsort((trace.start[ops], lane[ops], p.rank[ops]))
     ops = ops[order]
-    return Lanes(ops, p.rank[ops].astype(np.int64), lane[ops], trace.start[ops], trace.end[ops])
+    return Lanes(ops, p.rank[ops].astype(np.int64), lane[ops], trace.start[ops], trace.end[ops], names)
 
 
 def is_comm(p: Program) -> np.ndarray:

@@ -53,8 +53,10 @@ def collective(mode: str) -> Text:
 def training(fsdp: bool) -> Text:
     t = Text()
     t.append("lanes ", style="bold underline")
-    t.append("per rank, a compute and a comm row; a bar is an op, labelled when it fits (a one-letter "
-             "bar: a for all-gather, r for reduce-scatter or all-reduce, f/b fwd/bwd):\n")
+    t.append("per rank, a compute and a comm row, or a row per collective stream where the trace records "
+             "them (ag all_gather, rs reduce_scatter: collectives of two streams that run at once are two "
+             "bars on two rows); a bar is an op, labelled when it fits (a one-letter bar: a for all-gather, "
+             "r for reduce-scatter or all-reduce, f/b fwd/bwd):\n")
     for k, c in gantt.COLOURS.items():
         swatch(t, c, k)
     t.append("\nz magnifies time around the cursor, in the lanes and the chart at once.\n")

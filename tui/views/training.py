@@ -19,7 +19,7 @@ from rankscope.simulator.units import format_bytes, format_dec_bytes, format_sec
 from .. import shards
 from ..replay import Replay
 from ..training import Lanes, Memory, coll_label, is_comm, label
-from ..widgets.gantt import Gantt, GanttState
+from ..widgets.gantt import Gantt, GanttState, lane_tag
 from ..widgets.memory import MemoryChart, MemoryState
 from ..widgets.table import Column, Rows, VirtualTable
 from . import text
@@ -102,7 +102,10 @@ class TrainingView(Vertical):
                 yield Static(id="tdetail")
 
     def on_mount(self) -> None:
-        self.query_one("#gantt").border_title = "lanes: compute and comm per rank (▼ cursor)"
+        streams = self.lanes.names[1:]  # one comm row, or one per collective stream (tags as the rows)
+        tags = " · ".join(f"{lane_tag(s, Gantt.LABEL_W - 4)} {s}" for s in streams)
+        self.query_one("#gantt").border_title = "lanes: compute and comm per rank (▼ cursor)" if len(streams) == 1 \
+            else f"lanes: compute · {tags} (▼ cursor)"
         self.query_one("#memory").border_title = "live memory by category"
         self.query_one("#ttransfers").border_title = "transfers and collectives (the step's in bold)"
         self.query_one("#tdetail").border_title = "selection"

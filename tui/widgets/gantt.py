@@ -1,6 +1,7 @@
 """Per-rank compute and comm lanes over time, with the time cursor (Line API).
 
-One row per (rank, lane) of :class:`tui.training.Lanes`; time runs across the whole width. A bar
+One row per (rank, lane) of :class:`tui.training.Lanes` (compute and comm, or compute and one row
+per collective stream); time runs across the whole width. A bar
 carries its label when it fits; a bar shorter than a column still shows as one glyph of its own
 (see :meth:`Gantt.placed`), so no op vanishes at any zoom. The cursor is a vertical line at the replay's time.
 """
@@ -17,7 +18,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ..training import LANES, Lanes
+from ..training import Lanes
 from .axis import column, ticks
 
 COLOURS = {"fwd": "#5f87d7", "bwd": "#af5fd7", "opt": "#5faf87", "compute": "#87afaf",
@@ -30,6 +31,15 @@ def _shade(hex_colour: str, k: float) -> str:
     one kind that touch (fwd0 then fwd1) still read as two."""
     rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{min(255, int(c * k)):02x}" for c in rgb)
+
+
+def lane_tag(name: str, room: int) -> str:
+    """A lane's name in ``room`` characters: whole if it fits, else its words' initials
+    (``reduce_scatter`` -> ``rs``, ``all_gather`` -> ``ag``), else cut."""
+    if len(name) <= room:
+        return name
+    initials = "".join(w[0] for w in name.replace("-", "_").split("_") if w)
+    return (initials if len(initials) > 1 else name)[:max(1, room)]
 
 
 @dataclass(frozen=True)
@@ -49,19 +59,25 @@ class GanttState:
 
 
 class Gantt(ScrollView):
-    """Rows ``r0 compute``, ``r0 comm``, ``r1 compute``, ... under a time axis."""
+    """Rows ``r0 compute``, ``r0 comm``, ``r1 compute``, ... under a time axis (``comm`` is one row
+    per collective stream where the trace records several)."""
 
     DEFAULT_CSS = "Gantt { height: auto; max-height: 14; }"
     LABEL_W = 11
 
     state: reactive[GanttState] = reactive(GanttState, always_update=True)
 
+    def _per_rank(self) -> int:
+        """Rows per rank: the trace's lanes."""
+        lanes = self.state.lanes
+        return len(lanes.names) if lanes is not None else 2
+
     def watch_state(self, st: GanttState) -> None:
-        self.virtual_size = Size(self.size.width, st.nranks * len(LANES) + 1)
+        self.virtual_size = Size(self.size.width, st.nranks * self._per_rank() + 1)
         self.refresh()
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return self.state.nranks * len(LANES) + 1
+        return self.state.nranks * self._per_rank() + 1
 
     def _col(self, t: float, cols: int) -> int:
         return column(t, self.state.t0, self.state.t1, cols)
@@ -94,7 +110,7 @@ class Gantt(ScrollView):
             self._bars_key, self._bars_of, self._bars_rows = key, st.lanes, {}  # (_bars_of keeps the id alive)
         if row in self._bars_rows:
             return self._bars_rows[row]
-        rank, lane = divmod(row, len(LANES))
+        rank, lane = divmod(row, len(st.lanes.names))
         chars: list[tuple[str, Style]] = [(" ", base)] * cols
         for i, (op, c0, c1) in enumerate(self.placed(rank, lane, cols)):
             colour = _shade(COLOURS.get(st.kind(int(op)), "#808080"), 0.75 if i % 2 else 1.0)
@@ -105,7 +121,7 @@ class Gantt(ScrollView):
             for i, ch in enumerate(text):
                 chars[c0 + i] = (ch, style)
         label = f"r{rank}" if lane == 0 else " " * (len(str(rank)) + 1)
-        label = f"{label} {LANES[lane]}"
+        label = f"{label} {lane_tag(st.lanes.names[lane], self.LABEL_W - 2 - len(label))}"
         head = Segment(label.ljust(self.LABEL_W), base + Style(dim=lane > 0))
         out = self._bars_rows[row] = (chars, Strip([head, *(Segment(ch, sty) for ch, sty in chars)]).simplify())
         return out
@@ -127,7 +143,7 @@ class Gantt(ScrollView):
         if y == 0:
             return Strip([Segment(" " * self.LABEL_W, base), *self._axis(cols, cursor)])
         row = y - 1 + self.scroll_offset.y
-        if row // len(LANES) >= st.nranks:
+        if row // len(st.lanes.names) >= st.nranks:
             return Strip.blank(width, base)
         chars, strip = self._bars(row, cols, base)
         ch, style = chars[cursor]
