@@ -31,13 +31,12 @@ from .program import Init, OpKind, Program, split
 
 def _segments(prog: Program) -> list[np.ndarray]:
     out = []
-    n = prog.nranks
     for b, buf in enumerate(prog.buffers):
         sel = prog.chunk_buf == b
         parts = [np.array([0, buf.nbytes], dtype=np.int64), prog.chunk_off[sel],
                  prog.chunk_off[sel] + prog.chunk_len[sel]]
         if buf.init is Init.SHARD:
-            parts.append(split(buf.nbytes, n))
+            parts.append(shard_bounds(prog, b))
         out.append(np.unique(np.concatenate(parts)))
     return out
 
@@ -214,7 +213,7 @@ class Layout:
         elif buf.init is Init.ROOT:
             out[buf.root] = own[buf.root]
         elif buf.init is Init.SHARD:
-            shard = np.searchsorted(split(buf.nbytes, n), bounds[:-1], side="right") - 1
+            shard = np.searchsorted(shard_bounds(p, b), bounds[:-1], side="right") - 1
             out[shard, np.arange(shard.size)] = own[shard]
         return out
 
@@ -256,28 +255,50 @@ def check_promise(program: Program, lay: Layout | None = None) -> Layout:
     reduce-scatter  rank r's shard r (of ``split(S, N)``) holds all N contributions
     all-gather      every rank holds shard j with exactly contribution {j}, for every j
     broadcast       every rank holds exactly the root's contribution everywhere
+
+    Every data buffer is checked: a program whose channels each have their own buffer (NCCL's
+    rings, tree channels and NVLS heads, each a slice of the message) promises this of each one,
+    its shards being :func:`shard_bounds` of that buffer.
     """
     lay = lay if lay is not None else layout(program)
-    coll, n = program.meta.get("collective"), program.nranks
-    bits, bounds = lay.bits[0], lay.bounds[0]
+    coll = program.meta.get("collective")
+    if coll not in ("all-reduce", "reduce-scatter", "all-gather", "broadcast"):
+        raise ProvenanceError(f"no promise known for collective {coll!r}")
+    for b, buf in enumerate(program.buffers):
+        if buf.alive:
+            _check_buffer(program, lay, coll, b)
+    return lay
+
+
+def shard_bounds(program: Program, b: int) -> np.ndarray:
+    """The N+1 byte offsets of the ranks' shards in buffer ``b``: ``meta["shard_bounds"][b]`` where
+    the builder recorded them (a channel's slice of every shard need not split evenly), else
+    ``split(nbytes, N)``."""
+    given = program.meta.get("shard_bounds")
+    if given is not None and b < len(given) and given[b] is not None:
+        return np.asarray(given[b], dtype=np.int64)
+    return split(program.buffers[b].nbytes, program.nranks)
+
+
+def _check_buffer(program: Program, lay: Layout, coll: str, b: int) -> None:
+    n = program.nranks
+    bits, bounds = lay.bits[b], lay.bounds[b]
     nseg = bounds.size - 1
     check = np.ones((n, nseg), dtype=bool)
     if coll in ("all-reduce", "reduce-scatter"):
         want = np.broadcast_to(lay.full_mask(), bits.shape)
         if coll == "reduce-scatter":
-            shard = np.searchsorted(split(program.buffers[0].nbytes, n), bounds[:-1], side="right") - 1
+            shard = np.searchsorted(shard_bounds(program, b), bounds[:-1], side="right") - 1
             check = shard[None, :] == np.arange(n)[:, None]
     elif coll == "all-gather":
-        want = np.broadcast_to(lay._initial(0).max(axis=0), bits.shape)
-    elif coll == "broadcast":
-        want = np.broadcast_to(lay._initial(0)[program.buffers[0].root], bits.shape)
+        want = np.broadcast_to(lay._initial(b).max(axis=0), bits.shape)
     else:
-        raise ProvenanceError(f"no promise known for collective {coll!r}")
+        want = np.broadcast_to(lay._initial(b)[program.buffers[b].root], bits.shape)
     bad = np.flatnonzero(((bits != want).any(axis=-1) & check).ravel())
     if bad.size:
         r, s = divmod(int(bad[0]), nseg)
         expected = np.unpackbits(np.ascontiguousarray(want[r, s]).view(np.uint8), bitorder="little")[:n]
+        where = f" of '{program.buffers[b].name}'" if len(program.buffers) > 1 else ""
         raise ProvenanceError(
-            f"{program.describe()}: rank {r} bytes {lay._range(0, s)} hold "
-            f"{_fmt_ranks(lay.contributors(0, r, s))}, expected {_fmt_ranks(np.flatnonzero(expected))}")
-    return lay
+            f"{program.describe()}: rank {r} bytes {lay._range(b, s)}{where} hold "
+            f"{_fmt_ranks(lay.contributors(b, r, s))}, expected {_fmt_ranks(np.flatnonzero(expected))}")

@@ -16,8 +16,8 @@ from rankscope.simulator.collectives.nccl_tree import btree, dtree_parent, nccl_
 from rankscope.simulator.engine import simulate
 from rankscope.simulator.nccl import cluster_of, nccl_collective, simulate_nccl, view
 from rankscope.simulator.nccl.nvls import nvls, port_speedup
-from rankscope.simulator.program import split
-from rankscope.simulator.provenance import check_promise
+from rankscope.simulator.program import OpKind, split
+from rankscope.simulator.provenance import ProvenanceError, check_promise
 from rankscope.simulator.topology import parse_topology
 from rankscope.simulator.traffic import traffic
 
@@ -71,6 +71,18 @@ def test_ring_promise_and_bytes(nodes, gpus, k, nbytes, coll, own):
     passes = 2 if coll == "all-reduce" else 1
     assert per.sum() == passes * (n - 1) * nbytes
     assert per.max() <= passes * (nbytes - shard.min())
+
+
+def test_promise_checks_every_channel_buffer_not_only_the_first():
+    prog = nccl_ring("all-reduce", 2, 4, 1 << 16, 4, own_buffers=True)
+    last = len(prog.buffers) - 1
+    assert last > 0
+    kind = prog.kind.copy()
+    ops = np.flatnonzero((prog.chunk_buf[prog.arg] == last) & (kind == OpKind.REDUCE))
+    kind[ops[-1]] = OpKind.COPY  # one reduction in the last ring's buffer replaces instead of adding
+    with pytest.raises(ProvenanceError, match="ring"):
+        check_promise(dataclasses.replace(prog, kind=kind))
+    check_promise(prog)
 
 
 def test_btree_matches_ncclgetbtree_illustration():

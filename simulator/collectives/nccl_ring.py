@@ -73,6 +73,8 @@ def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int
         buffers = tuple(Buffer(f"ring{j}", int(ln[:, j].sum()), Init.SHARD if collective == AG else Init.OWN)
                         for j in range(nr))
         chunk_buf = np.tile(np.arange(nr, dtype=np.int32), n)
+        bounds = np.concatenate([np.zeros((1, nr), np.int64), np.cumsum(ln, axis=0)])
+        meta = {**(meta or {}), "shard_bounds": [bounds[:, j].tolist() for j in range(nr)]}
     else:  # one buffer: ring j's sub-slice of shard r where the split put it
         off = (shard[:-1, None] + np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(ln, axis=1)[:, :-1]], axis=1))
         buffers = (Buffer("buf", nbytes, Init.SHARD if collective == AG else Init.OWN),)
