@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import rankscope.simulator.topology as topology
+import rankscope.simulator.topology_model as topology_model
 from rankscope.simulator.errors import TopologyError
 from rankscope.simulator.topology import Topology, parse_topology
 
@@ -157,13 +157,13 @@ def small_networks(draw):
 @given(small_networks(), st.booleans())
 def test_route_is_least_latency_then_fewest_hops_then_smallest_ids(d, whole_tree):
     t = Topology.from_dict(d)
-    old = topology._TREE_MIN
-    topology._TREE_MIN = 1 if whole_tree else 10**9  # one search per source, or one per pair
+    old = topology_model._TREE_MIN
+    topology_model._TREE_MIN = 1 if whole_tree else 10**9  # one search per source, or one per pair
     try:
         pairs = [(s, r) for s in range(t.nranks) for r in range(t.nranks) if s != r]
         hops, _ = t.routes(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
     finally:
-        topology._TREE_MIN = old
+        topology_model._TREE_MIN = old
     for k, (s, r) in enumerate(pairs):
         assert [int(i) for i in hops[k] if i >= 0] == _brute_force(t.graph, s, r)
 
