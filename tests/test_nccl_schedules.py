@@ -14,8 +14,8 @@ from rankscope.simulator import costs
 from rankscope.simulator.collectives.nccl_ring import multi_ring, nccl_ring, ring_orders
 from rankscope.simulator.collectives.nccl_tree import btree, dtree_parent, nccl_tree
 from rankscope.simulator.engine import simulate
-from rankscope.simulator.nccl import cluster_of, nccl_collective, simulate_nccl, view
-from rankscope.simulator.nccl.nvls import nvls, port_speedup
+from rankscope.simulator.nccl import cluster_of, nccl_collective, simulate_nccl, tuning, view
+from rankscope.simulator.nccl.nvls import nvls, port_bandwidth, port_speedup
 from rankscope.simulator.program import OpKind, split
 from rankscope.simulator.provenance import ProvenanceError, check_promise
 from rankscope.simulator.topology import parse_topology
@@ -131,15 +131,39 @@ def test_nvls_bytes_and_promise(nodes, gpus):
 
 def test_nvls_view_gives_the_switch_port_time():
     # in-switch reduction moves (G+1)/G x S per port; the p2p program moves 2(G-1)/G x S on a port
-    # sped up by 2(G-1)/(G+1): the port time is (G+1)/G x S / bw
+    # sped up by 2(G-1)/(G+1): the port time is (G+1)/G x S / bw, where bw is the NVLS port bandwidth:
+    # NCCL's NVLS graph on 1x8 H100 is 8 channels x 40 GB/s = 320 GB/s, under the link's 18 x 20.6
     topo = parse_topology("nodes:1x8,gpu=h100")
     s = 8 << 20
     prog = nvls(1, 8, s)
     prog = dataclasses.replace(prog, meta={**prog.meta, "nccl": {"algo": "nvls", "proto": "simple"}})
     res, v, _ = simulate_nccl(prog, topo)
-    bw = 18 * 20.6e9
+    bw = 8 * 40e9
     assert port_speedup(8) == pytest.approx(14 / 9)
     assert res.makespan == pytest.approx(2 * 3.4e-6 + 9 / 8 * s / bw, rel=1e-9)
+
+
+def test_nvls_port_bandwidth_is_the_nvls_graph_below_the_link():
+    """[Note: the NVLS port bandwidth]: on 1x8 H100 the NVLS graph's nChannels x bwIntra (8 x 40 GB/s,
+    ncclTopoSearchTryNvls: (8+1) x 40 <= 370.8) is below the link (18 x 20.6 = 370.8 GB/s), so the
+    NVLS view's NVSwitch links are 320 GB/s x 14/9; the ring and tree views keep the link's figure."""
+    topo = parse_topology("nodes:1x8,gpu=h100")
+    spec = cluster_of(topo)
+    g = tuning(topo).graphs["nvls"]
+    assert (g.nchannels, g.bw_intra) == (8, 40.0) and g.nchannels * g.bw_intra * 1e9 < 18 * 20.6e9
+    assert port_bandwidth(spec) == pytest.approx(g.nchannels * g.bw_intra * 1e9, rel=1e-12)
+    assert port_bandwidth(spec) == pytest.approx(320e9, rel=1e-12)
+    nvl = [i for i, n in enumerate(topo.link_names) if "nvswitch" in n]
+    assert np.allclose(view(topo, "simple", "nvls").link_bw[nvl], 320e9 * 14 / 9, rtol=1e-12)
+    for algo in ("ring", "tree"):
+        assert np.allclose(view(topo, "simple", algo).link_bw[nvl], 18 * 20.6e9, rtol=1e-12)
+    # 2x8 H100 (NVLSTree): the same graph inside each node, 8 x 40; the NICs keep their figure
+    two = parse_topology("nodes:2x8,gpu=h100,nics=8,nic=400Gb/s")
+    v = view(two, "simple", "nvls_tree")
+    nvl2 = [i for i, n in enumerate(two.link_names) if "nvswitch" in n]
+    other = [i for i in range(len(two.link_names)) if i not in set(nvl2)]
+    assert np.allclose(v.link_bw[nvl2], 320e9 * 14 / 9, rtol=1e-12)
+    assert np.allclose(v.link_bw[other], two.link_bw[other], rtol=1e-12)
 
 
 def test_protocol_view_scales_bandwidth_and_latency():
@@ -182,6 +206,9 @@ def test_nvls_reduce_scatter_and_all_gather_on_one_node_are_their_own_programs(c
     assert set(traffic(prog).sent.tolist()) == {sent}
     res, view, t = simulate_nccl(prog, topo)
     assert view.meta["nccl_view"]["nvls_port_speedup"] == pytest.approx(7 / 8 if coll == "reduce-scatter" else 1.0)
+    # the port at the NVLS graph's 8 x 40 GB/s: S (reduce-scatter) or 7/8 S (all-gather) out of a port
+    port = (1.0 if coll == "reduce-scatter" else 7 / 8) * (2 << 20)
+    assert res.makespan == pytest.approx(3.4e-6 + port / (8 * 40e9), rel=1e-9)
 
 
 def test_a_one_rank_cluster_tunes_and_simulates():
@@ -200,7 +227,7 @@ def test_nvls_tree_reaches_its_link_bound(nodes, lo):
     _, _, t = simulate_nccl(prog, topo)
     spec = cluster_of(topo)
     nic_alg = g * spec.nic_bw / (1 if nodes == 2 else 2)
-    nvl_alg = spec.gpu_nvlink_bw * g / (g + 1)
+    nvl_alg = 8 * 40e9 * g / (g + 1)  # the NVLS port bandwidth: NCCL's NVLS graph, 8 channels x 40 GB/s
     bound = 2 * (n - 1) / n * min(nic_alg, nvl_alg)
     busbw = 2 * (n - 1) / n * s / t
     assert lo * bound <= busbw <= bound

@@ -11,7 +11,9 @@ bytes, LL128: 15 of 16 elements, Simple: all; src/include/device.h) scales the l
 and its per-hop latency replaces the link's (tuning.cc ``hwLat``, Ring row: NVLink 0.6 / 1.9 /
 3.4 us, network 2.7 / 4.0 / 14 us for LL / LL128 / Simple, split over the links of a hop). The
 Ring row is used for every schedule: the Tree/Simple figures include a 256 KB chunk's time, which
-the engine models itself. NVLS runs Simple on its port-speed view (:mod:`.nvls`). The simulated
+the engine models itself. NVLS runs Simple on its port-speed view (:mod:`.nvls`): the NVSwitch
+ports at NCCL's NVLS graph bandwidth (nChannels x bwIntra, where below the link; [Note: the NVLS
+port bandwidth]) and the byte ratio of in-switch reduction; ring and tree keep the link's figure. The simulated
 time adds NCCL's base latency of the (algorithm, protocol) (``baseLat``: launch and
 synchronisation, which no op of the program stands for). Not modelled: per-channel bandwidth caps
 (``perChMax*``), LL's absolute cap, the thread count, the ring plateau.
@@ -29,7 +31,7 @@ from ..errors import UsageError
 from ..program import Program
 from ..topology import Topology
 from . import constants as K
-from .nvls import nvls, port_speedup
+from .nvls import nvls, port_bandwidth, port_speedup
 from .tuner import Choice, Tuning, log2i, parse_forced
 
 MAX_PIECES = 32  # pipeline chunks per tree channel (NVLSTree: per head), at most: keeps programs small
@@ -159,7 +161,12 @@ def view(topo: Topology, proto: str, algo: str = "ring", collective: str = "all-
     eff = K.PROTO_EFFICIENCY[p]
     nvl_lat = K.HW_LAT[K.HW_NVLINK][K.RING][p]
     net_lat = K.HW_LAT[K.HW_NET][K.RING][p]
-    speed = port_speedup(cluster_of(topo).gpus, collective) if algo.startswith("nvls") else 1.0
+    spec = cluster_of(topo)
+    nvls_on = algo.startswith("nvls")
+    # NVLS: the port's usable share (NCCL's NVLS graph, [Note: the NVLS port bandwidth]) x the byte ratio
+    share = port_bandwidth(spec) / spec.gpu_nvlink_bw if nvls_on else 1.0
+    ratio = port_speedup(spec.gpus, collective) if nvls_on else 1.0
+    speed = ratio * share
     d = topo.to_dict()
     links = []
     for u, v, bw, _ in d["links"]:
@@ -170,7 +177,7 @@ def view(topo: Topology, proto: str, algo: str = "ring", collective: str = "all-
             links.append([u, v, bw * eff, net_lat * 1e-6 / 4])
     d.update(links=links, name=f"{topo.name} [{algo}/{proto} view]",
              meta={**topo.meta, "nccl_view": {"proto": proto, "algo": algo, "efficiency": eff,
-                                               "nvls_port_speedup": speed}})
+                                               "nvls_port_speedup": ratio, "nvls_port_share": share}})
     return Topology.from_dict(d)
 
 

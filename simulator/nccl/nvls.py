@@ -15,6 +15,24 @@ Each GPU port then carries 2(G-1)/G x S each way in this program, where the swit
 (G+1)/G x S (S read or written once, plus the own shard once more). The simulator times NVLS on a
 view of the topology whose NVSwitch links are faster by that ratio, 2(G-1)/(G+1), so that each
 port's time is the port time of in-switch reduction: a stated transformation, not a fit.
+
+[Note: the NVLS port bandwidth]
+NVLS-pattern traffic on a GPU's NVSwitch port (NVLS all-reduce, NVLS reduce-scatter and
+all-gather on one node, the in-node stages of NVLSTree) is charged at
+min(link bandwidth, nChannels x bwIntra of NCCL's NVLS graph), not at the link's figure
+(:func:`port_bandwidth`). The graph is the one ``ncclTopoCompute`` (src/graph/search.cc) finds for
+``NCCL_TOPO_PATTERN_NVLS`` (:func:`simulator.nccl.search.search`): ``bwIntra`` is its per-channel
+speed, the entry of the speed table (``sm90SpeedArrayIntra``) at which the channels fit, and
+``ncclTopoSearchTryNvls`` places each channel by ``ncclTopoFollowPath`` with that speed on every
+GPU's NVS->GPU and GPU->NVS path (twice on the channel's head GPU). So nChannels x bwIntra is the
+bandwidth NCCL's search grants its NVLS channels on each GPU's NVLink, the channels that issue the
+``multimem`` loads and stores, and what ``ncclTopoTuneModel`` (src/graph/tuning.cc) counts as
+NVLS's bus bandwidth (``busBw = nChannels * bw``). On 1x8 H100: 8 channels x 40 GB/s = 320 GB/s
+against the link's 18 x 20.6 = 370.8 GB/s (the search: (8 + 1) x 40 = 360 <= 370.8 < 9 x 50, the
+head's second share included). It is a constant NCCL computes, not a fit; we take it as the
+port's usable bandwidth for NVLS, the reading of the graph the project chose (the search's own
+reservation, with the head's second share, would be (nChannels + 1) x bwIntra). Ring and tree keep
+the link's figure. The switch's reduction throughput is still not modelled.
 NVLSTree (``runNvlsTree``): the reduce-at-switch inside each node, then for every shard a double
 binary tree over the nodes between the GPUs that own it (one rail each: local GPU g on NIC
 ``rail(g)``; alternate pipeline pieces take the two complementary trees, so every NIC is an inner
@@ -26,10 +44,11 @@ NVLS channel c takes tree ``c % 2``; each head's NIC carries its shard's trees).
 Per head GPU (one per NIC, shard S/G) the double tree sends, summed over both trees, about 4 x
 S/(2G) = 2S/G through its NIC each way (inner vertex of one tree: 1 up + 2 down, leaf of the other:
 1 up; receives likewise), from 3 nodes on; on 2 nodes each tree is one edge: S/G each way. Each GPU
-port to the NVSwitch carries (G+1)/G x S each way (above). So the algorithm bandwidth is at most
-min(G x B_nic / 2, B_nvl x G/(G+1)) for M > 2 nodes: on H100 nodes with 8 NICs of 400 Gb/s,
-min(200, 330) GB/s, busbw = 2(N-1)/N x 200 = 397-400 GB/s, NIC-bound; on 2 nodes the NVLink
-bound, busbw 618. NCCL 2.20.3's model (tuning.cc: ``bwInter/2`` from 3 nodes on, x ``5/6``)
+port to the NVSwitch carries (G+1)/G x S each way (above) at the NVLS port bandwidth B_nvls
+(:func:`port_bandwidth`). So the algorithm bandwidth is at most min(G x B_nic / 2, B_nvls x
+G/(G+1)) for M > 2 nodes: on H100 nodes with 8 NICs of 400 Gb/s, min(200, 320 x 8/9 = 284.4)
+GB/s, busbw = 2(N-1)/N x 200 = 397-400 GB/s, NIC-bound; on 2 nodes min(400, 284.4), the NVLink
+bound, busbw 2 x 15/16 x 284.4 = 533.3. NCCL 2.20.3's model (tuning.cc: ``bwInter/2`` from 3 nodes on, x ``5/6``)
 predicts 80% of that NIC bound. The program reaches it only as far as its pipeline does: the
 first pieces fill 2 x depth tree hops; so the pieces are NCCL's chunks
 (:func:`simulator.nccl.model.pieces_of`), not a fixed few (with 8 the 128-node tree ran at 41% of
@@ -42,8 +61,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..builder import ProgramBuilder
+from ..cluster import NodeSpec
 from ..collectives.nccl_tree import _depths, dtree_parent, slot_buffers
 from ..program import Buffer, Init, OpKind, Phase, Program, split
+from .search import search
+
+
+def port_bandwidth(spec: NodeSpec) -> float:
+    """Bytes/s a GPU's NVSwitch port gives NVLS-pattern traffic: min(the GPU's NVLink bandwidth,
+    nChannels x bwIntra of NCCL's NVLS graph) (see [Note: the NVLS port bandwidth]); the link's
+    figure where there is no NVLS graph."""
+    link = spec.gpu_nvlink_bw
+    graph = search(spec, "nvls")
+    return link if graph is None else min(link, graph.nchannels * graph.bw_intra * 1e9)
 
 
 def port_speedup(gpus: int, collective: str = "all-reduce") -> float:
