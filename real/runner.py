@@ -163,7 +163,7 @@ def summarize(prog: Program, trace: Trace, path: str | None) -> dict[str, Any]:
     """What the CLI prints for one run (JSON-able)."""
     ran = trace.ran
     seconds = trace.makespan if ran.any() else float("nan")
-    size, coll, real = prog.buffers[0].nbytes, prog.meta.get("collective", ""), trace.meta["real"]
+    size, coll, real = prog.message_bytes, prog.meta.get("collective", ""), trace.meta["real"]
     ok = np.isfinite(seconds) and seconds > 0
     return {"collective": coll, "algo": prog.meta.get("algo"), "nranks": prog.nranks, "nbytes": size,
             "requested_nbytes": real.get("requested_nbytes"), "steps": prog.n_steps,

@@ -118,7 +118,8 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
     if method in ("auto", "sweep"):
         timing = sweep(ctx, max_link_rows, topo.link_bw)
         if timing is None and method == "sweep":
-            raise UsageError("the sweep is not exact for this program and topology (links are shared)")
+            raise UsageError("the sweep is not exact for this program and topology (flows share a link "
+                             "unevenly, or collectives on several lanes may overlap); use method 'auto' or 'events'")
     symmetric = False
     if timing is None and method == "auto" and ctx.n_lanes > 1:
         timing = symmetric_timing(ctx, topo)

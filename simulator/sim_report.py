@@ -72,7 +72,7 @@ def steps_report(prog: Program, limit: int, grid: bool, sim=None) -> tuple[list[
 
 
 def timing_summary(prog: Program, sim, topo) -> dict[str, Any]:
-    s = prog.buffers[0].nbytes if prog.buffers else 0
+    s = prog.message_bytes
     t = sim.makespan
     coll = prog.meta.get("collective", "")
     return {"topology": topo.name, "method": sim.info["method"], "gamma": sim.info["gamma"],
@@ -95,7 +95,7 @@ def link_words(meta: dict[str, Any] | None) -> str:
 
 def print_sim(prog: Program, limit: int, sim=None, topo=None, out=None) -> None:
     out = out or sys.stdout
-    n, S = prog.nranks, prog.buffers[0].nbytes if prog.buffers else 0
+    n, S = prog.nranks, prog.message_bytes
     grid = n <= GRID_MAX_RANKS
     steps, left = steps_report(prog, limit, grid, sim)
     w = out.write
@@ -103,13 +103,17 @@ def print_sim(prog: Program, limit: int, sim=None, topo=None, out=None) -> None:
       f"{int(prog.is_transfer.sum())} transfers\n")
     if grid:
         w("\ninitial provenance: the ranks whose input each segment s holds (* = changed by the step)\n")
+        if len(prog.buffers) > 1:
+            b0 = prog.buffers[0]
+            w(f"(grids show buffer '{b0.name}', {format_bytes(b0.nbytes)}, 1 of {len(prog.buffers)}: each channel "
+              f"has its own slice of the message; `rankscope replay` shows every buffer)\n")
         w("\n".join(_grid_lines(_grid(layout(prog, 0)), n, set())) + "\n")
     for st in steps:
         phase = f"  {st['phase']} {st['phase_step']}/{st['phase_steps']}" if st["phase"] else ""
         when = f"  [{format_seconds(st['t0'])} .. {format_seconds(st['t1'])}]" if "t0" in st else ""
         w(f"\nstep {st['step']}{phase}{when}\n")
         for t in st["transfers"]:
-            rng = f"[{t['offset']}..{t['offset'] + t['nbytes']})"
+            rng = (t["buffer"] if len(prog.buffers) > 1 else "") + f"[{t['offset']}..{t['offset'] + t['nbytes']})"
             w(f"  {t['src']:>4} -> {t['dst']:<4} chunk {t['chunk']:<4} {rng:<24} "
               f"{format_bytes(t['nbytes']):>8}  {t['kind']}\n")
         if grid:

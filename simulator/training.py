@@ -50,6 +50,11 @@ ready, as the single comm lane always had them. ``communicators="per-stream"`` g
 its own process group (e.g. FSDP2 with a custom all-gather on a second group): then an all-gather
 and a reduce-scatter run at once and share the links (processor sharing, [Note: sharing links
 between concurrent collectives] in simulator/engine_share.py).
+
+Length: this module is the strategies' template compiler, one op list written by one set of
+helpers for all four strategies (about 400 lines); the model shapes, memory timeline, rank
+speeds and NCCL timing live in their own modules, and splitting the strategies apart would repeat
+the buffer and stream bookkeeping they share.
 """
 
 from __future__ import annotations

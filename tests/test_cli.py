@@ -46,6 +46,20 @@ def test_sim_json_matches_text(capsys):
     assert doc["bytes"]["total"] == 20
 
 
+def test_nccl_sizes_count_the_whole_message_not_one_channel_buffer(capsys):
+    # NCCL's ring gives each channel its own buffer; algbw and busbw divide the message, 64 MiB
+    argv = ["sim", "all-reduce", "--algo", "nccl", "--size", "64MiB", "--topology", "nodes:1x8,gpu=h100",
+            "--nccl-algo", "ring", "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    t = doc["timing"]
+    assert t["algbw"] == pytest.approx(64 * 2**20 / t["seconds"], rel=1e-12)
+    assert t["busbw"] == pytest.approx(2 * 7 / 8 * t["algbw"], rel=1e-12)
+    assert main(argv[:-1] + ["--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "64MiB (67108864 bytes)" in out and "1 of " in out and "ring0[" in out
+
+
 def test_large_programs_are_cut_at_the_limit(capsys):
     assert main(["sim", "all-reduce", "-n", "64", "-s", "1MiB", "--limit", "100"]) == 0
     out = capsys.readouterr().out

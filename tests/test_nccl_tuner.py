@@ -114,6 +114,10 @@ def test_what_nccl_does_with_overrides():
     t = tuning(one, algo="nvls_tree")
     ch = t.choose("all-reduce", 1 << 20)
     assert ch.algo in ("ring", "tree") and "enables ring and tree again" in ch.notes[0]
+    assert "leaves nvls_tree enabled" in ch.notes[0]
+    # the note names what the set leaves, not a quote: '^ring,tree,nvls_tree' is not what NCCL_ALGO said
+    neg = tuning(two, algo="^ring,tree,nvls_tree").choose("all-reduce", 1 << 20)
+    assert "leaves collnet_chain, collnet_direct, nvls enabled" in neg.notes[0] and "'" not in neg.notes[0]
     assert ch.predicted == tuning(one, algo="ring,tree").choose("all-reduce", 1 << 20).predicted
     assert {k for k, v in ch.candidates.items() if v is not None} == {
         f"{a}/{p}" for a in ("ring", "tree") for p in ("ll", "ll128", "simple")}

@@ -228,7 +228,7 @@ class Replay:
         """
         if self._collective() is None or self.elapsed <= 0 or self.total_bytes <= 0:
             return None
-        size = float(self.program.meta.get("nbytes", self.program.buffers[0].nbytes))
+        size = float(self.program.message_bytes)
         return size * (self.moved / self.total_bytes) / self.elapsed
 
     def busbw(self) -> float | None:

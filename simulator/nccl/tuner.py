@@ -157,7 +157,8 @@ class Tuning:
             algo_on[K.NVLS] = 0
         if not any(algo_on[a] for a in (K.RING, K.TREE, K.NVLS, K.NVLS_TREE)):
             algo_on[K.RING] = algo_on[K.TREE] = 1
-            self.notes.append(f"NCCL_ALGO {','.join(sorted(algos or ()))!r} leaves no algorithm NCCL can run here "
+            left = ", ".join(sorted(algos or ())) or "nothing"
+            self.notes.append(f"NCCL_ALGO as given leaves {left} enabled, none of which NCCL can run here "
                               "(NVLSTree needs 2+ nodes, NVLS one node, CollNet a CollNet plugin), so NCCL "
                               "2.20.3 enables ring and tree again (tuning.cc, ncclTopoTuneModel)")
         ll128_default = s.compcap in (70, 80, 90)
