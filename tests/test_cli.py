@@ -55,6 +55,9 @@ def test_nccl_sizes_count_the_whole_message_not_one_channel_buffer(capsys):
     t = doc["timing"]
     assert t["algbw"] == pytest.approx(64 * 2**20 / t["seconds"], rel=1e-12)
     assert t["busbw"] == pytest.approx(2 * 7 / 8 * t["algbw"], rel=1e-12)
+    nccl = doc["nccl"]  # with NCCL's base latency, as the sweep and nccl-tests report
+    assert nccl["simulated"] > t["seconds"]
+    assert nccl["busbw"] == pytest.approx(2 * 7 / 8 * 64 * 2**20 / nccl["simulated"], rel=1e-12)
     assert main(argv[:-1] + ["--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "64MiB (67108864 bytes)" in out and "1 of " in out and "ring0[" in out

@@ -78,9 +78,14 @@ def cmd_sim_nccl(a: argparse.Namespace) -> int:
         from rankscope.simulator.trace import write_trace
 
         write_trace(a.out, sim.to_trace(prog, view, meta={"nccl": ch.to_dict(), "simulated_seconds": seconds}))
+    from rankscope.simulator.costs import algbw, busbw
+
+    # what nccl-tests would report: the schedule plus NCCL's base latency, over the whole message
+    rates = {"algbw": algbw(prog.message_bytes, seconds),
+             "busbw": busbw(ch.collective, prog.nranks, prog.message_bytes, seconds)}
     if a.json:
         doc = sim_json(prog, a.limit, sim, view)
-        doc["nccl"] = {**ch.to_dict(), "simulated": seconds}
+        doc["nccl"] = {**ch.to_dict(), "simulated": seconds, **rates}
         dump_json(doc)
         return 0
     print(f"NCCL {ch.to_dict()['nccl_version']} on {topo.name}: {ch.collective} of {ch.nbytes} B -> {ch.algo}/"
@@ -90,6 +95,8 @@ def cmd_sim_nccl(a: argparse.Namespace) -> int:
         _explain(ch)
     print()
     print_sim(prog, a.limit, sim, view)
+    print(f"with NCCL's base latency: {fs(seconds)}, algbw {rates['algbw'] / 1e9:.2f} GB/s, busbw "
+          f"{rates['busbw'] / 1e9:.2f} GB/s (as nccl-tests reports; `sweep --algos nccl` shows these)")
     if a.out:
         print(f"trace written to {a.out}")
     return 0
