@@ -69,9 +69,21 @@ def test_sweep_nccl_side_by_side(capsys):
 def test_sim_train_times_collectives_with_nccl(capsys):
     base = ["sim", "train", "--model", "params:1e9x4", "--ranks", "16", "--topology", H100x2.replace("2x4", "2x8"),
             "--json"]
-    assert main(base) == 0
+    assert main(base + ["--algo", "ring"]) == 0
     ring = json.loads(capsys.readouterr().out)["reports"]
     assert main(base + ["--algo", "nccl"]) == 0
     nccl = json.loads(capsys.readouterr().out)["reports"]
     assert nccl["step_time"] < ring["step_time"]  # 8 rails of 50 GB/s against one ring's slowest hop
+    # on a GPU-cluster topology NCCL's timing is the default; on the old presets the closed form
+    assert main(base) == 0
+    assert json.loads(capsys.readouterr().out)["reports"]["step_time"] == nccl["step_time"]
+    old = [a if a != H100x2.replace("2x4", "2x8") else "nodes:2x8" for a in base]
+    assert main(old) == 0
+    default_old = json.loads(capsys.readouterr().out)["reports"]["step_time"]
+    assert main(old + ["--algo", "ring"]) == 0
+    assert json.loads(capsys.readouterr().out)["reports"]["step_time"] == default_old
+    assert main(old + ["--algo", "nccl"]) == 0
+    assert json.loads(capsys.readouterr().out)["reports"]["step_time"] != default_old
+    assert main(base[:-1]) == 0
+    assert "collectives timed by NCCL 2.20.3's tuner" in capsys.readouterr().out
     assert main(["sim", "train", "--algo", "hd", "--ranks", "4"]) == 2

@@ -24,9 +24,11 @@ def add_collective_args(p: argparse.ArgumentParser, default: str | None = None) 
     else:
         p.add_argument("collective", nargs="?", default=default,
                        help=f"one of {', '.join(ALGORITHMS)} (default {default})")
-    p.add_argument("--algo", default="ring", help="ring (default), hd, ps, hier, nccl-ring, nccl-tree for "
+    p.add_argument("--algo", default=None, help="ring (default), hd, ps, hier, nccl-ring, nccl-tree for "
                    "all-reduce; ring or tree for broadcast; nccl: what NCCL 2.20.3's tuner picks on a GPU "
-                   "cluster --topology (also for the collectives of sim train)")
+                   "cluster --topology. For sim train, how its collectives are timed: nccl or ring (the "
+                   "closed form); default nccl on a GPU-cluster topology (nodes:MxG,gpu=..., or a TOML "
+                   "[cluster]), else ring")
     p.add_argument("--nccl-algo", help="with --algo nccl: allow only these NCCL algorithms, as NCCL_ALGO "
                    "(ring, tree, nvls, nvls_tree; ^x excludes)")
     p.add_argument("--nccl-proto", help="with --algo nccl: allow only these protocols, as NCCL_PROTO "
@@ -47,6 +49,8 @@ def program_from_args(a: argparse.Namespace) -> Program:
 
 
 def _check_nccl_flags(a: argparse.Namespace) -> None:
+    if a.algo is None and a.collective == "train":
+        return  # sim train picks its default from the topology, then checks (cmd_train)
     if a.algo != "nccl" and (a.nccl_algo or a.nccl_proto or a.explain):
         raise UsageError("--nccl-algo, --nccl-proto and --explain go with --algo nccl")
 
@@ -106,6 +110,8 @@ def cmd_sim(a: argparse.Namespace) -> int:
     from rankscope.simulator.engine import simulate
 
     resolve_ranks(a, 4)
+    if a.collective != "train":
+        a.algo = a.algo or "ring"
     _check_nccl_flags(a)
     if a.collective == "train":
         return cmd_train(a)

@@ -139,6 +139,10 @@ def cmd_train(a: argparse.Namespace) -> int:
             raise UsageError("--find-max-batch writes no trace: leave out --out")
         return _max_batches(a, strategies, device, topo, limit)
     reports = []
+    if a.algo is None:  # NCCL's timing where the topology names a GPU cluster, the closed form elsewhere
+        a.algo = "nccl" if "cluster" in topo.meta else "ring"
+        if a.algo != "nccl" and (a.nccl_algo or a.nccl_proto or a.explain):
+            raise UsageError("--nccl-algo, --nccl-proto and --explain go with --algo nccl")
     if a.algo not in ("ring", "nccl"):
         raise UsageError(f"sim train times its collectives with --algo ring (the closed form) or nccl, not {a.algo!r}")
     for strat in strategies:

@@ -22,6 +22,7 @@ def _demo_trace(a: argparse.Namespace):
     from rankscope.simulator.engine import simulate
 
     resolve_ranks(a, 8)
+    a.algo = a.algo or "ring"
     if a.algo == "nccl":
         from rankscope.simulator.errors import UsageError
 
