@@ -132,10 +132,15 @@ class Replay:
         self.counts = self.layout.counts(buf)
         self.changed = self._changed(self._changed_by)
 
-    def next_buffer(self) -> int:
-        """The data buffer after the shown one, wrapping (the shown one when there is no other)."""
-        later = [b for b in self.data_buffers if b > self.buffer]
-        return later[0] if later else (self.data_buffers[0] if self.data_buffers else self.buffer)
+    def next_buffer(self, by: int = 1) -> int:
+        """The data buffer ``by`` after the shown one (before, when negative), wrapping round; the
+        first data buffer from one that is not (the shown one when there is none)."""
+        bufs = self.data_buffers
+        if not bufs:
+            return self.buffer
+        if self.buffer not in bufs:
+            return bufs[0]
+        return bufs[(bufs.index(self.buffer) + by) % len(bufs)]
 
     @property
     def layout(self) -> Layout:

@@ -32,8 +32,8 @@ def collective(mode: str, buffers: int = 1, shown: str = "") -> Text:
     if buffers > 1:
         t.append(f"(zoom now: {mode}): a row per rank, a column per segment of the buffer shown. The "
                  f"program cuts its message into {buffers} buffers (NCCL: one per ring, tree channel or "
-                 f"NVLS head, each a slice of the message); now {shown}. b shows the next buffer; bytes "
-                 "moved, algbw and busbw are always the whole message's.\n")
+                 f"NVLS head, each a slice of the message); now {shown}. b shows the next buffer, B the "
+                 "previous; bytes moved, algbw and busbw are always the whole message's.\n")
     else:
         t.append(f"(zoom now: {mode}): a row per rank, a column per segment of buffer 0.\n")
     if mode == "sets":

@@ -1,7 +1,7 @@
 """The replay screen: one trace, one cursor, the collective view and (for training programs) the
-training view, switched with ``v``. ``b`` cycles the buffer the grid shows where the program cuts
-its message into several (NCCL's rings, tree channels, NVLS heads); with one buffer the key is
-hidden, from the footer and from the help.
+training view, switched with ``v``. ``b`` (``B`` back) cycles the buffer the grid shows where the
+program cuts its message into several (NCCL's rings, tree channels, NVLS heads); with one buffer
+the keys are hidden, from the footer and from the help.
 
 The screen owns the :class:`~tui.replay.Replay` and the selection (a grid cell, or an op picked
 from a list or found with ``/``); after every move it hands both down to the visible view.
@@ -34,7 +34,8 @@ class ReplayScreen(CursorScreen):
 
     BINDINGS = [
         Binding("z", "zoom", "zoom"),
-        Binding("b", "buffer", "next buffer"),
+        Binding("b", "buffer(1)", "next buffer"),
+        Binding("B", "buffer(-1)", "previous buffer", show=False),
         Binding("v", "view", "view"),
         Binding("o", "open_collective", "open collective"),
         Binding("a", "predict", "predict next", show=False),
@@ -197,15 +198,15 @@ class ReplayScreen(CursorScreen):
     def help_rows(self) -> list[tuple[str, str]]:
         rows = super().help_rows()
         if not self.has_buffers():
-            buffer = next(b.description for b in ReplayScreen.BINDINGS if b.action == "buffer")
-            rows = [row for row in rows if row[1] != buffer]
+            hidden = {b.description for b in ReplayScreen.BINDINGS if b.action.startswith("buffer")}
+            rows = [row for row in rows if row[1] not in hidden]
         return rows
 
-    def action_buffer(self) -> None:
-        """Show the next data buffer in the grid; the selected cell stays where the new buffer
-        has it, else moves to its last segment."""
+    def action_buffer(self, by: int) -> None:
+        """Show the data buffer ``by`` on in the grid; the selected cell stays where the new
+        buffer has it, else moves to its last segment."""
         r = self.replay
-        r.show_buffer(r.next_buffer())
+        r.show_buffer(r.next_buffer(by))
         self.cell = (self.cell[0], max(0, min(self.cell[1], r.nsegments - 1)))
         self.moved()
 

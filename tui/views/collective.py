@@ -121,7 +121,7 @@ class CollectiveView(Vertical):
         self.sets.follow(r)
         grid.state = GridState(r.counts, r.changed, self.sets.text)
         grid.cursor = cell
-        grid.border_title = text.grid_title(r)
+        grid.set_titles(*text.grid_titles(r))
         self.query_one("#status", Static).update(text.status(r), layout=False)
         sent, received = r.sent, r.received
         self.query_one("#ranks", VirtualTable).rows = Rows(

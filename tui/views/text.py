@@ -56,23 +56,26 @@ def status(r: Replay) -> Text:
     return t
 
 
-def buffer_words(r: Replay) -> str:
-    """``buffer 2 of 4: ring1, 16MiB of the message's 64MiB``: which slice of the message the
-    grid shows, for programs that cut it into several data buffers (NCCL's rings, tree channels,
-    NVLS heads); empty for one."""
+def buffer_words(r: Replay, short: bool = False) -> str:
+    """``buffer 2 of 4: ring1, 16MiB of the message's 64MiB`` (``short``: ``... 16MiB of 64MiB``):
+    which slice of the message the grid shows, for programs that cut it into several data
+    buffers (NCCL's rings, tree channels, NVLS heads); empty for one."""
     if len(r.data_buffers) < 2:
         return ""
     b = r.program.buffers[r.buffer]
     k = r.data_buffers.index(r.buffer) + 1 if r.buffer in r.data_buffers else "-"
-    return (f"buffer {k} of {len(r.data_buffers)}: {b.name}, {format_bytes(b.nbytes)} of the message's "
-            f"{format_bytes(r.message_bytes)}")
+    whole = f"of {format_bytes(r.message_bytes)}" if short else f"of the message's {format_bytes(r.message_bytes)}"
+    return f"buffer {k} of {len(r.data_buffers)}: {b.name}, {format_bytes(b.nbytes)} {whole}"
 
 
-def grid_title(r: Replay) -> str:
-    """The grid panel's title: the buffer whose segments it shows."""
+def grid_titles(r: Replay) -> tuple[str, ...]:
+    """The grid panel's titles, longest first (the panel shows the first that fits; the
+    selection panel has the long one whole): the buffer whose segments it shows."""
     if not r.program.buffers:
-        return "provenance"
-    return buffer_words(r) or f"provenance: ranks x segments of {r.program.buffers[r.buffer].name!r}"
+        return ("provenance",)
+    if len(r.data_buffers) > 1:
+        return buffer_words(r), buffer_words(r, short=True)
+    return (f"provenance: ranks x segments of {r.program.buffers[r.buffer].name!r}",)
 
 
 def _path(r: Replay, op: int) -> str:
