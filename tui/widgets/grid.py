@@ -1,4 +1,5 @@
-"""The provenance grid: ranks down, segments of buffer 0 across, drawn with the Line API.
+"""The provenance grid: ranks down, segments of one buffer across (buffer 0, or the one the
+replay shows: ``b`` cycles a program's data buffers), drawn with the Line API.
 
 Three zoom levels, picked to fit (``auto``) or by the user (``z`` cycles):
 - ``sets``: each cell spells its contribution set (``{0,2,3}``, ``all``), as the CLI prints it;
