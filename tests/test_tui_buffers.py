@@ -20,7 +20,9 @@ from rankscope.simulator.trace import Trace
 from rankscope.simulator.units import format_ranks
 from rankscope.tui.app import replay_app
 from rankscope.tui.replay import Replay
+from rankscope.tui.views.collective import CollectiveView
 from rankscope.tui.widgets.grid import ProvenanceGrid
+from rankscope.tui.widgets.table import VirtualTable
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 40)
@@ -87,6 +89,13 @@ async def test_b_cycles_the_buffer_and_the_grid_shows_its_cells():
         assert np.array_equal(grid.state.counts, layout(RING.program, k).counts(1))
         assert sorted(map(tuple, grid.state.changed.tolist())) == written(RING, r.step_ops(), 1)
         assert "of 'ring1'" in detail(app) and "buffer 2 of 2" in detail(app)
+        # the step's transfers into ring1 first, the others after them, dim
+        table, p = screen.query_one("#transfers", VirtualTable), RING.program
+        shown = screen.query_one(CollectiveView).transfers_shown
+        into = p.chunk_buf[p.arg[shown]]
+        assert sorted(shown.tolist()) == r.transfers().tolist() and into.tolist() == [1] * 4 + [0] * 4
+        assert [table.rows.style(i) for i in range(8)] == [""] * 4 + ["dim"] * 4
+        assert table.rows.cells(0)[0] == str(shown[0]) and table.border_subtitle == "4 into ring1, the rest dim"
         await pilot.press("b")  # wraps round
         assert r.buffer == 0 and grid_rows(grid) == sets(RING, k, 0)
         await pilot.press("B")
@@ -153,6 +162,8 @@ async def test_one_buffer_programs_have_no_buffer_key():
         await pilot.press("b", "B")
         assert screen.replay.buffer == 0
         assert (rendered(grid), grid.border_title, detail(app), status(app)) == before
+        table = screen.query_one("#transfers", VirtualTable)
+        assert table.rows.cells(0)[0] == "4" and not table.border_subtitle  # in op order, as before
         assert screen.check_action("buffer", (1,)) is False  # hidden, not greyed out
         await pilot.pause()
         assert "z" in footer_keys(app)  # the footer is drawn

@@ -140,8 +140,16 @@ class CollectiveView(Vertical):
         self.query_one("#detail", Static).update(detail, layout=False)
 
     def _transfers(self, r: Replay, op: int | None) -> None:
+        """The step's transfers; with several buffers, those into the one shown first, the rest
+        after them, dim."""
         p, tr, t0 = r.program, r.trace, r.t0
-        ops = self.transfers_shown = r.transfers()
+        ops = r.transfers()
+        several = len(r.data_buffers) > 1
+        if several:
+            mine = p.chunk_buf[p.arg[ops]] == r.buffer
+            order = np.argsort(~mine, kind="stable")
+            ops, mine = ops[order], mine[order]
+        self.transfers_shown = ops
 
         def cells(i: int) -> tuple[str, ...]:
             o = int(ops[i])
@@ -152,7 +160,12 @@ class CollectiveView(Vertical):
                     format_seconds(tr.start[o] - t0), format_seconds(tr.end[o] - tr.start[o]))
 
         table = self.query_one("#transfers", VirtualTable)
-        table.rows = Rows(len(ops), cells, lambda i: "bold" if ops[i] == op else "")
+        if several:
+            table.rows = Rows(len(ops), cells, lambda i: "bold" if ops[i] == op else "" if mine[i] else "dim")
+            name = p.buffers[r.buffer].name
+            table.border_subtitle = f"{int(mine.sum())} into {name}, the rest dim" if ops.size else ""
+        else:
+            table.rows = Rows(len(ops), cells, lambda i: "bold" if ops[i] == op else "")
         table.border_title = f"transfers of step {r.step}" if r.step >= 0 else "transfers"
         hit = np.flatnonzero(ops == op) if op is not None else np.zeros(0)
         if hit.size:
