@@ -148,6 +148,10 @@ async def test_the_keys_are_shown_and_explained_for_several_buffers():
         assert ("b", "next buffer") in rows and ("B", "previous buffer") in rows
         words = app.screen.explain().plain
         assert "2 buffers" in words and "buffer 1 of 2: ring0" in words and "b shows the next buffer" in words
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        await commands["Next buffer"].callback()
+        await pilot.pause()
+        assert app.screen.replay.buffer == 1
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "HelpScreen"
 
@@ -169,6 +173,8 @@ async def test_one_buffer_programs_have_no_buffer_key():
         assert "z" in footer_keys(app)  # the footer is drawn
         assert "b" not in footer_keys(app) and "B" not in footer_keys(app)
         assert not any(what in ("next buffer", "previous buffer") for _, what in screen.help_rows())
+        palette = {c.title for c in app.get_system_commands(screen)}
+        assert "Zoom" in palette and "Next buffer" not in palette
         assert "buffer 0" in screen.explain().plain and "b shows" not in screen.explain().plain
 
 

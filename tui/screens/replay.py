@@ -195,12 +195,11 @@ class ReplayScreen(CursorScreen):
         """Whether ``b`` has another buffer to show."""
         return len(self.replay.data_buffers) > 1
 
-    def help_rows(self) -> list[tuple[str, str]]:
-        rows = super().help_rows()
-        if not self.has_buffers():
-            hidden = {b.description for b in ReplayScreen.BINDINGS if b.action.startswith("buffer")}
-            rows = [row for row in rows if row[1] not in hidden]
-        return rows
+    def key_bindings(self) -> list[Binding]:
+        """Without another buffer to show, the buffer keys are left out of the help and the
+        command palette, as they are hidden from the footer."""
+        keys = super().key_bindings()
+        return keys if self.has_buffers() else [b for b in keys if not b.action.startswith("buffer")]
 
     def action_buffer(self, by: int) -> None:
         """Show the data buffer ``by`` on in the grid; the selected cell stays where the new

@@ -99,10 +99,9 @@ class SideBySideScreen(CursorScreen):
             return self.has_buffers()
         return super().check_action(action, parameters)
 
-    def help_rows(self) -> list[tuple[str, str]]:
-        rows = super().help_rows()
-        hidden = {b.description for b in self.BINDINGS} if not self.has_buffers() else set()
-        return [row for row in rows if row[1] not in hidden]
+    def key_bindings(self) -> list[Binding]:
+        keys = super().key_bindings()
+        return keys if self.has_buffers() else [b for b in keys if not b.action.startswith("buffer")]
 
     def action_buffer(self, by: int) -> None:
         for r in self.sides:
