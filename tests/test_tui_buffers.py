@@ -154,6 +154,8 @@ async def test_the_keys_are_shown_and_explained_for_several_buffers():
         assert app.screen.replay.buffer == 1
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "HelpScreen"
+        terms = str(app.screen.query_one("#glossary").content)
+        assert "segment s: a byte range of the buffer the grid shows" in terms and "buffer 0" not in terms
 
 
 async def test_one_buffer_programs_have_no_buffer_key():
@@ -176,6 +178,8 @@ async def test_one_buffer_programs_have_no_buffer_key():
         palette = {c.title for c in app.get_system_commands(screen)}
         assert "Zoom" in palette and "Next buffer" not in palette
         assert "buffer 0" in screen.explain().plain and "b shows" not in screen.explain().plain
+        await pilot.press("question_mark")
+        assert "segment s: a byte range of buffer 0" in str(app.screen.query_one("#glossary").content)
 
 
 async def test_two_traces_side_by_side_cycle_their_buffers():

@@ -26,7 +26,7 @@ from ..widgets.footer import StepFooter
 from ..widgets.grid import ZOOMS, ProvenanceGrid
 from ..widgets.table import VirtualTable
 from .cursor import CursorScreen
-from .modals import PromptScreen
+from .modals import HelpScreen, PromptScreen
 
 
 class ReplayScreen(CursorScreen):
@@ -194,6 +194,12 @@ class ReplayScreen(CursorScreen):
     def has_buffers(self) -> bool:
         """Whether ``b`` has another buffer to show."""
         return len(self.replay.data_buffers) > 1
+
+    def glossary(self) -> str | None:
+        """With several buffers a segment is one of the buffer shown, not of buffer 0."""
+        if not self.has_buffers():
+            return None
+        return HelpScreen.GLOSSARY.replace("a byte range of buffer 0", "a byte range of the buffer the grid shows")
 
     def key_bindings(self) -> list[Binding]:
         """Without another buffer to show, the buffer keys are left out of the help and the
