@@ -3,12 +3,18 @@ how fast each lesson opens and steps.
 
     python benchmarks/tui_speed.py [--ranks 1024] [--size 256MiB] [--steps 50]
     python benchmarks/tui_speed.py --lessons [--steps 20]
+    python benchmarks/tui_speed.py --nccl nodes:2x8,gpu=h100 [--nccl-algo tree] [--size 64MiB]
 
 ``--lessons``: for every lesson of ``rankscope learn``, from building it (its pages' programs,
 simulated) to its first screen drawn (target <= 2 s), then ``--steps`` steps to the right with the
 narration and the network picture or the lanes redrawn (target p50 <= 50 ms key->frame); a
 question in the way is answered without the screen first. The gloo measurements the CLI makes for
 two lessons are not part of it (their pages open without them).
+
+``--nccl TOPOLOGY``: NCCL's all-reduce of ``--size`` on that GPU cluster (``--nccl-algo`` restricts
+the choice as ``rankscope sim --nccl-algo`` does) instead of the ring; its program has a buffer
+per ring, tree channel slot or NVLS head, and after the steps below ``b`` (the next buffer in the
+grid) is timed the same way.
 
 Builds ``build("all-reduce", "ring", N, S)``, simulates it on ``switch:N``, writes the trace to a
 temp file; then, as ``rankscope replay`` would, reads it and opens it in the app under
@@ -100,6 +106,8 @@ async def drive(path: str, steps: int) -> None:
         t_open = time.perf_counter() - t0
         print(f"open: {t_open:.2f} s (read_trace {t_read:.2f} s)   target <= 2 s")
         report("step right", await presses(app, pilot, "right", steps))
+        if len(app.screen.replay.data_buffers) > 1:
+            report("buffer (b)", await presses(app, pilot, "b", steps // 2))
         report("step left", await presses(app, pilot, "left", steps // 2))
         t = time.perf_counter()
         await pilot.press("end")
@@ -156,20 +164,32 @@ def main() -> None:
     ap.add_argument("--size", default="256MiB")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--lessons", action="store_true", help="time every lesson instead")
+    ap.add_argument("--nccl", metavar="TOPOLOGY", help="NCCL's all-reduce on this GPU cluster instead of the ring")
+    ap.add_argument("--nccl-algo", help="with --nccl: the algorithms NCCL may pick, as NCCL_ALGO")
     a = ap.parse_args()
     if a.lessons:
         asyncio.run(lessons(min(a.steps, 20)))
         return
     n = a.ranks
     t = time.perf_counter()
-    prog = build("all-reduce", "ring", n, parse_size(a.size))
-    topo = parse_topology(f"switch:{n}")
-    trace = simulate(prog, topo).to_trace(prog, topo)
+    if a.nccl:
+        from rankscope.simulator.nccl import nccl_collective, simulate_nccl
+
+        topo = parse_topology(a.nccl)
+        prog, ch = nccl_collective("all-reduce", topo, parse_size(a.size), algo=a.nccl_algo)
+        sim, view, _ = simulate_nccl(prog, topo)
+        trace, n = sim.to_trace(prog, view), prog.nranks
+        what = f"NCCL {ch.algo}/{ch.proto} all-reduce on {a.nccl} ({len(prog.buffers)} buffers, {prog.n_ops} ops)"
+    else:
+        prog = build("all-reduce", "ring", n, parse_size(a.size))
+        topo = parse_topology(f"switch:{n}")
+        trace = simulate(prog, topo).to_trace(prog, topo)
+        what = f"ring all-reduce, {n} ranks"
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, f"ring_allreduce_{n}.trace")
+        path = os.path.join(tmp, f"allreduce_{n}.trace")
         write_trace(path, trace)
         del trace, prog
-        print(f"ring all-reduce, {n} ranks, {a.size}: built, simulated and written in "
+        print(f"{what}, {a.size}: built, simulated and written in "
               f"{time.perf_counter() - t:.1f} s ({os.path.getsize(path) / 1e6:.0f} MB)")
         asyncio.run(drive(path, a.steps))
         cursor_only(path, a.steps)

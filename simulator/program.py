@@ -200,13 +200,14 @@ class Program:
     @property
     def message_bytes(self) -> int:
         """The collective's message size S (what algbw and busbw divide): ``meta["nbytes"]`` where
-        the builder recorded it, else the bytes of the data buffers alive at the start. NCCL's
+        the builder recorded it, else the bytes of the data buffers (alive at the start, category
+        ``data``). NCCL's
         programs give each ring / tree channel / NVLS head a buffer of its own, a slice of the
         message, so no single buffer is S."""
         given = self.meta.get("nbytes")
         if isinstance(given, (int, np.integer)) and not isinstance(given, bool) and given >= 0:
             return int(given)
-        return int(sum(b.nbytes for b in self.buffers if b.alive))
+        return int(sum(b.nbytes for b in self.buffers if b.alive and b.category == "data"))
 
     @property
     def is_transfer(self) -> np.ndarray:

@@ -106,7 +106,7 @@ def print_sim(prog: Program, limit: int, sim=None, topo=None, out=None) -> None:
         if len(prog.buffers) > 1:
             b0 = prog.buffers[0]
             w(f"(grids show buffer '{b0.name}', {format_bytes(b0.nbytes)}, 1 of {len(prog.buffers)}: each channel "
-              f"has its own slice of the message; `rankscope replay` shows every buffer)\n")
+              f"has its own slice of the message; in `rankscope replay`, b shows the next buffer)\n")
         w("\n".join(_grid_lines(_grid(layout(prog, 0)), n, set())) + "\n")
     for st in steps:
         phase = f"  {st['phase']} {st['phase_step']}/{st['phase_steps']}" if st["phase"] else ""

@@ -22,6 +22,17 @@ def ring4_trace(size: int = 64 * MiB) -> Trace:
     return simulate(prog, topo).to_trace(prog, topo)
 
 
+def nccl_trace(spec: str = "nodes:1x4,gpu=h100", algo: str = "ring", size: int = MiB) -> Trace:
+    """NCCL's all-reduce as ``rankscope sim --algo nccl --nccl-algo ALGO`` writes it: a buffer per
+    distinct ring (2 on 1x4 H100, each half of the message) or per tree channel's slot."""
+    from rankscope.simulator.nccl import nccl_collective, simulate_nccl
+
+    topo = parse_topology(spec)
+    prog, ch = nccl_collective("all-reduce", topo, size, algo=algo)
+    sim, view, seconds = simulate_nccl(prog, topo)
+    return sim.to_trace(prog, view, meta={"nccl": ch.to_dict(), "simulated_seconds": seconds})
+
+
 def training_program(n: int = 2, layers: int = 2):
     """One FSDP-like step on ``n`` ranks: all-gather the parameters, forward and backward per
     layer (activations allocated in forward, freed in backward), reduce-scatter the gradients,

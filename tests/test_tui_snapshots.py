@@ -2,7 +2,7 @@
 deliberate change with ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the
 SVGs (tests/__snapshots__/test_tui_snapshots/) before committing them."""
 
-from test_tui_data import measured_copy, ring4_trace, training_trace
+from test_tui_data import measured_copy, nccl_trace, ring4_trace, training_trace
 
 from rankscope.tui.app import replay_app
 
@@ -23,6 +23,12 @@ def test_collective_middle_step(snap_compare):
 
 def test_collective_last_step(snap_compare):
     assert snap_compare(ring4(), press=["end"], terminal_size=SIZE)
+
+
+def test_collective_nccl_second_buffer(snap_compare):
+    """NCCL's ring on 1x4 H100 cuts the message into a buffer per ring: `b` shows the second."""
+    app = replay_app([nccl_trace()], ["nccl_ring.trace"])
+    assert snap_compare(app, press=["right", "right", "b"], terminal_size=SIZE)
 
 
 def test_training_view(snap_compare):

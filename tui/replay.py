@@ -26,8 +26,17 @@ directions). A time position whose finished set is not a prefix of op ids gets i
 built from the set: O(ops), and rare (ops finishing out of id order).
 
 [Note: changed cells]
-The cells a step *changed* are the buffer-0 cells its finished transfers (and allocs/frees)
-wrote: a copy that lands the set a cell already held still counts, since the step touched it.
+The cells a step *changed* are the cells of the shown buffer that its finished transfers (and
+allocs/frees) wrote: a copy that lands the set a cell already held still counts, since the step
+touched it.
+
+[Note: the shown buffer]
+``counts`` and ``changed`` are of one buffer, ``buffer`` (0 unless :meth:`show_buffer` picks
+another): what the grid shows. NCCL's programs cut the message into one buffer per ring, tree
+channel or NVLS head (``Program.buffers``, ``chunk_buf``); :attr:`data_buffers` are those slices
+(the buffers that exist before the first op, category ``data``), :attr:`message_bytes` the whole
+message. Showing another buffer recounts that buffer alone (one popcount over its cells); the
+layout itself always holds every buffer, so nothing is replayed.
 
 Why this module passes 400 lines: the cursor and the state it derives at the cursor (layout,
 counters, link loads, memory) are one object that tests drive without a screen; splitting the
@@ -58,7 +67,8 @@ class _Undo:
     b: int
     cells: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (buffer, ranks, segs, old bits)
     alive: np.ndarray   # the alive table before (N x buffers bools: cheap to keep whole)
-    counts: np.ndarray  # contribution counts of the buffer-0 cells before
+    counts: np.ndarray  # contribution counts of the shown buffer's cells before
+    shown: int          # the buffer ``counts`` are of
 
 
 class Replay:
@@ -76,6 +86,8 @@ class Replay:
         self._nseg = [b.size - 1 for b in self._lay.bounds]
         self._bytes = p.op_bytes.astype(np.float64)
         self.total_bytes = float(self._bytes.sum())
+        self.buffer = 0  # the buffer counts and changed are of (see [Note: the shown buffer])
+        self.data_buffers = tuple(i for i, b in enumerate(p.buffers) if b.alive and b.category == "data")
         self.counts = self._lay.counts(0) if p.buffers else np.zeros((p.nranks, 0), np.int64)
         self.sent = np.zeros(p.nranks)
         self.received = np.zeros(p.nranks)
@@ -85,6 +97,7 @@ class Replay:
         self.t_end = float(np.max(trace.end[ran])) if ran.any() else 0.0
         self.mode, self.step, self.time = "step", -1, self.t0
         self.changed = np.zeros((0, 2), np.int64)
+        self._changed_by = np.zeros(0, np.int64)  # the ops ``changed`` is of
         self._every = max(1, int(np.ceil(np.sqrt(self.n_steps))))
         self._owner: np.ndarray | None = None
         self._latest: np.ndarray | None = None
@@ -98,6 +111,33 @@ class Replay:
     @property
     def nsegments(self) -> int:
         return self.counts.shape[1]
+
+    @property
+    def message_bytes(self) -> int:
+        """The whole message's bytes (:attr:`Program.message_bytes`: ``meta["nbytes"]``, else the
+        sum of the data buffers, every slice of the message; see [Note: the shown buffer])."""
+        return self.program.message_bytes
+
+    def show_buffer(self, buf: int) -> None:
+        """Make ``counts`` and ``changed`` those of buffer ``buf`` (see [Note: the shown buffer])."""
+        buf = int(buf)
+        if not 0 <= buf < len(self.program.buffers):
+            raise RankscopeError(f"no buffer {buf}: this program has buffers 0..{len(self.program.buffers) - 1}")
+        if buf == self.buffer:
+            return
+        self.buffer = buf
+        self.counts = self.layout.counts(buf)
+        self.changed = self._changed(self._changed_by)
+
+    def next_buffer(self, by: int = 1) -> int:
+        """The data buffer ``by`` after the shown one (before, when negative), wrapping round; the
+        first data buffer from one that is not (the shown one when there is none)."""
+        bufs = self.data_buffers
+        if not bufs:
+            return self.buffer
+        if self.buffer not in bufs:
+            return bufs[0]
+        return bufs[(bufs.index(self.buffer) + by) % len(bufs)]
 
     @property
     def layout(self) -> Layout:
@@ -116,7 +156,8 @@ class Replay:
         k = int(self.bounds[s + 1])
         self._goto(k)
         self.mode, self.step, self.time = "step", s, self._finish_time(k)
-        self.changed = self._changed(self.step_ops())
+        self._changed_by = self.step_ops()
+        self.changed = self._changed(self._changed_by)
 
     def seek_time(self, t: float) -> None:
         """Go to time ``t`` (seconds on the trace's clock): the ops with end <= t finished."""
@@ -127,7 +168,7 @@ class Replay:
         if done[k:].any():
             lay = layout(self.program, done)
             self._detached = (lay, done)
-            self.counts = lay.counts(0) if self.program.buffers else self.counts
+            self.counts = lay.counts(self.buffer) if self.program.buffers else self.counts
             self.sent, self.received = self._traffic(np.flatnonzero(done))
             k = int(np.flatnonzero(done)[-1]) + 1
         else:
@@ -135,7 +176,8 @@ class Replay:
         self.mode, self.time = "time", float(t)
         self.step = int(self.program.step[k - 1]) if k else -1
         ops = self.step_ops()
-        self.changed = self._changed(ops[done[ops]])
+        self._changed_by = ops[done[ops]]
+        self.changed = self._changed(self._changed_by)
 
     def seek_op(self, op: int) -> None:
         """Go to the end of op ``op``'s step (see [Note: positions])."""
@@ -228,8 +270,7 @@ class Replay:
         """
         if self._collective() is None or self.elapsed <= 0 or self.total_bytes <= 0:
             return None
-        size = float(self.program.message_bytes)
-        return size * (self.moved / self.total_bytes) / self.elapsed
+        return self.message_bytes * (self.moved / self.total_bytes) / self.elapsed
 
     def busbw(self) -> float | None:
         """Bus bandwidth so far: algbw x the collective's nccl-tests factor."""
@@ -250,10 +291,10 @@ class Replay:
         return self._links.usage(t0, t1)
 
     # -- who wrote what, who runs next ----------------------------------------------------------
-    def last_writer(self, rank: int, seg: int) -> int | None:
-        """The finished transfer that last wrote segment ``seg`` of buffer 0 on ``rank``."""
+    def last_writer(self, rank: int, seg: int, buf: int = 0) -> int | None:
+        """The finished transfer that last wrote segment ``seg`` of buffer ``buf`` on ``rank``."""
         p = self.program
-        cover = (p.chunk_buf == 0) & (self._seg_lo <= seg) & (seg < self._seg_hi)
+        cover = (p.chunk_buf == buf) & (self._seg_lo <= seg) & (seg < self._seg_hi)
         if self._detached:
             ids = np.flatnonzero((p.peer == rank) & self._detached[1])
         else:
@@ -331,10 +372,10 @@ class Replay:
         return out
 
     def _changed(self, ops: np.ndarray) -> np.ndarray:
-        """(K, 2) buffer-0 cells ``ops`` write, as (rank, segment) (see [Note: changed cells])."""
+        """(K, 2) cells of the shown buffer ``ops`` write, as (rank, segment) (see [Note: changed cells])."""
         nseg = max(self.nsegments, 1)
         for b, rows, segs in self._writes(ops):
-            if b == 0:
+            if b == self.buffer:
                 key = np.unique(rows * nseg + segs)
                 return np.stack([key // nseg, key % nseg], axis=1)
         return np.zeros((0, 2), np.int64)
@@ -365,7 +406,7 @@ class Replay:
         """
         if self._detached:
             self._detached = None
-            self.counts = self._lay.counts(0) if self.program.buffers else self.counts
+            self.counts = self._lay.counts(self.buffer) if self.program.buffers else self.counts
             self.sent, self.received = self._traffic(np.arange(self._lay.applied))
         while self._journal and self._journal[-1].b > k:
             self._undo()
@@ -379,25 +420,26 @@ class Replay:
     def _advance(self, a: int, b: int) -> None:
         lay, ops = self._lay, np.arange(a, b)
         cells = [(bf, rows, segs, lay.bits[bf][rows, segs]) for bf, rows, segs in self._writes(ops)]
-        none = np.zeros(0, np.int64)
-        rows0, segs0 = next(((r, s) for bf, r, s, _ in cells if bf == 0), (none, none))
+        none, shown = np.zeros(0, np.int64), self.buffer
+        rows0, segs0 = next(((r, s) for bf, r, s, _ in cells if bf == shown), (none, none))
         old_counts = self.counts[rows0, segs0]
         alive = lay.alive.copy()
         lay.advance_to(b)
         if rows0.size:
-            self.counts[rows0, segs0] = np.bitwise_count(lay.bits[0][rows0, segs0]).sum(
+            self.counts[rows0, segs0] = np.bitwise_count(lay.bits[shown][rows0, segs0]).sum(
                 axis=-1, dtype=np.int64)
         sent, received = self._traffic(ops)
         self.sent += sent
         self.received += received
-        self._journal.append(_Undo(a, b, cells, alive, old_counts))
+        self._journal.append(_Undo(a, b, cells, alive, old_counts, shown))
 
     def _undo(self) -> None:
         u, lay = self._journal.pop(), self._lay
         for bf, rows, segs, old in u.cells:
             lay.bits[bf][rows, segs] = old
-            if bf == 0:
-                self.counts[rows, segs] = u.counts
+            if bf == self.buffer:  # counted before the advance, unless another buffer was shown then
+                self.counts[rows, segs] = u.counts if u.shown == bf else np.bitwise_count(old).sum(
+                    axis=-1, dtype=np.int64)
         lay.alive[:] = u.alive
         lay.applied = u.a
         sent, received = self._traffic(np.arange(u.a, u.b))

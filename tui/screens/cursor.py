@@ -208,5 +208,9 @@ class CursorScreen(Screen):
 
         return Text()
 
+    def glossary(self) -> str | None:
+        """The help's terms, where this screen words them otherwise (None: the help's own)."""
+        return None
+
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.help_rows(), "rankscope: this screen", self.explain()))
+        self.app.push_screen(HelpScreen(self.help_rows(), "rankscope: this screen", self.explain(), self.glossary()))

@@ -24,10 +24,18 @@ def swatch(t: Text, colour: str, name: str, what: str = "") -> None:
     t.append(f" {what}\n" if what else "  ")
 
 
-def collective(mode: str) -> Text:
+def collective(mode: str, buffers: int = 1, shown: str = "") -> Text:
+    """The collective view's words; ``buffers`` data buffers in the program, ``shown`` the
+    grid's title for the one shown (:func:`tui.views.text.buffer_words`) where there are several."""
     t = Text()
     t.append("provenance grid ", style="bold underline")
-    t.append(f"(zoom now: {mode}): a row per rank, a column per segment of buffer 0.\n")
+    if buffers > 1:
+        t.append(f"(zoom now: {mode}): a row per rank, a column per segment of the buffer shown. The "
+                 f"program cuts its message into {buffers} buffers (NCCL: one per ring, tree channel or "
+                 f"NVLS head, each a slice of the message); now {shown}. b shows the next buffer, B the "
+                 "previous; bytes moved, algbw and busbw are always the whole message's.\n")
+    else:
+        t.append(f"(zoom now: {mode}): a row per rank, a column per segment of buffer 0.\n")
     if mode == "sets":
         t.append("a cell is the set of ranks whose input that segment holds: {0,2} or 1-3 or all.\n")
     elif mode == "bars":

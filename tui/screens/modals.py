@@ -60,9 +60,10 @@ class HelpScreen(ModalScreen[None]):
         "algbw = S x (share of bytes moved) / time; busbw = algbw x nccl-tests factor.\n"
         "step k: every op of steps 0..k has finished; time t: every op that ended by t.")
 
-    def __init__(self, rows: list[tuple[str, str]], title: str, explain=None) -> None:
+    def __init__(self, rows: list[tuple[str, str]], title: str, explain=None, glossary: str | None = None) -> None:
         super().__init__()
         self.rows, self.title_text, self.explain = rows, title, explain
+        self.glossary = self.GLOSSARY if glossary is None else glossary
 
     def compose(self) -> ComposeResult:
         from .explain import DEFAULTS
@@ -78,7 +79,7 @@ class HelpScreen(ModalScreen[None]):
             if self.explain:
                 yield Static(self.explain, id="explain")
             yield Static(table)
-            yield Static("\n" + self.GLOSSARY + "\n" + DEFAULTS, id="glossary")
+            yield Static("\n" + self.glossary + "\n" + DEFAULTS, id="glossary")
 
     def action_close(self) -> None:
         self.dismiss(None)

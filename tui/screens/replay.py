@@ -1,5 +1,7 @@
 """The replay screen: one trace, one cursor, the collective view and (for training programs) the
-training view, switched with ``v``.
+training view, switched with ``v``. ``b`` (``B`` back) cycles the buffer the grid shows where the
+program cuts its message into several (NCCL's rings, tree channels, NVLS heads); with one buffer
+the keys are hidden, from the footer and from the help.
 
 The screen owns the :class:`~tui.replay.Replay` and the selection (a grid cell, or an op picked
 from a list or found with ``/``); after every move it hands both down to the visible view.
@@ -24,7 +26,7 @@ from ..widgets.footer import StepFooter
 from ..widgets.grid import ZOOMS, ProvenanceGrid
 from ..widgets.table import VirtualTable
 from .cursor import CursorScreen
-from .modals import PromptScreen
+from .modals import HelpScreen, PromptScreen
 
 
 class ReplayScreen(CursorScreen):
@@ -32,6 +34,8 @@ class ReplayScreen(CursorScreen):
 
     BINDINGS = [
         Binding("z", "zoom", "zoom"),
+        Binding("b", "buffer(1)", "next buffer"),
+        Binding("B", "buffer(-1)", "previous buffer", show=False),
         Binding("v", "view", "view"),
         Binding("o", "open_collective", "open collective"),
         Binding("a", "predict", "predict next", show=False),
@@ -123,6 +127,9 @@ class ReplayScreen(CursorScreen):
     def action_predict(self) -> None:
         """Ask about the next step before applying it; check the answer against the state after it."""
         q = next_question(self.replay)
+        if q is not None and self.replay.buffer != 0:  # the questions are about buffer 0's cells
+            self.replay.show_buffer(0)
+            self.moved()
         if q is None:
             self.notify("nothing to predict about the next step", severity="warning")
             return
@@ -164,7 +171,10 @@ class ReplayScreen(CursorScreen):
 
         if self.view == "training":
             return explain.training(self.query_one(TrainingView).fsdp)
-        return explain.collective(self.query_one(ProvenanceGrid).mode)
+        from ..views.text import buffer_words
+
+        r = self.replay
+        return explain.collective(self.query_one(ProvenanceGrid).mode, len(r.data_buffers), buffer_words(r))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "predict":
@@ -175,7 +185,35 @@ class ReplayScreen(CursorScreen):
             return True if self.view == "training" and self.collective_here() is not None else None
         if action == "view":
             return True if self.training else None
+        if action == "buffer":  # hidden for one buffer; disabled in the training view
+            if not self.has_buffers():
+                return False
+            return True if self.view == "collective" else None
         return super().check_action(action, parameters)
+
+    def has_buffers(self) -> bool:
+        """Whether ``b`` has another buffer to show."""
+        return len(self.replay.data_buffers) > 1
+
+    def glossary(self) -> str | None:
+        """With several buffers a segment is one of the buffer shown, not of buffer 0."""
+        if not self.has_buffers():
+            return None
+        return HelpScreen.GLOSSARY.replace("a byte range of buffer 0", "a byte range of the buffer the grid shows")
+
+    def key_bindings(self) -> list[Binding]:
+        """Without another buffer to show, the buffer keys are left out of the help and the
+        command palette, as they are hidden from the footer."""
+        keys = super().key_bindings()
+        return keys if self.has_buffers() else [b for b in keys if not b.action.startswith("buffer")]
+
+    def action_buffer(self, by: int) -> None:
+        """Show the data buffer ``by`` on in the grid; the selected cell stays where the new
+        buffer has it, else moves to its last segment."""
+        r = self.replay
+        r.show_buffer(r.next_buffer(by))
+        self.cell = (self.cell[0], max(0, min(self.cell[1], r.nsegments - 1)))
+        self.moved()
 
     def action_zoom(self) -> None:
         """The grid's next zoom level in the collective view; in the training view, time
@@ -209,7 +247,22 @@ class ReplayScreen(CursorScreen):
 class DrillScreen(ReplayScreen):
     """A collective's own schedule, opened from a training step; escape goes back to it."""
 
-    BINDINGS = [Binding("escape,b", "back", "back to the step", priority=True)]
+    BACK = "back to the step"
+    # escape and b go back (a drilled collective is one ring on one buffer: b has no buffer to show);
+    # b is bound on its own and kept out of the footer, which would otherwise name it in escape's place
+    # (ReplayScreen binds b first, and Textual keeps a key where the first class that binds it put it)
+    BINDINGS = [Binding("escape", "back", BACK, priority=True), Binding("b", "back", BACK, priority=True, show=False)]
+
+    def has_buffers(self) -> bool:
+        return False
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        """One row for both keys back, as for every other key with two."""
+        rows = super().help_rows()
+        keys = ", ".join(k for k, what in rows if what == self.BACK)
+        first = next(i for i, (_, what) in enumerate(rows) if what == self.BACK)
+        return [(keys, what) if i == first else (k, what) for i, (k, what) in enumerate(rows)
+                if what != self.BACK or i == first]
 
     def action_back(self) -> None:
         self.app.pop_screen()

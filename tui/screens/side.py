@@ -4,13 +4,16 @@ of, say, the parameter server and the ring): both collective views, each cursor 
 The common clock's steps are the moments either trace finishes a step; moving on goes to the next
 such moment, and each side stands where its own trace is at that time (a time position of
 :class:`~rankscope.tui.replay.Replay`: the ops ended by then have finished). The shorter program
-is done while the longer one still runs: the comparison a lecture wants.
+is done while the longer one still runs: the comparison a lecture wants. ``b`` / ``B`` cycle the
+buffer each side's grid shows, on the sides whose program has several (NCCL's), as on the replay
+screen; hidden where neither has.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Header
 
@@ -33,6 +36,8 @@ class SideBySideScreen(CursorScreen):
     """See the module docstring."""
 
     DEFAULT_CSS = "SideBySideScreen CollectiveView { width: 1fr; }"
+    BINDINGS = [Binding("b", "buffer(1)", "next buffer"),
+                Binding("B", "buffer(-1)", "previous buffer", show=False)]
 
     def __init__(self, a: Replay, b: Replay, names: tuple[str, str]) -> None:
         super().__init__()
@@ -85,6 +90,23 @@ class SideBySideScreen(CursorScreen):
 
     def go_op(self, op: int) -> None:
         raise RankscopeError("two programs: find an op in one of them with `rankscope replay FILE`")
+
+    def has_buffers(self) -> bool:
+        return any(len(r.data_buffers) > 1 for r in self.sides)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "buffer":
+            return self.has_buffers()
+        return super().check_action(action, parameters)
+
+    def key_bindings(self) -> list[Binding]:
+        keys = super().key_bindings()
+        return keys if self.has_buffers() else [b for b in keys if not b.action.startswith("buffer")]
+
+    def action_buffer(self, by: int) -> None:
+        for r in self.sides:
+            r.show_buffer(r.next_buffer(by))
+        self.moved()
 
     def show(self) -> None:
         for r, wid, name in zip(self.sides, ("#side_a", "#side_b"), self.names):

@@ -34,29 +34,33 @@ class SetTexts:
     forward changes only the cells its ops write (``Replay.changed`` there), one step back only
     those of the step undone; any other move, a time position, or another trace starts afresh.
     The grid measures every cell's text each step to size its columns, which cost more than the
-    rest of the step on 8 ranks."""
+    rest of the step on 8 ranks. The texts are of the replay's shown buffer; showing another
+    starts afresh."""
 
     def __init__(self) -> None:
         self.replay: Replay | None = None
+        self.buffer = 0
         self.step: int | None = None  # the step the texts are of; None: none, or a time position
         self.changed = np.zeros((0, 2), np.int64)
         self.texts: dict[tuple[int, int], str] = {}
 
     def follow(self, r: Replay) -> None:
         """Drop the texts the move to ``r``'s cursor may have changed."""
-        if r is not self.replay or r.mode != "step" or self.step is None or abs(r.step - self.step) > 1:
+        if (r is not self.replay or r.buffer != self.buffer or r.mode != "step" or self.step is None
+                or abs(r.step - self.step) > 1):
             self.texts = {}
         elif r.step != self.step:
             gone = r.changed if r.step == self.step + 1 else self.changed
             for a, b in gone.tolist():
                 self.texts.pop((a, b), None)
         self.replay, self.step, self.changed = r, (r.step if r.mode == "step" else None), r.changed
+        self.buffer = r.buffer
 
     def text(self, rank: int, seg: int) -> str:
         t = self.texts.get((rank, seg))
         if t is None:
             r = self.replay
-            t = self.texts[rank, seg] = format_ranks(r.layout.contributors(0, rank, seg), r.nranks)
+            t = self.texts[rank, seg] = format_ranks(r.layout.contributors(r.buffer, rank, seg), r.nranks)
         return t
 
 
@@ -117,8 +121,7 @@ class CollectiveView(Vertical):
         self.sets.follow(r)
         grid.state = GridState(r.counts, r.changed, self.sets.text)
         grid.cursor = cell
-        grid.border_title = f"provenance: ranks x segments of {r.program.buffers[0].name!r}" \
-            if r.program.buffers else "provenance"
+        grid.set_titles(*text.grid_titles(r))
         self.query_one("#status", Static).update(text.status(r), layout=False)
         sent, received = r.sent, r.received
         self.query_one("#ranks", VirtualTable).rows = Rows(
@@ -137,8 +140,16 @@ class CollectiveView(Vertical):
         self.query_one("#detail", Static).update(detail, layout=False)
 
     def _transfers(self, r: Replay, op: int | None) -> None:
+        """The step's transfers; with several buffers, those into the one shown first, the rest
+        after them, dim."""
         p, tr, t0 = r.program, r.trace, r.t0
-        ops = self.transfers_shown = r.transfers()
+        ops = r.transfers()
+        several = len(r.data_buffers) > 1
+        if several:
+            mine = p.chunk_buf[p.arg[ops]] == r.buffer
+            order = np.argsort(~mine, kind="stable")
+            ops, mine = ops[order], mine[order]
+        self.transfers_shown = ops
 
         def cells(i: int) -> tuple[str, ...]:
             o = int(ops[i])
@@ -149,7 +160,12 @@ class CollectiveView(Vertical):
                     format_seconds(tr.start[o] - t0), format_seconds(tr.end[o] - tr.start[o]))
 
         table = self.query_one("#transfers", VirtualTable)
-        table.rows = Rows(len(ops), cells, lambda i: "bold" if ops[i] == op else "")
+        if several:
+            table.rows = Rows(len(ops), cells, lambda i: "bold" if ops[i] == op else "" if mine[i] else "dim")
+            name = p.buffers[r.buffer].name
+            table.border_subtitle = f"{int(mine.sum())} into {name}, the rest dim" if ops.size else ""
+        else:
+            table.rows = Rows(len(ops), cells, lambda i: "bold" if ops[i] == op else "")
         table.border_title = f"transfers of step {r.step}" if r.step >= 0 else "transfers"
         hit = np.flatnonzero(ops == op) if op is not None else np.zeros(0)
         if hit.size:

@@ -56,6 +56,28 @@ def status(r: Replay) -> Text:
     return t
 
 
+def buffer_words(r: Replay, short: bool = False) -> str:
+    """``buffer 2 of 4: ring1, 16MiB of the message's 64MiB`` (``short``: ``... 16MiB of 64MiB``):
+    which slice of the message the grid shows, for programs that cut it into several data
+    buffers (NCCL's rings, tree channels, NVLS heads); empty for one."""
+    if len(r.data_buffers) < 2:
+        return ""
+    b = r.program.buffers[r.buffer]
+    k = r.data_buffers.index(r.buffer) + 1 if r.buffer in r.data_buffers else "-"
+    whole = f"of {format_bytes(r.message_bytes)}" if short else f"of the message's {format_bytes(r.message_bytes)}"
+    return f"buffer {k} of {len(r.data_buffers)}: {b.name}, {format_bytes(b.nbytes)} {whole}"
+
+
+def grid_titles(r: Replay) -> tuple[str, ...]:
+    """The grid panel's titles, longest first (the panel shows the first that fits; the
+    selection panel has the long one whole): the buffer whose segments it shows."""
+    if not r.program.buffers:
+        return ("provenance",)
+    if len(r.data_buffers) > 1:
+        return buffer_words(r), buffer_words(r, short=True)
+    return (f"provenance: ranks x segments of {r.program.buffers[r.buffer].name!r}",)
+
+
 def _path(r: Replay, op: int) -> str:
     path = critical_path(r, op)
     shown = [f"op {o}" for o in path]
@@ -82,16 +104,20 @@ def op_details(r: Replay, op: int) -> Text:
 
 
 def cell_details(r: Replay, rank: int, seg: int) -> Text:
-    """A grid cell: its byte range, its full contribution set, the op that last wrote it."""
+    """A grid cell of the shown buffer: its byte range, its full contribution set, the op that
+    last wrote it."""
     lay, t = r.layout, Text()
     if not r.nsegments:
         return t
-    lo, hi = int(lay.bounds[0][seg]), int(lay.bounds[0][seg + 1])
-    name = r.program.buffers[0].name
+    buf = r.buffer
+    lo, hi = int(lay.bounds[buf][seg]), int(lay.bounds[buf][seg + 1])
+    name = r.program.buffers[buf].name
     t.append(f"rank {rank} · s{seg} · bytes {lo}..{hi} of {name!r}\n", style="bold")
-    who = lay.contributors(0, rank, seg)
+    if words := buffer_words(r):  # the title may be cut short: the whole of it here
+        t.append(words + "\n")
+    who = lay.contributors(buf, rank, seg)
     t.append(f"{len(who)} of {r.nranks} contributions: {format_ranks(who, r.nranks)}\n")
-    writer = r.last_writer(rank, seg)
+    writer = r.last_writer(rank, seg, buf)
     if writer is None:
         t.append("holds its initial value: no transfer has written it yet\n")
     else:

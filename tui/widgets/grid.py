@@ -1,4 +1,5 @@
-"""The provenance grid: ranks down, segments of buffer 0 across, drawn with the Line API.
+"""The provenance grid: ranks down, segments of one buffer across (buffer 0, or the one the
+replay shows: ``b`` cycles a program's data buffers), drawn with the Line API.
 
 Three zoom levels, picked to fit (``auto``) or by the user (``z`` cycles):
 - ``sets``: each cell spells its contribution set (``{0,2,3}``, ``all``), as the CLI prints it;
@@ -109,6 +110,20 @@ class ProvenanceGrid(ScrollView, can_focus=True):
         self._shape = (0, 0)
         self._widest = 3
         self._texts: dict[tuple[int, int], str] = {}
+        self._titles: tuple[str, ...] = ()
+
+    TITLE_MARGIN = 6  # a border title's corners, rules and spaces
+
+    def set_titles(self, *titles: str) -> None:
+        """Titles, longest first: the border shows the first that fits the grid's width (the
+        last when none does), chosen again when the grid is resized."""
+        self._titles = titles
+        self._fit_title()
+
+    def _fit_title(self) -> None:
+        room = self.outer_size.width - self.TITLE_MARGIN
+        if self._titles:
+            self.border_title = next((t for t in self._titles if len(t) <= room), self._titles[-1])
 
     # -- layout ----------------------------------------------------------------------------------
     @property
@@ -199,6 +214,7 @@ class ProvenanceGrid(ScrollView, can_focus=True):
 
     def _on_resize(self, event: Resize) -> None:
         self._relayout()
+        self._fit_title()
 
     def watch_cursor(self, cursor: tuple[int, int]) -> None:
         r, s = cursor
