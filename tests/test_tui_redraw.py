@@ -85,12 +85,14 @@ async def test_lanes_and_memory_rows_kept_across_steps_are_a_fresh_draw():
 async def test_the_footer_turns_keys_on_and_off_in_place():
     app = replay_app([ring4_trace()], ["ring4.trace"])
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
-
         def state():
             keys = {k.action: k for k in app.screen.query("FooterKey")}
             return keys, {a: "-disabled" in k.classes for a, k in keys.items()}
 
+        for _ in range(100):  # the footer composes its keys after a refresh: later on a loaded machine
+            await pilot.pause()
+            if app.screen.query("FooterKey"):
+                break
         keys, off = state()
         assert off["step(-1)"] and not off["step(1)"]  # at the start: no "prev"
         await pilot.press("right")
