@@ -2,14 +2,17 @@
 how fast each lesson opens and steps.
 
     python benchmarks/tui_speed.py [--ranks 1024] [--size 256MiB] [--steps 50]
-    python benchmarks/tui_speed.py --lessons [--steps 20]
+    python benchmarks/tui_speed.py --lessons [--steps 20] [--turns 10]
     python benchmarks/tui_speed.py --nccl nodes:2x8,gpu=h100 [--nccl-algo tree] [--size 64MiB]
 
 ``--lessons``: for every lesson of ``rankscope learn``, from building it (its pages' programs,
 simulated) to its first screen drawn (target <= 2 s), then ``--steps`` steps to the right with the
 narration and the network picture or the lanes redrawn (target p50 <= 50 ms key->frame); a
-question in the way is answered without the screen first. The gloo measurements the CLI makes for
-two lessons are not part of it (their pages open without them).
+question in the way is answered without the screen first. For a lesson of more than one page, then
+``--turns`` page turns (``n`` and ``p`` in turn): key->frame p50, and the memory that each turn
+left held (tracemalloc, the same page on screen before and after; target: no page kept, a few kB
+of caches filling). The gloo measurements the CLI makes for two lessons are not part of it (their
+pages open without them).
 
 ``--nccl TOPOLOGY``: NCCL's all-reduce of ``--size`` on that GPU cluster (``--nccl-algo`` restricts
 the choice as ``rankscope sim --nccl-algo`` does) instead of the ring; its program has a buffer
@@ -36,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -134,7 +139,36 @@ def cursor_only(path: str, steps: int) -> None:
     print(f"replay cursor alone: forward {ms(fwd)}; back {ms(back)}")
 
 
-async def lessons(steps: int) -> None:
+async def page_turns(app, pilot, n: int) -> str:
+    """Key->frame of ``n`` page turns, then the bytes still held per turn over ``n`` more."""
+    times: list[float] = []
+    for i in range(n):
+        times += (await presses(app, pilot, "n" if i % 2 == 0 else "p", 1))["key->frame"]
+    n -= n % 2  # an even count: the same page on screen at both ends of the memory measure
+
+    def held() -> int:
+        gc.unfreeze()  # what tui.heap froze is counted, and collected if it is garbage
+        gc.collect()
+        gc.freeze()
+        return tracemalloc.get_traced_memory()[0]
+
+    async def turn(k: int) -> None:
+        for i in range(k):
+            await pilot.press("n" if i % 2 == 0 else "p")
+            await pilot.pause()
+
+    tracemalloc.start()
+    try:
+        await turn(2)  # the page on screen at both ends, allocated while tracing (else counted once)
+        start = held()
+        await turn(n)
+        kept = (held() - start) / max(n, 1)
+    finally:
+        tracemalloc.stop()
+    return f"{len(times)} page turns: key->frame {ms(times)}; held {kept / 1e3:7.1f} kB a turn"
+
+
+async def lessons(steps: int, turns: int) -> None:
     from rankscope.tui.app import learn_app
     from rankscope.tui.lessons import LESSONS
 
@@ -156,6 +190,8 @@ async def lessons(steps: int) -> None:
                     out[k] += v
             print(f"lesson {les.name:<18} open {t_open:5.2f} s (target <= 2 s); {len(out['cpu'])} steps: "
                   f"key->frame {ms(out['key->frame'])}; press+pause {ms(out['press+pause'])}; cpu {ms(out['cpu'])}")
+            if turns and len(screen.run.pages) > 1:
+                print(f"lesson {les.name:<18} {await page_turns(app, pilot, turns)}")
 
 
 def main() -> None:
@@ -166,9 +202,10 @@ def main() -> None:
     ap.add_argument("--lessons", action="store_true", help="time every lesson instead")
     ap.add_argument("--nccl", metavar="TOPOLOGY", help="NCCL's all-reduce on this GPU cluster instead of the ring")
     ap.add_argument("--nccl-algo", help="with --nccl: the algorithms NCCL may pick, as NCCL_ALGO")
+    ap.add_argument("--turns", type=int, default=10, help="page turns per lesson of two pages or more (--lessons)")
     a = ap.parse_args()
     if a.lessons:
-        asyncio.run(lessons(min(a.steps, 20)))
+        asyncio.run(lessons(min(a.steps, 20), a.turns))
         return
     n = a.ranks
     t = time.perf_counter()

@@ -11,8 +11,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.compose import compose
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.widgets import Footer, Header, Static
 
 from .. import heap, training
 from ..lessons.run import LessonRun
@@ -113,10 +114,30 @@ class LessonScreen(ReplayScreen):
             self.run.open(i)
             self._page()
             self._enabled = ()
-            await self.recompose()
+            await self.turn()
             self.sub_title = self.describe()
             self.moved()
             self.call_after_refresh(heap.settle)  # the old page's widgets collected, the new page's frozen
+
+    async def turn(self) -> None:
+        """Put the open page's widgets (narration, views) in place of the last page's; the header
+        and the footer stay.
+
+        Not ``recompose()``: the screen's own widgets would be made anew too, and a
+        :class:`~textual.widgets.Header` watches the app's ``title`` and ``sub_title``, whose watcher
+        lists drop a closed watcher only when that attribute changes (textual ``reactive.py``,
+        ``_check_watchers``), which the app's never do: every page turn would keep one more header.
+        Then the screen's query cache is emptied: Textual keys it by the screen's count of DOM
+        changes and leaves it to an LRU of 1024 entries to forget (textual ``dom.py``,
+        ``DOMNode.query_one``; only a node's own removal clears its cache), so the entries of every
+        page before, unreachable under the new count, kept that page's views alive and through them
+        its replay (views and headers: 0.5 MB a turn of ps-vs-ring; the lines the widgets rendered,
+        which stayed too, are :mod:`..heap`'s)."""
+        old = [w for w in self.children if not isinstance(w, (Header, Footer)) and not w.has_class("-textual-system")]
+        async with self.batch():
+            await self.remove_children(old)
+            await self.mount_all(compose(self, self.body()), before=self.query_one(Footer))
+        self._query_one_cache.clear()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "page":
