@@ -25,6 +25,7 @@ from collections import deque
 
 import numpy as np
 
+from .engine_batch import BatchOps, batchable
 from .engine_context import Context, Timing, empty_timing
 from .engine_share import Sharing, collective_groups
 from .errors import UsageError
@@ -36,8 +37,10 @@ _DRAINED = 1e-9  # a flow with at most this fraction of its bytes left is done
 _CLOSURE_ROUNDS = 8  # expansion rounds to find the touched part before recomputing every flow
 
 
-class EventLoop:
-    """Run a :class:`~simulator.engine_context.Context`'s program; :meth:`run` returns its Timing."""
+class EventLoop(BatchOps):
+    """Run a :class:`~simulator.engine_context.Context`'s program; :meth:`run` returns its Timing.
+    Programs without compute or collective ops run on the batched handlers
+    (:mod:`simulator.engine_batch`, [Note: batched handlers]), the same events in the same order."""
 
     def __init__(self, ctx: Context, link_bw: np.ndarray) -> None:
         prog, routes = ctx.prog, ctx.routes
@@ -102,6 +105,9 @@ class EventLoop:
         self.new_flows: list[int] = []
         self.gone_links: list[np.ndarray] = []
         self.rows: list[tuple[np.ndarray, ...]] = []  # closed rate periods: (op, t0, t1, bytes)
+        self.batched = batchable(prog)
+        if self.batched:
+            self._batch_init(prog, conn, ctx.n_connections)
 
     # -- SimPy's Environment: schedule, step, run ----------------------------------------------
     def schedule(self, t: float, what: int, op: int) -> None:
@@ -111,8 +117,11 @@ class EventLoop:
     def run(self) -> Timing:
         if self.m == 0:
             return empty_timing("events")
-        for op in np.flatnonzero(np.asarray(self.waiting) == 0).tolist():
-            self.ready(op, 0.0)
+        if self.batched:
+            self._ready_many(np.flatnonzero(self.b_waiting == 0), 0.0)
+        else:
+            for op in np.flatnonzero(np.asarray(self.waiting) == 0).tolist():
+                self.ready(op, 0.0)
         while self.heap or self.act.size:
             self.step()
         self._check_finished()
@@ -151,9 +160,19 @@ class EventLoop:
                 self.gone_links.append(fin)
                 keep = ~done
                 self.act, self.rate, self.t0, self.rem0 = act[keep], self.rate[keep], self.t0[keep], self.rem0[keep]
-                for f in fin.tolist():
-                    self.arrive(f, now)
+                if self.batched:
+                    self._arrive_many(fin, now)
+                else:
+                    for f in fin.tolist():
+                        self.arrive(f, now)
         heap = self.heap
+        if self.batched:
+            while heap and heap[0][0] <= now:
+                _, _, what, ops = heapq.heappop(heap)
+                changed |= self._handle(what, ops, now)
+            if changed:
+                self._reshare()
+            return
         shared = False
         while heap and heap[0][0] <= now:
             _, _, what, op = heapq.heappop(heap)
