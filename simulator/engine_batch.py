@@ -41,15 +41,15 @@ LAT_END, OP_END = 0, 1  # as in simulator/engine_loop.py
 class BatchOps:
     """State and handlers of the batched event loop; mixed into EventLoop (``self.batched``)."""
 
-    def _batch_init(self, prog, conn: np.ndarray, nconn: int) -> None:
-        m = prog.n_ops
+    def _batch_init(self, prog, conn: np.ndarray, nconn: int, lat: np.ndarray, red_cost: np.ndarray,
+                    rev_ptr: np.ndarray, rev_idx: np.ndarray) -> None:
         self.b_is_tr = prog.is_transfer.copy()
         self.b_conn = conn
-        self.b_lat = np.asarray(self.lat, dtype=np.float64)
-        self.b_red = np.asarray(self.red_cost, dtype=np.float64)
-        self.b_rev_ptr = np.asarray(self.rev_ptr, dtype=np.int64)
+        self.b_lat = np.asarray(lat, dtype=np.float64)
+        self.b_red = np.asarray(red_cost, dtype=np.float64)
+        self.b_rev_ptr = np.asarray(rev_ptr, dtype=np.int64)
         self.b_rev_len = np.diff(self.b_rev_ptr)
-        self.b_rev_idx = np.asarray(self.rev_idx, dtype=np.int64)
+        self.b_rev_idx = np.asarray(rev_idx, dtype=np.int64)
         self.b_waiting = np.diff(prog.dep_ptr).astype(np.int64)
         tr = np.flatnonzero(self.b_is_tr)
         per = np.bincount(conn[tr], minlength=nconn) if tr.size else np.zeros(nconn, dtype=np.int64)
@@ -60,7 +60,8 @@ class BatchOps:
         self.q_store = np.zeros(max(int(self.q_start[-1]), 1), dtype=np.int64)
         self.c_busy = np.zeros(max(nconn, 1), dtype=bool)
         self.b_none = np.zeros(0, dtype=np.int64)
-        del m
+        self.op_stamp = np.zeros(max(prog.n_ops, 1), dtype=np.int64)  # scratch: are these ids distinct?
+        self.conn_stamp = np.zeros(max(nconn, 1), dtype=np.int64)
 
     # -- scheduling ------------------------------------------------------------------------------
     def _push(self, times: np.ndarray, what: np.ndarray, ops: np.ndarray) -> None:
@@ -142,10 +143,11 @@ class BatchOps:
         first = np.zeros(e.size, dtype=np.int64)
         np.cumsum(lens[:-1], out=first[1:])
         w = self.b_rev_idx[np.repeat(self.b_rev_ptr[e] - first, lens) + np.arange(total)]
-        if w.size == 1:
+        if _distinct(w, self.op_stamp):  # each dependent once: ready in the order of w
             self.b_waiting[w] -= 1
-            if self.b_waiting[w[0]] == 0:
-                self._ready_many(w, now)
+            ready = w[self.b_waiting[w] == 0]
+            if ready.size:
+                self._ready_many(ready, now)
             return
         u, first_rev, cnt = np.unique(w[::-1], return_index=True, return_counts=True)
         self.b_waiting[u] -= cnt
@@ -165,7 +167,7 @@ class BatchOps:
         times = what = ops = None
         if t.size:
             c = self.b_conn[t]
-            if t.size == 1:
+            if _distinct(c, self.conn_stamp):
                 go = ~self.c_busy[c]
             else:
                 uc, fi = np.unique(c, return_index=True)
@@ -205,6 +207,16 @@ class BatchOps:
         rank_in = np.arange(cs.size) - np.repeat(grp, np.diff(np.concatenate([grp, [cs.size]])))
         self.q_store[self.q_start[cs] + self.q_tail[cs] + rank_in] = q[order]
         np.add.at(self.q_tail, cs[head], np.diff(np.concatenate([grp, [cs.size]])))
+
+
+def _distinct(x: np.ndarray, stamp: np.ndarray) -> bool:
+    """Whether the ids ``x`` are distinct (``stamp``: scratch as large as the id range). Where an id
+    repeats, whichever of its writes lands, another of its positions reads a different number."""
+    if x.size < 2:
+        return True
+    k = np.arange(x.size)
+    stamp[x] = k
+    return bool((stamp[x] == k).all())
 
 
 def batchable(prog) -> bool:

@@ -42,13 +42,13 @@ class EventLoop(BatchOps):
     Programs without compute or collective ops run on the batched handlers
     (:mod:`simulator.engine_batch`, [Note: batched handlers]), the same events in the same order."""
 
-    def __init__(self, ctx: Context, link_bw: np.ndarray) -> None:
+    def __init__(self, ctx: Context, link_bw: np.ndarray, batched: bool | None = None) -> None:
+        """``batched``: None picks the batched handlers wherever they apply; False keeps the
+        one-at-a-time ones (the reference the tests compare with)."""
         prog, routes = ctx.prog, ctx.routes
         self.ctx, self.link_bw = ctx, np.asarray(link_bw, dtype=np.float64)
         m = self.m = prog.n_ops
-        self.kind = prog.kind.tolist()
-        self.rank = prog.rank.tolist()
-        self.arg = prog.arg.tolist()
+        self.batched = batchable(prog) and batched is not False
         tr = np.flatnonzero(prog.is_transfer)
         slot = np.full(m, -1, dtype=np.int64)
         conn = np.full(m, -1, dtype=np.int64)
@@ -56,18 +56,33 @@ class EventLoop(BatchOps):
             slot[tr] = routes.slots(prog.rank[tr], prog.peer[tr])
             conn[tr] = ctx.connections(tr, slot[tr])
         self.slot_arr = slot
-        self.conn = conn.tolist()
-        self.lat = routes.lat[np.maximum(slot, 0)].tolist() if routes.lat.size else [0.0] * m
+        if routes.hop_len.size:  # each op's route as a range of routes.hop_idx (none off transfers)
+            self.op_hop_ptr = routes.hop_ptr[np.maximum(slot, 0)]
+            self.op_hop_len = np.where(slot >= 0, routes.hop_len[np.maximum(slot, 0)], 0)
+        else:
+            self.op_hop_ptr = self.op_hop_len = np.zeros(m, dtype=np.int64)
+        lat = routes.lat[np.maximum(slot, 0)] if routes.lat.size else np.zeros(m)
         self.nbytes = prog.op_bytes.astype(np.float64)
-        self.nb = self.nbytes.tolist()
-        self.red_cost = np.where(prog.kind == OpKind.REDUCE, self.nbytes * ctx.gamma, 0.0).tolist()
-        self.duration = ctx.duration.tolist()
-        self.coll_dur = ctx.coll_dur.tolist()
+        red_cost = np.where(prog.kind == OpKind.REDUCE, self.nbytes * ctx.gamma, 0.0)
         owner = np.repeat(np.arange(m, dtype=np.int64), np.diff(prog.dep_ptr))
         order = np.argsort(prog.dep_idx, kind="stable")
-        self.rev_ptr = np.searchsorted(prog.dep_idx[order], np.arange(m + 1)).tolist()
-        self.rev_idx = owner[order].tolist()
-        self.waiting = np.diff(prog.dep_ptr).tolist()
+        rev_ptr = np.searchsorted(prog.dep_idx[order], np.arange(m + 1))
+        rev_idx = owner[order]
+        if self.batched:
+            self._batch_init(prog, conn, ctx.n_connections, lat, red_cost, rev_ptr, rev_idx)
+        else:
+            self.kind = prog.kind.tolist()
+            self.rank = prog.rank.tolist()
+            self.arg = prog.arg.tolist()
+            self.conn = conn.tolist()
+            self.lat = lat.tolist()
+            self.nb = self.nbytes.tolist()
+            self.red_cost = red_cost.tolist()
+            self.duration = ctx.duration.tolist()
+            self.coll_dur = ctx.coll_dur.tolist()
+            self.rev_ptr = rev_ptr.tolist()
+            self.rev_idx = rev_idx.tolist()
+            self.waiting = np.diff(prog.dep_ptr).tolist()
         self.start = np.full(m, np.nan)
         self.end = np.full(m, np.nan)
         self.remaining = self.nbytes.copy()
@@ -105,9 +120,6 @@ class EventLoop(BatchOps):
         self.new_flows: list[int] = []
         self.gone_links: list[np.ndarray] = []
         self.rows: list[tuple[np.ndarray, ...]] = []  # closed rate periods: (op, t0, t1, bytes)
-        self.batched = batchable(prog)
-        if self.batched:
-            self._batch_init(prog, conn, ctx.n_connections)
 
     # -- SimPy's Environment: schedule, step, run ----------------------------------------------
     def schedule(self, t: float, what: int, op: int) -> None:
@@ -226,11 +238,10 @@ class EventLoop(BatchOps):
         if self.act.size == 0:
             return
         routes = self.ctx.routes
-        slots = self.slot_arr[self.act]
-        lens = routes.hop_len[slots]
+        lens = self.op_hop_len[self.act]
         ptr = np.zeros(lens.size + 1, dtype=np.int64)
         np.cumsum(lens, out=ptr[1:])
-        idx = routes.hop_idx[np.repeat(routes.hop_ptr[slots] - ptr[:-1], lens) + np.arange(ptr[-1])]
+        idx = routes.hop_idx[np.repeat(self.op_hop_ptr[self.act] - ptr[:-1], lens) + np.arange(ptr[-1])]
         touched = self._touched(ptr, idx, lens, gone)
         if touched is None:
             sub, rates = slice(None), max_min_csr(ptr, idx, self.link_bw)
@@ -266,11 +277,9 @@ class EventLoop(BatchOps):
         owner = np.repeat(np.arange(nf), lens)
         mark[idx[fresh[owner]]] = True
         if gone.size:
-            routes = self.ctx.routes
-            gs = self.slot_arr[gone]
-            gl = routes.hop_len[gs]
-            gp = np.repeat(routes.hop_ptr[gs] - np.concatenate([[0], np.cumsum(gl)[:-1]]), gl) + np.arange(gl.sum())
-            mark[routes.hop_idx[gp]] = True
+            gl = self.op_hop_len[gone]
+            gp = np.repeat(self.op_hop_ptr[gone] - np.concatenate([[0], np.cumsum(gl)[:-1]]), gl) + np.arange(gl.sum())
+            mark[self.ctx.routes.hop_idx[gp]] = True
         flows = fresh.copy()
         for _ in range(_CLOSURE_ROUNDS):
             hit = np.zeros(nf, dtype=bool)

@@ -21,9 +21,8 @@ def _both(prog, topo, gamma=0.0):
     for batched in (False, True):
         ctx = Context(prog, RouteTable(prog, topo), gamma, compute_durations(prog, None),
                       collective_durations(prog, topo, gamma))
-        loop = EventLoop(ctx, topo.link_bw)
-        assert loop.batched == batchable(prog)
-        loop.batched = batched and loop.batched
+        loop = EventLoop(ctx, topo.link_bw, batched=None if batched else False)
+        assert loop.batched == (batched and batchable(prog))
         out.append(loop.run())
     return out
 
