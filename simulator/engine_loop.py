@@ -42,9 +42,10 @@ class EventLoop(BatchOps):
     Programs without compute or collective ops run on the batched handlers
     (:mod:`simulator.engine_batch`, [Note: batched handlers]), the same events in the same order."""
 
-    def __init__(self, ctx: Context, link_bw: np.ndarray, batched: bool | None = None) -> None:
+    def __init__(self, ctx: Context, link_bw: np.ndarray, batched: bool | None = None, record: bool = True) -> None:
         """``batched``: None picks the batched handlers wherever they apply; False keeps the
-        one-at-a-time ones (the reference the tests compare with)."""
+        one-at-a-time ones (the reference the tests compare with). ``record``: keep the rate
+        periods (the link rows); without, the Timing has none (as the sweep's without rows)."""
         prog, routes = ctx.prog, ctx.routes
         self.ctx, self.link_bw = ctx, np.asarray(link_bw, dtype=np.float64)
         m = self.m = prog.n_ops
@@ -120,6 +121,7 @@ class EventLoop(BatchOps):
         self.new_flows: list[int] = []
         self.gone_links: list[np.ndarray] = []
         self.rows: list[tuple[np.ndarray, ...]] = []  # closed rate periods: (op, t0, t1, bytes)
+        self.record = record
 
     # -- SimPy's Environment: schedule, step, run ----------------------------------------------
     def schedule(self, t: float, what: int, op: int) -> None:
@@ -137,6 +139,8 @@ class EventLoop(BatchOps):
         while self.heap or self.act.size:
             self.step()
         self._check_finished()
+        if not self.record:
+            return Timing(self.start, self.end, None, None, None, None, "events")
         if self.rows:
             op, t0, t1, nb = (np.concatenate(c) for c in zip(*self.rows))
         else:
@@ -215,6 +219,8 @@ class EventLoop(BatchOps):
     # -- flows ---------------------------------------------------------------------------------
     def _close(self, mask: np.ndarray, rem_now: np.ndarray) -> None:
         """Record the open rate periods of the active flows in ``mask`` as ending now."""
+        if not self.record:
+            return
         t0 = self.t0[mask]
         keep = self.now > t0
         if keep.any():
