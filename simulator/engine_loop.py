@@ -57,9 +57,10 @@ class EventLoop(BatchOps):
             slot[tr] = routes.slots(prog.rank[tr], prog.peer[tr])
             conn[tr] = ctx.connections(tr, slot[tr])
         self.slot_arr = slot
-        if routes.hop_len.size:  # each op's route as a range of routes.hop_idx (none off transfers)
-            self.op_hop_ptr = routes.hop_ptr[np.maximum(slot, 0)]
-            self.op_hop_len = np.where(slot >= 0, routes.hop_len[np.maximum(slot, 0)], 0)
+        hop_ptr, hop_len, self.hop_idx = binding_hops(routes, self.link_bw)
+        if hop_len.size:  # each op's route as a range of self.hop_idx (none off transfers)
+            self.op_hop_ptr = hop_ptr[np.maximum(slot, 0)]
+            self.op_hop_len = np.where(slot >= 0, hop_len[np.maximum(slot, 0)], 0)
         else:
             self.op_hop_ptr = self.op_hop_len = np.zeros(m, dtype=np.int64)
         lat = routes.lat[np.maximum(slot, 0)] if routes.lat.size else np.zeros(m)
@@ -243,11 +244,10 @@ class EventLoop(BatchOps):
         self.gone_links = []
         if self.act.size == 0:
             return
-        routes = self.ctx.routes
         lens = self.op_hop_len[self.act]
         ptr = np.zeros(lens.size + 1, dtype=np.int64)
         np.cumsum(lens, out=ptr[1:])
-        idx = routes.hop_idx[np.repeat(self.op_hop_ptr[self.act] - ptr[:-1], lens) + np.arange(ptr[-1])]
+        idx = self.hop_idx[np.repeat(self.op_hop_ptr[self.act] - ptr[:-1], lens) + np.arange(ptr[-1])]
         touched = self._touched(ptr, idx, lens, gone)
         if touched is None:
             sub, rates = slice(None), max_min_csr(ptr, idx, self.link_bw)
@@ -285,7 +285,7 @@ class EventLoop(BatchOps):
         if gone.size:
             gl = self.op_hop_len[gone]
             gp = np.repeat(self.op_hop_ptr[gone] - np.concatenate([[0], np.cumsum(gl)[:-1]]), gl) + np.arange(gl.sum())
-            mark[self.ctx.routes.hop_idx[gp]] = True
+            mark[self.hop_idx[gp]] = True
         flows = fresh.copy()
         for _ in range(_CLOSURE_ROUNDS):
             hit = np.zeros(nf, dtype=bool)
@@ -380,3 +380,35 @@ class EventLoop(BatchOps):
                 raise UsageError(f"deadlock: collective {c} has {len(ops)} of {int(self.coll_need[c])} ranks at "
                                  f"the head of their comm lanes (the others wait behind another collective)")
             raise UsageError(f"op {bad} never ran: its dependencies never finished")
+
+
+def binding_hops(routes, link_bw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each route's hops that max-min sharing needs, as CSR (ptr, len per route slot, link ids).
+
+    Two links that every route crosses both or neither (a GPU's link to its NIC and the NIC's to
+    the fabric) always carry the same flows, so the one with more capacity never binds: at every
+    round of progressive filling the same rates have been taken off both, its share is no smaller,
+    and any flow it could freeze the other freezes at the same round and rate. Dropping it leaves
+    every rate the same float (and :meth:`EventLoop._touched` the same flows); the link rows keep
+    every hop."""
+    lens, idx = routes.hop_len, routes.hop_idx
+    if idx.size == 0:
+        return routes.hop_ptr, lens, idx
+    slot = np.repeat(np.arange(lens.size), lens)
+    order = np.lexsort((slot, idx))  # hops by link, then route
+    li, sl = idx[order], slot[order]
+    cut = np.flatnonzero(li[1:] != li[:-1]) + 1
+    bw = np.asarray(link_bw, dtype=np.float64)
+    best: dict[bytes, int] = {}
+    for a, b in zip(np.concatenate([[0], cut]).tolist(), np.concatenate([cut, [li.size]]).tolist()):
+        link, key = int(li[a]), sl[a:b].tobytes()  # the routes that cross this link
+        cur = best.get(key)
+        if cur is None or (bw[link], link) < (bw[cur], cur):
+            best[key] = link
+    keep = np.zeros(bw.size, dtype=bool)
+    keep[list(best.values())] = True
+    kept = keep[idx]
+    new_len = np.bincount(slot[kept], minlength=lens.size).astype(np.int64)
+    ptr = np.zeros(lens.size + 1, dtype=np.int64)
+    np.cumsum(new_len, out=ptr[1:])
+    return ptr, new_len, idx[kept]
