@@ -29,7 +29,7 @@ from .engine_batch import BatchOps, batchable
 from .engine_context import Context, Timing, empty_timing
 from .engine_share import Sharing, collective_groups
 from .errors import UsageError
-from .maxmin import max_min_csr
+from .maxmin import max_min_csr, max_min_rows
 from .program import OpKind
 
 LAT_END, OP_END, COLL_BW, COLL_END = 0, 1, 2, 3  # COLL_*: a collective's bandwidth phase starts / one drains
@@ -58,6 +58,11 @@ class EventLoop(BatchOps):
             conn[tr] = ctx.connections(tr, slot[tr])
         self.slot_arr = slot
         hop_ptr, hop_len, self.hop_idx = binding_hops(routes, self.link_bw)
+        # every route k binding hops (NCCL's programs on nodes:MxG: 2): the flow sets as (F, k) rows
+        self.hop_k = int(hop_len[0]) if hop_len.size and hop_len.min() == hop_len.max() else 0
+        if self.hop_k:
+            self.hop_rows = self.hop_idx.reshape(hop_len.size, self.hop_k)
+            self.op_slot = np.maximum(slot, 0)
         if hop_len.size:  # each op's route as a range of self.hop_idx (none off transfers)
             self.op_hop_ptr = hop_ptr[np.maximum(slot, 0)]
             self.op_hop_len = np.where(slot >= 0, hop_len[np.maximum(slot, 0)], 0)
@@ -244,6 +249,9 @@ class EventLoop(BatchOps):
         self.gone_links = []
         if self.act.size == 0:
             return
+        if self.hop_k:
+            self._reshare_rows(now, gone)
+            return
         lens = self.op_hop_len[self.act]
         ptr = np.zeros(lens.size + 1, dtype=np.int64)
         np.cumsum(lens, out=ptr[1:])
@@ -260,6 +268,48 @@ class EventLoop(BatchOps):
             np.cumsum(sl, out=sptr[1:])
             sidx = idx[np.repeat(ptr[sub] - sptr[:-1], sl) + np.arange(sptr[-1])]
             rates = max_min_csr(sptr, sidx, self.link_bw)
+        self._new_rates(sub, rates, now)
+
+    def _reshare_rows(self, now: float, gone: np.ndarray) -> None:
+        """:meth:`_reshare` where every route has ``hop_k`` binding hops: the same sets, as rows."""
+        rows = self.hop_rows[self.op_slot[self.act]]
+        touched = self._touched_rows(rows, gone)
+        if touched is None:
+            sub, rates = slice(None), max_min_rows(rows, self.link_bw)
+        else:
+            sub = np.flatnonzero(touched)
+            if sub.size == 0:
+                return
+            rates = max_min_rows(rows[sub], self.link_bw)
+        self._new_rates(sub, rates, now)
+
+    def _touched_rows(self, rows: np.ndarray, gone: np.ndarray):
+        """:meth:`_touched` on (F, k) rows of binding hops."""
+        nf = rows.shape[0]
+        fresh = np.isnan(self.rate)
+        if fresh.all():
+            return None
+        mark = np.zeros(self.link_bw.size, dtype=bool)
+        mark[rows[fresh]] = True
+        if gone.size:
+            mark[self.hop_rows[self.op_slot[gone]]] = True
+        flows = fresh.copy()
+        for _ in range(_CLOSURE_ROUNDS):
+            m = mark[rows]
+            grow = m[:, 0].copy()
+            for j in range(1, m.shape[1]):
+                grow |= m[:, j]
+            grow &= ~flows
+            if not grow.any():
+                return flows
+            flows |= grow
+            if 2 * np.count_nonzero(flows) > nf:
+                return None
+            mark[rows[grow]] = True
+        return None
+
+    def _new_rates(self, sub, rates: np.ndarray, now: float) -> None:
+        """Give the flows ``sub`` their new rates; one whose rate changes starts a rate period."""
         old = self.rate[sub]
         split = (old != rates) & ~np.isnan(old) & (self.t0[sub] < now)
         if split.any():  # a flow whose rate changes starts a new rate period

@@ -59,6 +59,42 @@ def max_min_csr(ptr: np.ndarray, idx: np.ndarray, link_bw: np.ndarray) -> np.nda
     return rate
 
 
+def max_min_rows(hops: np.ndarray, link_bw: np.ndarray) -> np.ndarray:
+    """:func:`max_min_csr` for flows that all cross ``k`` links, row ``f`` of ``hops`` (F, k): the
+    same rounds on a 2-D array (the same floats: minima, and the rates taken off in the same order)."""
+    nf, k = hops.shape
+    rate = np.full(nf, np.inf)
+    if nf == 0 or k == 0:
+        return rate
+    cap = np.asarray(link_bw, dtype=np.float64).copy()
+    count = np.bincount(hops.ravel(), minlength=cap.size).astype(np.float64)
+    flows = np.arange(nf)
+    notready = np.zeros(cap.size, dtype=bool)
+    while flows.size:
+        hs = cap[hops] / count[hops]
+        fmin = _rows(np.minimum, hs)
+        bad = hops[hs > (fmin * (1 + _TIE))[:, None]]
+        notready[bad] = True
+        hit = _rows(np.logical_or, ~notready[hops])
+        notready[bad] = False
+        rate[flows[hit]] = fmin[hit]
+        gone = hops[hit].ravel()
+        np.subtract.at(cap, gone, np.repeat(fmin[hit], k))
+        np.maximum(cap, 0.0, out=cap)
+        count -= np.bincount(gone, minlength=cap.size)
+        keep = ~hit
+        flows, hops = flows[keep], hops[keep]
+    return rate
+
+
+def _rows(op, a: np.ndarray) -> np.ndarray:
+    """``op`` folded over the few columns of ``a`` (faster than a reduction along a short axis)."""
+    out = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        op(out, a[:, j], out=out)
+    return out
+
+
 def max_min_rates(hops: np.ndarray, link_bw: np.ndarray) -> np.ndarray:
     """Max-min fair rates of flows with routes ``hops`` (F, H; -1 padded) by progressive filling."""
     hops = np.asarray(hops)

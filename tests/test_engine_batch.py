@@ -49,3 +49,38 @@ def test_batched_equals_one_at_a_time_on_registry_programs(algo, topo):
     for gamma in (0.0, 1e-11):
         one, many = _both(prog, t, gamma)
         assert np.array_equal(one.start, many.start) and np.array_equal(one.end, many.end)
+
+
+def test_max_min_rows_equals_the_csr_rounds():
+    from rankscope.simulator.maxmin import max_min_csr, max_min_rows
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        nl, nf, k = int(rng.integers(2, 30)), int(rng.integers(1, 50)), int(rng.integers(1, 4))
+        k = min(k, nl)
+        rows = np.stack([rng.choice(nl, k, replace=False) for _ in range(nf)]).astype(np.int64)
+        bw = rng.choice([1.0, 2.0, 0.5, 3.3], nl) * rng.choice([1.0, 1.0 + 1e-13], nl)
+        ptr = np.arange(0, nf * k + 1, k)
+        assert np.array_equal(max_min_rows(rows, bw), max_min_csr(ptr, rows.ravel(), bw))
+
+
+@pytest.mark.parametrize("cluster", ["nodes:4x8,gpu=h100,nics=8,nic=400Gb/s", "nodes:3x4", "ring:8"])
+def test_binding_hops_give_the_same_rates(cluster):
+    """Links that carry the same routes: the larger one dropped, every max-min rate the same float."""
+    from rankscope.simulator.engine_loop import binding_hops
+    from rankscope.simulator.maxmin import max_min_csr
+
+    topo = parse_topology(cluster)
+    n = topo.nranks
+    prog = build("all-reduce", "hd" if cluster.startswith("ring") else "nccl-tree", n, 1 << 20)
+    routes = RouteTable(prog, topo)
+    ptr, lens, idx = binding_hops(routes, topo.link_bw)
+    assert idx.size <= routes.hop_idx.size
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        slots = rng.choice(lens.size, int(rng.integers(1, 3 * lens.size)), replace=True)
+        full = [routes.hop_idx[routes.hop_ptr[s]:routes.hop_ptr[s + 1]] for s in slots]
+        kept = [idx[ptr[s]:ptr[s + 1]] for s in slots]
+        rates = [max_min_csr(np.concatenate([[0], np.cumsum([len(x) for x in h])]), np.concatenate(h), topo.link_bw)
+                 for h in (full, kept)]
+        assert np.array_equal(rates[0], rates[1])
