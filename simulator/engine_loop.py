@@ -58,11 +58,20 @@ class EventLoop(BatchOps):
             conn[tr] = ctx.connections(tr, slot[tr])
         self.slot_arr = slot
         hop_ptr, hop_len, self.hop_idx = binding_hops(routes, self.link_bw)
-        # every route k binding hops (NCCL's programs on nodes:MxG: 2): the flow sets as (F, k) rows
-        self.hop_k = int(hop_len[0]) if hop_len.size and hop_len.min() == hop_len.max() else 0
-        if self.hop_k:
-            self.hop_rows = self.hop_idx.reshape(hop_len.size, self.hop_k)
+        # every route at most k binding hops (NCCL's programs on nodes:MxG: 2): the flow sets as (F, k)
+        # rows, a shorter route padded with a link of infinite capacity, which never binds (its share
+        # is infinite, so no flow's smallest share changes and it freezes nothing) and links no flows
+        self.hop_k, self.pad_link = 0, -1
+        if hop_len.size and hop_len.min() > 0 and hop_len.max() <= 4 and np.isfinite(self.link_bw).all():
+            k = self.hop_k = int(hop_len.max())
+            rows = np.full((hop_len.size, k), self.link_bw.size, dtype=np.int64)
+            rows[np.arange(k)[None, :] < hop_len[:, None]] = self.hop_idx
+            self.hop_rows = rows
+            if hop_len.min() < k:
+                self.pad_link = self.link_bw.size
+                self.link_bw = np.append(self.link_bw, np.inf)
             self.op_slot = np.maximum(slot, 0)
+            self.act_rows = np.zeros((0, self.hop_k), dtype=np.int64)  # the active flows' rows, as act
         if hop_len.size:  # each op's route as a range of self.hop_idx (none off transfers)
             self.op_hop_ptr = hop_ptr[np.maximum(slot, 0)]
             self.op_hop_len = np.where(slot >= 0, hop_len[np.maximum(slot, 0)], 0)
@@ -182,6 +191,8 @@ class EventLoop(BatchOps):
                 self.gone_links.append(fin)
                 keep = ~done
                 self.act, self.rate, self.t0, self.rem0 = act[keep], self.rate[keep], self.t0[keep], self.rem0[keep]
+                if self.hop_k:
+                    self.act_rows = self.act_rows[keep]
                 if self.batched:
                     self._arrive_many(fin, now)
                 else:
@@ -245,6 +256,8 @@ class EventLoop(BatchOps):
             self.rate = np.concatenate([self.rate, np.full(new.size, np.nan)])
             self.t0 = np.concatenate([self.t0, np.full(new.size, now)])
             self.rem0 = np.concatenate([self.rem0, self.remaining[new]])
+            if self.hop_k:
+                self.act_rows = np.concatenate([self.act_rows, self.hop_rows[self.op_slot[new]]])
         gone = np.concatenate(self.gone_links) if self.gone_links else np.zeros(0, dtype=np.int64)
         self.gone_links = []
         if self.act.size == 0:
@@ -272,7 +285,7 @@ class EventLoop(BatchOps):
 
     def _reshare_rows(self, now: float, gone: np.ndarray) -> None:
         """:meth:`_reshare` where every route has ``hop_k`` binding hops: the same sets, as rows."""
-        rows = self.hop_rows[self.op_slot[self.act]]
+        rows = self.act_rows
         touched = self._touched_rows(rows, gone)
         if touched is None:
             sub, rates = slice(None), max_min_rows(rows, self.link_bw)
@@ -295,6 +308,8 @@ class EventLoop(BatchOps):
             mark[self.hop_rows[self.op_slot[gone]]] = True
         flows = fresh.copy()
         for _ in range(_CLOSURE_ROUNDS):
+            if self.pad_link >= 0:
+                mark[self.pad_link] = False
             m = mark[rows]
             grow = m[:, 0].copy()
             for j in range(1, m.shape[1]):

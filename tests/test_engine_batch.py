@@ -84,3 +84,29 @@ def test_binding_hops_give_the_same_rates(cluster):
         rates = [max_min_csr(np.concatenate([[0], np.cumsum([len(x) for x in h])]), np.concatenate(h), topo.link_bw)
                  for h in (full, kept)]
         assert np.array_equal(rates[0], rates[1])
+
+
+@pytest.mark.parametrize("size", [1 << 20, 64 << 20, 1 << 30])
+def test_flow_rows_equal_the_csr_flow_sets(size):
+    """Routes of at most k binding hops as (F, k) rows (shorter ones padded with a link of infinite
+    capacity) give the same floats as the CSR flow sets: NCCL's programs and the ring quotient."""
+    from rankscope.simulator.nccl import quotient as q
+
+    topo = parse_topology("nodes:4x8,gpu=h100,nics=8,nic=400Gb/s")
+    tune = tuning(topo)
+    ch = tune.choose("all-reduce", size)
+    progs = [(nccl_collective("all-reduce", topo, size, tune=tune)[0], view(topo, ch.proto, ch.algo))]
+    rq = tune.choose("all-reduce", 4 << 30)
+    qv = q.quotient_topology(tune.spec)
+    progs.append((q.ring_quotient("all-reduce", 4, 8, 4 << 30, rq.nchannels), view(qv, rq.proto, rq.algo)))
+    for prog, v in progs:
+        out = []
+        for rows in (True, False):
+            ctx = Context(prog, RouteTable(prog, v), 0.0, compute_durations(prog, None),
+                          collective_durations(prog, v, 0.0))
+            loop = EventLoop(ctx, v.link_bw)
+            assert loop.hop_k > 0
+            if not rows:
+                loop.hop_k = 0
+            out.append(loop.run())
+        assert np.array_equal(out[0].start, out[1].start) and np.array_equal(out[0].end, out[1].end)
