@@ -60,12 +60,15 @@ class BatchOps:
         self.q_store = np.zeros(max(int(self.q_start[-1]), 1), dtype=np.int64)
         self.c_busy = np.zeros(max(nconn, 1), dtype=bool)
         self.b_none = np.zeros(0, dtype=np.int64)
+        self.all_tr = bool(self.b_is_tr.all())  # every op a transfer, every transfer moving bytes
+        self.all_moving = bool(np.all(prog.op_bytes[self.b_is_tr] > 0))
         self.op_stamp = np.zeros(max(prog.n_ops, 1), dtype=np.int64)  # scratch: are these ids distinct?
         self.conn_stamp = np.zeros(max(nconn, 1), dtype=np.int64)
 
     # -- scheduling ------------------------------------------------------------------------------
-    def _push(self, times: np.ndarray, what: np.ndarray, ops: np.ndarray) -> None:
-        """Schedule events in the order given: one heap entry per distinct time, stable inside."""
+    def _push(self, times: np.ndarray, what, ops: np.ndarray) -> None:
+        """Schedule events in the order given: one heap entry per distinct time, stable inside
+        (``what``: one kind for all, or an array of kinds)."""
         if times.size == 0:
             return
         t0 = times[0]
@@ -78,11 +81,13 @@ class BatchOps:
         cut = np.flatnonzero(st[1:] != st[:-1]) + 1
         for lo, hi in zip(np.concatenate([[0], cut]).tolist(), np.concatenate([cut, [st.size]]).tolist()):
             sel = order[lo:hi]
-            heapq.heappush(self.heap, (float(st[lo]), self.seq, what[sel], ops[sel]))
+            heapq.heappush(self.heap, (float(st[lo]), self.seq, what if isinstance(what, int) else what[sel], ops[sel]))
             self.seq += 1
 
     def _handle(self, what: np.ndarray, ops: np.ndarray, now: float) -> bool:
         """One heap entry's events, in order, as runs of one kind; True if flows started."""
+        if isinstance(what, int):
+            return self._handle_run(what, ops, now)
         if what.size and bool((what == what[0]).all()):
             return self._handle_run(int(what[0]), ops, now)
         cut = np.flatnonzero(what[1:] != what[:-1]) + 1
@@ -95,6 +100,9 @@ class BatchOps:
         if what == OP_END:
             self._finish_many(ops, now)
             return False
+        if self.all_moving:
+            self.new_flows.extend(ops.tolist())
+            return bool(ops.size)
         moving = self.nbytes[ops] > 0
         if moving.all():
             self.new_flows.extend(ops.tolist())
@@ -117,7 +125,7 @@ class BatchOps:
         self.c_busy[c[~has]] = False
         t_end = now + self.b_red[f]
         if not has.any():
-            self._push(t_end, np.full(f.size, OP_END, dtype=np.int8), f)
+            self._push(t_end, OP_END, f)
             return
         cq = c[has]
         g = self.q_store[self.q_start[cq] + self.q_head[cq]]
@@ -159,11 +167,11 @@ class BatchOps:
 
     def _ready_many(self, r: np.ndarray, now: float) -> None:
         """``r`` (in order) have no unmet deps: transfers start or queue, other ops end now."""
-        tr = self.b_is_tr[r]
-        if tr.all():
+        if self.all_tr:
             t, other = r, self.b_none
         else:
-            t, other = r[tr], r[~tr]
+            tr = self.b_is_tr[r]
+            t, other = (r, self.b_none) if tr.all() else (r[tr], r[~tr])
         times = what = ops = None
         if t.size:
             c = self.b_conn[t]
@@ -180,16 +188,17 @@ class BatchOps:
                 self._enqueue(queue)
             if b.size:
                 times, ops = self._begin_events(b, now), b
-                what = np.full(b.size, LAT_END, dtype=np.int8)
+                what = LAT_END
         if other.size:
             self.start[other] = now
             if ops is None:
-                times, what, ops = np.full(other.size, now), np.full(other.size, OP_END, dtype=np.int8), other
+                times, what, ops = np.full(other.size, now), OP_END, other
             else:  # both kinds: in the order of r
                 key = np.concatenate([np.flatnonzero(tr)[go], np.flatnonzero(~tr)])
                 order = np.argsort(key, kind="stable")
                 times = np.concatenate([times, np.full(other.size, now)])[order]
-                what = np.concatenate([what, np.full(other.size, OP_END, dtype=np.int8)])[order]
+                what = np.concatenate([np.full(b.size, LAT_END, dtype=np.int8),
+                                       np.full(other.size, OP_END, dtype=np.int8)])[order]
                 ops = np.concatenate([ops, other])[order]
         if ops is not None:
             self._push(times, what, ops)
