@@ -10,7 +10,11 @@ next flow to drain is found by one numpy pass over the active flows, and all eve
 are one batch. After a batch that starts or ends flows, max-min rates are recomputed only for the
 flows that share a link, directly or through other flows, with a flow that started or ended (the
 connected part of the flow-link graph the change touches); the others keep their rates, which are
-the max-min rates of their own part (:mod:`simulator.maxmin`).
+the max-min rates of their own part (:mod:`simulator.maxmin`), on each route's binding hops only
+(:func:`binding_hops`), as (F, k) rows where every route has at most k of them.
+Programs of transfers (no compute or collective ops) put batches on the heap, every event one
+handler call schedules for one time, and handle them in numpy passes, in the same order
+(:mod:`simulator.engine_batch`, [Note: batched handlers]).
 A flow whose rate changes starts a new rate period: one link-usage row per period and hop.
 Collectives on several comm lanes (:mod:`simulator.engine_share`) add two events: the end of a
 collective's latency term (COLL_BW: its work joins the shared set) and the first drain of the
