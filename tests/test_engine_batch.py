@@ -110,3 +110,26 @@ def test_flow_rows_equal_the_csr_flow_sets(size):
                 loop.hop_k = 0
             out.append(loop.run())
         assert np.array_equal(out[0].start, out[1].start) and np.array_equal(out[0].end, out[1].end)
+
+
+def test_batched_equals_one_at_a_time_with_zero_time_ops_and_shared_connections():
+    """Allocs and frees (ops that end when they start) among transfers, several messages queued on
+    one connection, reductions that cost time."""
+    from rankscope.simulator.builder import ProgramBuilder
+    from rankscope.simulator.program import Buffer, Init, OpKind
+
+    topo = parse_topology("nodes:2x4")
+    n = topo.nranks
+    b = ProgramBuilder(n, [Buffer("a", 1 << 20, Init.OWN), Buffer("t", 1 << 16, Init.OWN)])
+    b.grid(0, [0, 1 << 19, 1 << 20])
+    c0, c1 = b.chunk(0, 0), b.chunk(0, 1)
+    for r in range(n):
+        b.alloc(r, 1, 0)
+    for s in range(3):
+        for r in range(n):
+            b.transfer(r, (r + 1 + s) % n, c0 if r % 2 else c1, OpKind.REDUCE, 1 + s)
+            b.transfer(r, (r + 3) % n, c1, OpKind.COPY, 1 + s)
+    for r in range(n):
+        b.free(r, 1, 9)
+    one, many = _both(b.build(), topo, gamma=1e-11)
+    assert np.array_equal(one.start, many.start) and np.array_equal(one.end, many.end)
