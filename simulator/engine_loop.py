@@ -11,7 +11,9 @@ are one batch. After a batch that starts or ends flows, max-min rates are recomp
 flows that share a link, directly or through other flows, with a flow that started or ended (the
 connected part of the flow-link graph the change touches); the others keep their rates, which are
 the max-min rates of their own part (:mod:`simulator.maxmin`), on each route's binding hops only
-(:func:`binding_hops`), as (F, k) rows where every route has at most k of them.
+(:func:`binding_hops`), as (F, k) rows where every route has at most k of them; there the touched
+flows are those of the touched parts of the route graph (routes joined by shared binding links), a
+union of connected parts, found without closure rounds.
 Programs of transfers (no compute or collective ops) put batches on the heap, every event one
 handler call schedules for one time, and handle them in numpy passes, in the same order
 (:mod:`simulator.engine_batch`, [Note: batched handlers]).
@@ -32,6 +34,7 @@ import numpy as np
 from .engine_batch import BatchOps, batchable
 from .engine_context import Context, Timing, empty_timing
 from .engine_share import Sharing, collective_groups
+from .engine_sweep import _groups
 from .errors import UsageError
 from .maxmin import max_min_csr, max_min_rows
 from .program import OpKind
@@ -74,7 +77,18 @@ class EventLoop(BatchOps):
             if hop_len.min() < k:
                 self.pad_link = self.link_bw.size
                 self.link_bw = np.append(self.link_bw, np.inf)
+            # routes joined by shared binding links, directly or through other routes: flows can only
+            # be connected within one of these parts, so the flows of the parts a change touches are
+            # a union of the connected parts of the flow-link graph it touches
+            real = rows != self.pad_link
+            used = rows[real]
+            comp = _groups(used, np.repeat(np.arange(hop_len.size), k)[real.ravel()], hop_len.size,
+                           self.link_bw.size)
             self.op_slot = np.maximum(slot, 0)
+            parts = np.unique(comp, return_inverse=True)[1].reshape(-1)
+            self.n_parts = int(parts.max()) + 1
+            self.op_part = parts[self.op_slot]
+            self.act_part = np.zeros(0, dtype=np.int64)
             self.act_rows = np.zeros((0, self.hop_k), dtype=np.int64)  # the active flows' rows, as act
         if hop_len.size:  # each op's route as a range of self.hop_idx (none off transfers)
             self.op_hop_ptr = hop_ptr[np.maximum(slot, 0)]
@@ -196,7 +210,7 @@ class EventLoop(BatchOps):
                 keep = ~done
                 self.act, self.rate, self.t0, self.rem0 = act[keep], self.rate[keep], self.t0[keep], self.rem0[keep]
                 if self.hop_k:
-                    self.act_rows = self.act_rows[keep]
+                    self.act_rows, self.act_part = self.act_rows[keep], self.act_part[keep]
                 if self.batched:
                     self._arrive_many(fin, now)
                 else:
@@ -262,6 +276,7 @@ class EventLoop(BatchOps):
             self.rem0 = np.concatenate([self.rem0, self.remaining[new]])
             if self.hop_k:
                 self.act_rows = np.concatenate([self.act_rows, self.hop_rows[self.op_slot[new]]])
+                self.act_part = np.concatenate([self.act_part, self.op_part[new]])
         gone = np.concatenate(self.gone_links) if self.gone_links else np.zeros(0, dtype=np.int64)
         self.gone_links = []
         if self.act.size == 0:
@@ -301,31 +316,19 @@ class EventLoop(BatchOps):
         self._new_rates(sub, rates, now)
 
     def _touched_rows(self, rows: np.ndarray, gone: np.ndarray):
-        """:meth:`_touched` on (F, k) rows of binding hops."""
+        """:meth:`_touched` by parts of the route graph: the active flows of every part that holds a
+        new or ended flow (a union of connected parts of the flow-link graph, so their max-min rates
+        are theirs alone; None: more than half of the flows)."""
         nf = rows.shape[0]
         fresh = np.isnan(self.rate)
         if fresh.all():
             return None
-        mark = np.zeros(self.link_bw.size, dtype=bool)
-        mark[rows[fresh]] = True
+        hit = np.zeros(self.n_parts, dtype=bool)
+        hit[self.act_part[fresh]] = True
         if gone.size:
-            mark[self.hop_rows[self.op_slot[gone]]] = True
-        flows = fresh.copy()
-        for _ in range(_CLOSURE_ROUNDS):
-            if self.pad_link >= 0:
-                mark[self.pad_link] = False
-            m = mark[rows]
-            grow = m[:, 0].copy()
-            for j in range(1, m.shape[1]):
-                grow |= m[:, j]
-            grow &= ~flows
-            if not grow.any():
-                return flows
-            flows |= grow
-            if 2 * np.count_nonzero(flows) > nf:
-                return None
-            mark[rows[grow]] = True
-        return None
+            hit[self.op_part[gone]] = True
+        flows = hit[self.act_part]
+        return None if 2 * np.count_nonzero(flows) > nf else flows
 
     def _new_rates(self, sub, rates: np.ndarray, now: float) -> None:
         """Give the flows ``sub`` their new rates; one whose rate changes starts a rate period."""
