@@ -126,7 +126,7 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
         symmetric = timing is not None
     if timing is None:
         ctx.shared_steps = 0
-        timing = EventLoop(ctx, topo.link_bw).run()
+        timing = EventLoop(ctx, topo.link_bw, record=max_link_rows > 0).run()
     lane = np.full(prog.n_ops, LANE_MEMORY, dtype=np.int32)
     lane[prog.kind == OpKind.COMPUTE] = LANE_COMPUTE
     lane[prog.is_transfer | (prog.kind == OpKind.COLLECTIVE)] = LANE_COMM

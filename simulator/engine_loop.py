@@ -10,7 +10,13 @@ next flow to drain is found by one numpy pass over the active flows, and all eve
 are one batch. After a batch that starts or ends flows, max-min rates are recomputed only for the
 flows that share a link, directly or through other flows, with a flow that started or ended (the
 connected part of the flow-link graph the change touches); the others keep their rates, which are
-the max-min rates of their own part (:mod:`simulator.maxmin`).
+the max-min rates of their own part (:mod:`simulator.maxmin`), on each route's binding hops only
+(:func:`binding_hops`), as (F, k) rows where every route has at most k of them; there the touched
+flows are those of the touched parts of the route graph (routes joined by shared binding links), a
+union of connected parts, found without closure rounds.
+Programs of transfers (no compute or collective ops) put batches on the heap, every event one
+handler call schedules for one time, and handle them in numpy passes, in the same order
+(:mod:`simulator.engine_batch`, [Note: batched handlers]).
 A flow whose rate changes starts a new rate period: one link-usage row per period and hop.
 Collectives on several comm lanes (:mod:`simulator.engine_share`) add two events: the end of a
 collective's latency term (COLL_BW: its work joins the shared set) and the first drain of the
@@ -25,10 +31,12 @@ from collections import deque
 
 import numpy as np
 
+from .engine_batch import BatchOps, batchable
 from .engine_context import Context, Timing, empty_timing
 from .engine_share import Sharing, collective_groups
+from .engine_sweep import _groups
 from .errors import UsageError
-from .maxmin import max_min_csr
+from .maxmin import max_min_csr, max_min_rows
 from .program import OpKind
 
 LAT_END, OP_END, COLL_BW, COLL_END = 0, 1, 2, 3  # COLL_*: a collective's bandwidth phase starts / one drains
@@ -36,16 +44,19 @@ _DRAINED = 1e-9  # a flow with at most this fraction of its bytes left is done
 _CLOSURE_ROUNDS = 8  # expansion rounds to find the touched part before recomputing every flow
 
 
-class EventLoop:
-    """Run a :class:`~simulator.engine_context.Context`'s program; :meth:`run` returns its Timing."""
+class EventLoop(BatchOps):
+    """Run a :class:`~simulator.engine_context.Context`'s program; :meth:`run` returns its Timing.
+    Programs without compute or collective ops run on the batched handlers
+    (:mod:`simulator.engine_batch`, [Note: batched handlers]), the same events in the same order."""
 
-    def __init__(self, ctx: Context, link_bw: np.ndarray) -> None:
+    def __init__(self, ctx: Context, link_bw: np.ndarray, batched: bool | None = None, record: bool = True) -> None:
+        """``batched``: None picks the batched handlers wherever they apply; False keeps the
+        one-at-a-time ones (the reference the tests compare with). ``record``: keep the rate
+        periods (the link rows); without, the Timing has none (as the sweep's without rows)."""
         prog, routes = ctx.prog, ctx.routes
         self.ctx, self.link_bw = ctx, np.asarray(link_bw, dtype=np.float64)
         m = self.m = prog.n_ops
-        self.kind = prog.kind.tolist()
-        self.rank = prog.rank.tolist()
-        self.arg = prog.arg.tolist()
+        self.batched = batchable(prog) and batched is not False
         tr = np.flatnonzero(prog.is_transfer)
         slot = np.full(m, -1, dtype=np.int64)
         conn = np.full(m, -1, dtype=np.int64)
@@ -53,18 +64,59 @@ class EventLoop:
             slot[tr] = routes.slots(prog.rank[tr], prog.peer[tr])
             conn[tr] = ctx.connections(tr, slot[tr])
         self.slot_arr = slot
-        self.conn = conn.tolist()
-        self.lat = routes.lat[np.maximum(slot, 0)].tolist() if routes.lat.size else [0.0] * m
+        hop_ptr, hop_len, self.hop_idx = binding_hops(routes, self.link_bw)
+        # every route at most k binding hops (NCCL's programs on nodes:MxG: 2): the flow sets as (F, k)
+        # rows, a shorter route padded with a link of infinite capacity, which never binds (its share
+        # is infinite, so no flow's smallest share changes and it freezes nothing) and links no flows
+        self.hop_k, self.pad_link = 0, -1
+        if hop_len.size and hop_len.min() > 0 and hop_len.max() <= 4 and np.isfinite(self.link_bw).all():
+            k = self.hop_k = int(hop_len.max())
+            rows = np.full((hop_len.size, k), self.link_bw.size, dtype=np.int64)
+            rows[np.arange(k)[None, :] < hop_len[:, None]] = self.hop_idx
+            self.hop_rows = rows
+            if hop_len.min() < k:
+                self.pad_link = self.link_bw.size
+                self.link_bw = np.append(self.link_bw, np.inf)
+            # routes joined by shared binding links, directly or through other routes: flows can only
+            # be connected within one of these parts, so the flows of the parts a change touches are
+            # a union of the connected parts of the flow-link graph it touches
+            real = rows != self.pad_link
+            used = rows[real]
+            comp = _groups(used, np.repeat(np.arange(hop_len.size), k)[real.ravel()], hop_len.size,
+                           self.link_bw.size)
+            self.op_slot = np.maximum(slot, 0)
+            parts = np.unique(comp, return_inverse=True)[1].reshape(-1)
+            self.n_parts = int(parts.max()) + 1
+            self.op_part = parts[self.op_slot]
+            self.act_part = np.zeros(0, dtype=np.int64)
+            self.act_rows = np.zeros((0, self.hop_k), dtype=np.int64)  # the active flows' rows, as act
+        if hop_len.size:  # each op's route as a range of self.hop_idx (none off transfers)
+            self.op_hop_ptr = hop_ptr[np.maximum(slot, 0)]
+            self.op_hop_len = np.where(slot >= 0, hop_len[np.maximum(slot, 0)], 0)
+        else:
+            self.op_hop_ptr = self.op_hop_len = np.zeros(m, dtype=np.int64)
+        lat = routes.lat[np.maximum(slot, 0)] if routes.lat.size else np.zeros(m)
         self.nbytes = prog.op_bytes.astype(np.float64)
-        self.nb = self.nbytes.tolist()
-        self.red_cost = np.where(prog.kind == OpKind.REDUCE, self.nbytes * ctx.gamma, 0.0).tolist()
-        self.duration = ctx.duration.tolist()
-        self.coll_dur = ctx.coll_dur.tolist()
+        red_cost = np.where(prog.kind == OpKind.REDUCE, self.nbytes * ctx.gamma, 0.0)
         owner = np.repeat(np.arange(m, dtype=np.int64), np.diff(prog.dep_ptr))
         order = np.argsort(prog.dep_idx, kind="stable")
-        self.rev_ptr = np.searchsorted(prog.dep_idx[order], np.arange(m + 1)).tolist()
-        self.rev_idx = owner[order].tolist()
-        self.waiting = np.diff(prog.dep_ptr).tolist()
+        rev_ptr = np.searchsorted(prog.dep_idx[order], np.arange(m + 1))
+        rev_idx = owner[order]
+        if self.batched:
+            self._batch_init(prog, conn, ctx.n_connections, lat, red_cost, rev_ptr, rev_idx)
+        else:
+            self.kind = prog.kind.tolist()
+            self.rank = prog.rank.tolist()
+            self.arg = prog.arg.tolist()
+            self.conn = conn.tolist()
+            self.lat = lat.tolist()
+            self.nb = self.nbytes.tolist()
+            self.red_cost = red_cost.tolist()
+            self.duration = ctx.duration.tolist()
+            self.coll_dur = ctx.coll_dur.tolist()
+            self.rev_ptr = rev_ptr.tolist()
+            self.rev_idx = rev_idx.tolist()
+            self.waiting = np.diff(prog.dep_ptr).tolist()
         self.start = np.full(m, np.nan)
         self.end = np.full(m, np.nan)
         self.remaining = self.nbytes.copy()
@@ -102,6 +154,7 @@ class EventLoop:
         self.new_flows: list[int] = []
         self.gone_links: list[np.ndarray] = []
         self.rows: list[tuple[np.ndarray, ...]] = []  # closed rate periods: (op, t0, t1, bytes)
+        self.record = record
 
     # -- SimPy's Environment: schedule, step, run ----------------------------------------------
     def schedule(self, t: float, what: int, op: int) -> None:
@@ -111,11 +164,16 @@ class EventLoop:
     def run(self) -> Timing:
         if self.m == 0:
             return empty_timing("events")
-        for op in np.flatnonzero(np.asarray(self.waiting) == 0).tolist():
-            self.ready(op, 0.0)
+        if self.batched:
+            self._ready_many(np.flatnonzero(self.b_waiting == 0), 0.0)
+        else:
+            for op in np.flatnonzero(np.asarray(self.waiting) == 0).tolist():
+                self.ready(op, 0.0)
         while self.heap or self.act.size:
             self.step()
         self._check_finished()
+        if not self.record:
+            return Timing(self.start, self.end, None, None, None, None, "events")
         if self.rows:
             op, t0, t1, nb = (np.concatenate(c) for c in zip(*self.rows))
         else:
@@ -151,9 +209,21 @@ class EventLoop:
                 self.gone_links.append(fin)
                 keep = ~done
                 self.act, self.rate, self.t0, self.rem0 = act[keep], self.rate[keep], self.t0[keep], self.rem0[keep]
-                for f in fin.tolist():
-                    self.arrive(f, now)
+                if self.hop_k:
+                    self.act_rows, self.act_part = self.act_rows[keep], self.act_part[keep]
+                if self.batched:
+                    self._arrive_many(fin, now)
+                else:
+                    for f in fin.tolist():
+                        self.arrive(f, now)
         heap = self.heap
+        if self.batched:
+            while heap and heap[0][0] <= now:
+                _, _, what, ops = heapq.heappop(heap)
+                changed |= self._handle(what, ops, now)
+            if changed:
+                self._reshare()
+            return
         shared = False
         while heap and heap[0][0] <= now:
             _, _, what, op = heapq.heappop(heap)
@@ -184,6 +254,8 @@ class EventLoop:
     # -- flows ---------------------------------------------------------------------------------
     def _close(self, mask: np.ndarray, rem_now: np.ndarray) -> None:
         """Record the open rate periods of the active flows in ``mask`` as ending now."""
+        if not self.record:
+            return
         t0 = self.t0[mask]
         keep = self.now > t0
         if keep.any():
@@ -202,16 +274,20 @@ class EventLoop:
             self.rate = np.concatenate([self.rate, np.full(new.size, np.nan)])
             self.t0 = np.concatenate([self.t0, np.full(new.size, now)])
             self.rem0 = np.concatenate([self.rem0, self.remaining[new]])
+            if self.hop_k:
+                self.act_rows = np.concatenate([self.act_rows, self.hop_rows[self.op_slot[new]]])
+                self.act_part = np.concatenate([self.act_part, self.op_part[new]])
         gone = np.concatenate(self.gone_links) if self.gone_links else np.zeros(0, dtype=np.int64)
         self.gone_links = []
         if self.act.size == 0:
             return
-        routes = self.ctx.routes
-        slots = self.slot_arr[self.act]
-        lens = routes.hop_len[slots]
+        if self.hop_k:
+            self._reshare_rows(now, gone)
+            return
+        lens = self.op_hop_len[self.act]
         ptr = np.zeros(lens.size + 1, dtype=np.int64)
         np.cumsum(lens, out=ptr[1:])
-        idx = routes.hop_idx[np.repeat(routes.hop_ptr[slots] - ptr[:-1], lens) + np.arange(ptr[-1])]
+        idx = self.hop_idx[np.repeat(self.op_hop_ptr[self.act] - ptr[:-1], lens) + np.arange(ptr[-1])]
         touched = self._touched(ptr, idx, lens, gone)
         if touched is None:
             sub, rates = slice(None), max_min_csr(ptr, idx, self.link_bw)
@@ -224,6 +300,38 @@ class EventLoop:
             np.cumsum(sl, out=sptr[1:])
             sidx = idx[np.repeat(ptr[sub] - sptr[:-1], sl) + np.arange(sptr[-1])]
             rates = max_min_csr(sptr, sidx, self.link_bw)
+        self._new_rates(sub, rates, now)
+
+    def _reshare_rows(self, now: float, gone: np.ndarray) -> None:
+        """:meth:`_reshare` where every route has ``hop_k`` binding hops: the same sets, as rows."""
+        rows = self.act_rows
+        touched = self._touched_rows(rows, gone)
+        if touched is None:
+            sub, rates = slice(None), max_min_rows(rows, self.link_bw)
+        else:
+            sub = np.flatnonzero(touched)
+            if sub.size == 0:
+                return
+            rates = max_min_rows(rows[sub], self.link_bw)
+        self._new_rates(sub, rates, now)
+
+    def _touched_rows(self, rows: np.ndarray, gone: np.ndarray):
+        """:meth:`_touched` by parts of the route graph: the active flows of every part that holds a
+        new or ended flow (a union of connected parts of the flow-link graph, so their max-min rates
+        are theirs alone; None: more than half of the flows)."""
+        nf = rows.shape[0]
+        fresh = np.isnan(self.rate)
+        if fresh.all():
+            return None
+        hit = np.zeros(self.n_parts, dtype=bool)
+        hit[self.act_part[fresh]] = True
+        if gone.size:
+            hit[self.op_part[gone]] = True
+        flows = hit[self.act_part]
+        return None if 2 * np.count_nonzero(flows) > nf else flows
+
+    def _new_rates(self, sub, rates: np.ndarray, now: float) -> None:
+        """Give the flows ``sub`` their new rates; one whose rate changes starts a rate period."""
         old = self.rate[sub]
         split = (old != rates) & ~np.isnan(old) & (self.t0[sub] < now)
         if split.any():  # a flow whose rate changes starts a new rate period
@@ -247,11 +355,9 @@ class EventLoop:
         owner = np.repeat(np.arange(nf), lens)
         mark[idx[fresh[owner]]] = True
         if gone.size:
-            routes = self.ctx.routes
-            gs = self.slot_arr[gone]
-            gl = routes.hop_len[gs]
-            gp = np.repeat(routes.hop_ptr[gs] - np.concatenate([[0], np.cumsum(gl)[:-1]]), gl) + np.arange(gl.sum())
-            mark[routes.hop_idx[gp]] = True
+            gl = self.op_hop_len[gone]
+            gp = np.repeat(self.op_hop_ptr[gone] - np.concatenate([[0], np.cumsum(gl)[:-1]]), gl) + np.arange(gl.sum())
+            mark[self.hop_idx[gp]] = True
         flows = fresh.copy()
         for _ in range(_CLOSURE_ROUNDS):
             hit = np.zeros(nf, dtype=bool)
@@ -346,3 +452,35 @@ class EventLoop:
                 raise UsageError(f"deadlock: collective {c} has {len(ops)} of {int(self.coll_need[c])} ranks at "
                                  f"the head of their comm lanes (the others wait behind another collective)")
             raise UsageError(f"op {bad} never ran: its dependencies never finished")
+
+
+def binding_hops(routes, link_bw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each route's hops that max-min sharing needs, as CSR (ptr, len per route slot, link ids).
+
+    Two links that every route crosses both or neither (a GPU's link to its NIC and the NIC's to
+    the fabric) always carry the same flows, so the one with more capacity never binds: at every
+    round of progressive filling the same rates have been taken off both, its share is no smaller,
+    and any flow it could freeze the other freezes at the same round and rate. Dropping it leaves
+    every rate the same float (and :meth:`EventLoop._touched` the same flows); the link rows keep
+    every hop."""
+    lens, idx = routes.hop_len, routes.hop_idx
+    if idx.size == 0:
+        return routes.hop_ptr, lens, idx
+    slot = np.repeat(np.arange(lens.size), lens)
+    order = np.lexsort((slot, idx))  # hops by link, then route
+    li, sl = idx[order], slot[order]
+    cut = np.flatnonzero(li[1:] != li[:-1]) + 1
+    bw = np.asarray(link_bw, dtype=np.float64)
+    best: dict[bytes, int] = {}
+    for a, b in zip(np.concatenate([[0], cut]).tolist(), np.concatenate([cut, [li.size]]).tolist()):
+        link, key = int(li[a]), sl[a:b].tobytes()  # the routes that cross this link
+        cur = best.get(key)
+        if cur is None or (bw[link], link) < (bw[cur], cur):
+            best[key] = link
+    keep = np.zeros(bw.size, dtype=bool)
+    keep[list(best.values())] = True
+    kept = keep[idx]
+    new_len = np.bincount(slot[kept], minlength=lens.size).astype(np.int64)
+    ptr = np.zeros(lens.size + 1, dtype=np.int64)
+    np.cumsum(new_len, out=ptr[1:])
+    return ptr, new_len, idx[kept]

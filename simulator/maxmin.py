@@ -21,39 +21,78 @@ _TIE = 1e-12  # relative: shares this close are one level (as float rounding lea
 def max_min_csr(ptr: np.ndarray, idx: np.ndarray, link_bw: np.ndarray) -> np.ndarray:
     """Max-min fair rates of the flows of CSR routes (``ptr``, ``idx``) on links of ``link_bw``.
 
-    A flow with an empty route gets an infinite rate.
+    A flow with an empty route gets an infinite rate. Each round works on the unfrozen flows'
+    hops only (every hop of an unfrozen flow is unfrozen, so they stay CSR): a link's share at each
+    of its hops, each flow's smallest share (a segment minimum), and the locally minimal links as
+    those on which no hop's flow has a smaller bottleneck elsewhere (``share <= min fmin x (1 +
+    tie)`` is ``share <= fmin x (1 + tie)`` at every hop: rounding is monotone).
     """
     nf = ptr.size - 1
     rate = np.full(nf, np.inf)
     if nf == 0 or idx.size == 0:
         return rate
     lens = np.diff(ptr)
-    owner = np.repeat(np.arange(nf, dtype=np.int64), lens)
     cap = np.asarray(link_bw, dtype=np.float64).copy()
     count = np.bincount(idx, minlength=cap.size).astype(np.float64)
-    live = lens > 0  # unfrozen flows
-    hop_live = np.ones(idx.size, dtype=bool)
-    while live.any():
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(count > 0, cap / np.where(count > 0, count, 1.0), np.inf)
-        hs = np.where(hop_live, share[idx], np.inf)
-        fmin = np.full(nf, np.inf)
-        np.minimum.at(fmin, owner[hop_live], hs[hop_live])
-        lmin = np.full(cap.size, np.inf)  # the smallest share on any live route through the link
-        np.minimum.at(lmin, idx[hop_live], fmin[owner[hop_live]])
-        ready = share <= lmin * (1 + _TIE)
-        hit_hop = hop_live & ready[idx]
-        hit = np.zeros(nf, dtype=bool)
-        hit[owner[hit_hop]] = True
-        hit &= live
-        rate[hit] = fmin[hit]
-        gone = hop_live & hit[owner]
-        np.subtract.at(cap, idx[gone], rate[owner[gone]])
+    flows = np.flatnonzero(lens > 0)  # unfrozen flows, their hops (CSR) and their hops' flow
+    fl = lens[flows]
+    hops = idx if flows.size == nf else idx[np.repeat(ptr[flows] - np.concatenate([[0], np.cumsum(fl)[:-1]]), fl)
+                                            + np.arange(int(fl.sum()))]
+    notready = np.zeros(cap.size, dtype=bool)
+    while flows.size:
+        start = np.zeros(fl.size, dtype=np.int64)
+        np.cumsum(fl[:-1], out=start[1:])
+        owner = np.repeat(np.arange(fl.size), fl)
+        hs = cap[hops] / count[hops]
+        fmin = np.minimum.reduceat(hs, start)
+        bad = hs > fmin[owner] * (1 + _TIE)
+        notready[hops[bad]] = True
+        hit = np.logical_or.reduceat(~notready[hops], start)
+        notready[hops[bad]] = False
+        rate[flows[hit]] = fmin[hit]
+        gone = hit[owner]
+        np.subtract.at(cap, hops[gone], fmin[owner[gone]])
         np.maximum(cap, 0.0, out=cap)
-        count -= np.bincount(idx[gone], minlength=cap.size)
-        hop_live &= ~gone
-        live &= ~hit
+        count -= np.bincount(hops[gone], minlength=cap.size)
+        keep = ~hit
+        flows, fl, hops = flows[keep], fl[keep], hops[~gone]
     return rate
+
+
+def max_min_rows(hops: np.ndarray, link_bw: np.ndarray) -> np.ndarray:
+    """:func:`max_min_csr` for flows that all cross ``k`` links, row ``f`` of ``hops`` (F, k): the
+    same rounds on a 2-D array (the same floats: minima, and the rates taken off in the same order)."""
+    nf, k = hops.shape
+    rate = np.full(nf, np.inf)
+    if nf == 0 or k == 0:
+        return rate
+    cap = np.asarray(link_bw, dtype=np.float64).copy()
+    count = np.bincount(hops.ravel(), minlength=cap.size).astype(np.float64)
+    flows = np.arange(nf)
+    notready = np.zeros(cap.size, dtype=bool)
+    while flows.size:
+        hs = cap[hops] / count[hops]
+        fmin = _rows(np.minimum, hs)
+        bad = hops[hs > (fmin * (1 + _TIE))[:, None]]
+        notready[bad] = True
+        hit = _rows(np.logical_or, ~notready[hops])
+        notready[bad] = False
+        rate[flows[hit]] = fmin[hit]
+        gone = hops[hit].ravel()
+        np.subtract.at(cap, gone, np.repeat(fmin[hit], k))
+        np.maximum(cap, 0.0, out=cap)
+        count -= np.bincount(gone, minlength=cap.size)
+        keep = ~hit
+        flows, hops = flows[keep], hops[keep]
+    return rate
+
+
+def _rows(op, a: np.ndarray) -> np.ndarray:
+    """``op`` folded over the few columns of ``a`` (faster than a reduction along a short axis)."""
+    out = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        op(out, a[:, j], out=out)
+    return out
 
 
 def max_min_rates(hops: np.ndarray, link_bw: np.ndarray) -> np.ndarray:

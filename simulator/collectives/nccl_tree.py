@@ -161,19 +161,118 @@ def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 
     trees = [tree_parents(nodes, gpus, c, comm_channels) for c in range(nchannels)]
     depths = [_depths(p) for p in trees]
     height = max(int(d.max()) for d in depths) if n > 1 else 0
-    for c, (parent, depth) in enumerate(zip(trees, depths)):  # up: deepest first, so children reduce first
-        for q in range(pieces):
-            chunk = chunk_of[c][q]
-            for r in sorted(range(n), key=lambda r: -depth[r]):
-                if parent[r] >= 0:
-                    b.transfer(int(r), int(parent[r]), chunk, OpKind.REDUCE, q + height - int(depth[r]))
-    for c, (parent, depth) in enumerate(zip(trees, depths)):  # down: from the root
-        for q in range(pieces):
-            chunk = chunk_of[c][q]
-            for r in sorted(range(n), key=lambda r: depth[r]):
-                if parent[r] >= 0:
-                    b.transfer(int(parent[r]), int(r), chunk, OpKind.COPY, pieces + height + q + int(depth[r]) - 1)
     if n > 1:
         b.phases.append(Phase("reduce up the trees", 0, pieces + height - 1))
         b.phases.append(Phase("broadcast down the trees", pieces + height - 1, pieces + height - 1))
-    return b.build()
+    return _tree_program(b, [_Tree(p, d) for p, d in zip(trees, depths)], pieces, height,
+                         np.array(chunk_of, dtype=np.int64).reshape(nchannels, pieces))
+
+
+class _Tree:
+    """One tree's ops in builder order and their dependencies, as positions in its up and down blocks.
+
+    [Note: tree dependencies, derived once]
+    What :class:`simulator.builder.ProgramBuilder` derives op by op for one chunk of a tree (up:
+    deepest rank first, ``r -> parent`` REDUCE; down: shallowest first, ``parent -> r`` COPY; every
+    chunk its own cell): the reduce of ``r`` waits for its children's reduces into it (read after
+    write); the copy ``p -> r`` waits for what ``p`` holds (the copy into ``p``, or at the root
+    every reduce into it), for ``r``'s own reduce (write after read) and for the reduces into ``r``.
+    Every chunk repeats this pattern, so it is built once per tree and tiled over the chunks; a test
+    checks the programs equal the op-by-op builder's, field by field."""
+
+    def __init__(self, parent: np.ndarray, depth: np.ndarray) -> None:
+        o = np.argsort(-depth, kind="stable")
+        self.up_r = o[parent[o] >= 0]  # ranks in the order the up loop adds their reduces
+        o = np.argsort(depth, kind="stable")
+        self.dn_r = o[parent[o] >= 0]
+        n = parent.size
+        self.parent, self.depth = parent, depth
+        self.pos_up = np.full(n, -1, dtype=np.int64)
+        self.pos_up[self.up_r] = np.arange(self.up_r.size)
+        self.pos_dn = np.full(n, -1, dtype=np.int64)
+        self.pos_dn[self.dn_r] = np.arange(self.dn_r.size)
+        kids = np.flatnonzero(parent >= 0)
+        self.kid, self.kid_of = kids, parent[kids]  # child, its parent
+
+    def children_up(self, of: np.ndarray, op: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(op, position in the up block of a reduce into ``of[i]``) for every child of each ``of[i]``."""
+        order = np.argsort(self.kid_of, kind="stable")
+        ko, kc = self.kid_of[order], self.kid[order]
+        lo = np.searchsorted(ko, of, side="left")
+        hi = np.searchsorted(ko, of, side="right")
+        cnt = hi - lo
+        first = np.zeros(of.size, dtype=np.int64)
+        np.cumsum(cnt[:-1], out=first[1:])
+        idx = np.repeat(lo - first, cnt) + np.arange(int(cnt.sum()))
+        return np.repeat(op, cnt), self.pos_up[kc[idx]]
+
+
+def sorted_pattern(op: np.ndarray, dep: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """One block's dependency pairs as (deps per op for ``m`` ops, deps ascending and distinct per op,
+    as the builder sorts them): a block small enough to sort, then tiled."""
+    key = np.unique(op * (1 << 40) + dep)
+    return np.bincount(key >> 40, minlength=m), key & ((1 << 40) - 1)
+
+
+def assemble(b: ProgramBuilder, kind, rank, peer, arg, step, counts, idx) -> Program:
+    """The program ``b.build()`` would return had ``b`` been given these ops (construction order)
+    with these dependencies (``counts`` per op, ``idx`` in op order): ``b`` holds the buffers,
+    grids, chunks, phases and meta only."""
+    import dataclasses
+
+    from ..program import reorder
+
+    empty = b.build()
+    m = kind.size
+    ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    prog = dataclasses.replace(empty, kind=kind, rank=rank, peer=peer, arg=arg, step=step, dep_ptr=ptr,
+                               dep_idx=idx)
+    if m and np.any(np.diff(prog.step) < 0):
+        prog = reorder(prog, np.argsort(prog.step, kind="stable"))
+    return prog.validate()
+
+
+def _tree_program(b: ProgramBuilder, trees: list, pieces: int, height: int, chunk_of: np.ndarray) -> Program:
+    """Every channel's up ops (channel, chunk, rank by depth), then every channel's down ops, with
+    the dependencies of [Note: tree dependencies, derived once]."""
+    nch = len(trees)
+    e = int(trees[0].up_r.size) if nch else 0
+    nu = nch * pieces * e
+    cols = {k: [] for k in ("kind", "rank", "peer", "arg", "step")}
+    counts, idx = [], []
+    q = np.arange(pieces)
+    for c, t in enumerate(trees):  # the up blocks: (c, q) at (c * pieces + q) * e
+        r = t.up_r
+        cnt, dep = sorted_pattern(*t.children_up(r, np.arange(e)), e)  # r's reduce waits for its children's
+        base = (c * pieces + q) * e
+        cols["kind"].append(np.full(pieces * e, int(OpKind.REDUCE)))
+        cols["rank"].append(np.tile(r, pieces))
+        cols["peer"].append(np.tile(t.parent[r], pieces))
+        cols["arg"].append(np.repeat(chunk_of[c], e))
+        cols["step"].append((q[:, None] + height - t.depth[r][None, :]).ravel())
+        counts.append(np.tile(cnt, pieces))
+        idx.append((base[:, None] + dep[None, :]).ravel())
+    for c, t in enumerate(trees):  # the down blocks, after all up blocks
+        r = t.dn_r
+        p = t.parent[r]
+        i = np.arange(e)
+        root = t.parent[p] < 0
+        pairs = [(i, t.pos_up[r]), t.children_up(r, i), t.children_up(p[root], i[root])]
+        op = np.concatenate([x[0] for x in pairs] + [i[~root]])
+        # deps: positions in the up block, then (the copy into p) in the down block, after every up op
+        dep = np.concatenate([x[1] for x in pairs] + [e + t.pos_dn[p[~root]]])
+        cnt, dep = sorted_pattern(op, dep, e)
+        in_dn = dep >= e
+        up_base = (c * pieces + q) * e
+        cols["kind"].append(np.full(pieces * e, int(OpKind.COPY)))
+        cols["rank"].append(np.tile(p, pieces))
+        cols["peer"].append(np.tile(r, pieces))
+        cols["arg"].append(np.repeat(chunk_of[c], e))
+        cols["step"].append((pieces + height + q[:, None] + t.depth[r][None, :] - 1).ravel())
+        counts.append(np.tile(cnt, pieces))
+        idx.append((np.where(in_dn, nu - e, 0)[None, :] + up_base[:, None] + dep[None, :]).ravel())
+    z = np.zeros(0, dtype=np.int64)
+    cat = {k: np.concatenate(v).astype(np.int64) if v else z for k, v in cols.items()}
+    return assemble(b, cat["kind"], cat["rank"], cat["peer"], cat["arg"], cat["step"],
+                    np.concatenate(counts) if counts else z, np.concatenate(idx) if idx else z)

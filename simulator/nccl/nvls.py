@@ -62,7 +62,7 @@ import numpy as np
 
 from ..builder import ProgramBuilder
 from ..cluster import NodeSpec
-from ..collectives.nccl_tree import _depths, dtree_parent, slot_buffers
+from ..collectives.nccl_tree import _depths, _Tree, assemble, dtree_parent, slot_buffers, sorted_pattern
 from ..program import Buffer, Init, OpKind, Phase, Program, split
 from .search import search
 
@@ -111,6 +111,8 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
                            meta=info)
         b.grid(0, np.array([0] + [int(x) for x in shard[1:]]))
         piece = [[b.chunk(0, g)] for g in range(gpus)]
+    if nodes > 1:
+        return _nvls_tree(b, nodes, gpus, q, np.array(piece, dtype=np.int64).reshape(gpus, q))
     # one chunk per shard and pipeline piece: across nodes piece p climbs the tree while p+1 is reduced
     if collective == "all-gather":
         for g in range(gpus):
@@ -159,3 +161,113 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
     b.phases.insert(0, Phase("reduce at the switch", 0, 1))
     b.phases.append(Phase("multicast", step, 1))
     return b.build()
+
+
+def _nvls_tree(b: ProgramBuilder, nodes: int, gpus: int, q: int, piece: np.ndarray) -> Program:
+    """NVLSTree's ops in the order the op-by-op builder adds them, with the dependencies it derives
+    (a test compares the two field by field):
+
+      reduce at the switch  (k, g, piece p, j != g): j -> g on node k; waits for nothing
+      up the tree           (g, p; k deepest first): (k, g) -> (parent, g) REDUCE, after the switch's
+                            reduces into (k, g) and its children's reduces
+      down the tree         (g, p; k shallowest first): (parent, g) -> (k, g) COPY, after what the
+                            parent holds (the copy into it; at the root every reduce into it), k's
+                            own reduce and the reduces into (k, g)
+      multicast             (k, g, p, j != g): (k, g) -> (k, j) COPY, after what (k, g) holds and
+                            after (k, j)'s own send of that piece to the switch (write after read)
+
+    Piece p of shard g takes tree (g + p) % 2 ([Note: NVLS in point-to-point terms])."""
+    m, g_, h = nodes, gpus, gpus - 1
+    parents = [np.array([dtree_parent(m, k, t) for k in range(m)], dtype=np.int64) for t in (0, 1)]
+    trees = [_Tree(par, _depths(par)) for par in parents]
+    height = max(int(t.depth.max()) for t in trees)
+    e = m - 1
+    ns = m * g_ * q * h  # switch ops; then up, down (e per (g, p) each) and multicast ops
+    nu = g_ * q * e
+    stride = g_ * q * h  # S(k, g, p, jj) = k * stride + (g q + p) h + jj
+    big = 1 << max(1, int(ns).bit_length())  # range code * big + local id, below sorted_pattern's 2**40
+    jj = np.arange(h)
+
+    def switch_of(k: np.ndarray) -> np.ndarray:  # local S ids (offset (g q + p) h added per block)
+        return (k[:, None] * stride + jj[None, :]).ravel()
+
+    pats = []
+    for t in trees:  # per tree: the up and down patterns, deps coded as range * big + local id
+        i = np.arange(e)
+        r = t.up_r
+        op_c, dep_c = t.children_up(r, i)
+        up = sorted_pattern(np.concatenate([np.repeat(i, h), op_c]),
+                            np.concatenate([switch_of(r), big + dep_c]), e)
+        r = t.dn_r
+        p = t.parent[r]
+        root = t.parent[p] < 0
+        kids = t.children_up(r, i)
+        pk = t.children_up(p[root], i[root])
+        op = np.concatenate([i, np.repeat(i, h), kids[0], np.repeat(i[root], h), pk[0], i[~root]])
+        dep = np.concatenate([big + t.pos_up[r], switch_of(r), big + kids[1], switch_of(p[root]), big + pk[1],
+                              2 * big + t.pos_dn[p[~root]]])
+        pats.append((up, sorted_pattern(op, dep, e)))
+    cols = {k: [] for k in ("kind", "rank", "peer", "arg", "step")}
+    counts, idx = [], []
+    kk, gg, pp, jx = (a.ravel() for a in np.meshgrid(np.arange(m), np.arange(g_), np.arange(q), jj, indexing="ij"))
+    j = jx + (jx >= gg)  # the j != g of each (k, g, p) in increasing order
+    cols["kind"].append(np.full(kk.size, int(OpKind.REDUCE)))
+    cols["rank"].append(kk * g_ + j)
+    cols["peer"].append(kk * g_ + gg)
+    cols["arg"].append(piece[gg, pp])
+    cols["step"].append(np.zeros(kk.size, dtype=np.int64))
+    counts.append(np.zeros(kk.size, dtype=np.int64))
+    for stage in (0, 1):  # up blocks, then down blocks: block (g, p) at (g q + p) e
+        for g in range(g_):
+            for p in range(q):
+                t = trees[(g + p) % 2]
+                cnt, dep = pats[(g + p) % 2][stage]
+                blk = g * q + p
+                code = dep // big
+                local = dep % big
+                idx.append(np.choose(code, [blk * h, ns + blk * e, ns + nu + blk * e]) + local)
+                counts.append(cnt)
+                r = t.up_r if stage == 0 else t.dn_r
+                par = t.parent[r]
+                cols["kind"].append(np.full(e, int(OpKind.REDUCE if stage == 0 else OpKind.COPY)))
+                cols["rank"].append((r if stage == 0 else par) * g_ + g)
+                cols["peer"].append((par if stage == 0 else r) * g_ + g)
+                cols["arg"].append(np.full(e, piece[g, p]))
+                cols["step"].append(1 + p + height - t.depth[r] if stage == 0 else q + height + p + t.depth[r] - 1)
+    step = 1 + 2 * (q + height - 1)
+    # multicast: after what (k, g) holds (the copy down, or at a tree's root every reduce into it) and
+    # after (k, j)'s send of the piece to the switch
+    x = np.arange(kk.size)
+    blk = gg * q + pp
+    tsel = (gg + pp) % 2
+    roots = np.array([int(np.flatnonzero(t.parent < 0)[0]) for t in trees])
+    at_root = kk == roots[tsel]
+    pos_dn = np.stack([t.pos_dn for t in trees])
+    s_own = kk * stride + blk * h + jx
+    nr = ~at_root
+    ops = [x[nr], x[nr]]
+    deps = [s_own[nr], ns + nu + blk[nr] * e + pos_dn[tsel[nr], kk[nr]]]
+    xr = x[at_root]
+    ops.append(np.repeat(xr, h))
+    deps.append((s_own[at_root] - jx[at_root])[:, None].repeat(h, 1).ravel() + np.tile(jj, xr.size))
+    for t_i, t in enumerate(trees):
+        sel = at_root & (tsel == t_i)
+        kid_pos = t.pos_up[np.flatnonzero(t.parent == roots[t_i])]
+        ops.append(np.repeat(x[sel], kid_pos.size))
+        deps.append((ns + blk[sel] * e)[:, None].repeat(kid_pos.size, 1).ravel() + np.tile(kid_pos, int(sel.sum())))
+    op_all, dep_all = np.concatenate(ops), np.concatenate(deps)
+    order = np.lexsort((dep_all, op_all))
+    op_all, dep_all = op_all[order], dep_all[order]
+    keep = np.concatenate([[True], (op_all[1:] != op_all[:-1]) | (dep_all[1:] != dep_all[:-1])])
+    counts.append(np.bincount(op_all[keep], minlength=kk.size))
+    idx.append(dep_all[keep])
+    cols["kind"].append(np.full(kk.size, int(OpKind.COPY)))
+    cols["rank"].append(kk * g_ + gg)
+    cols["peer"].append(kk * g_ + j)
+    cols["arg"].append(piece[gg, pp])
+    cols["step"].append(np.full(kk.size, step))
+    b.phases += [Phase("reduce at the switch", 0, 1), Phase("trees across nodes", 1, 2 * (q + height - 1)),
+                 Phase("multicast", step, 1)]
+    cat = {k: np.concatenate(v).astype(np.int64) for k, v in cols.items()}
+    return assemble(b, cat["kind"], cat["rank"], cat["peer"], cat["arg"], cat["step"], np.concatenate(counts),
+                    np.concatenate(idx))

@@ -67,14 +67,25 @@ class _Run:
             where, tag = topo, ""
         res, view, self.seconds = simulate_nccl(prog, where, views, gamma=gamma, max_link_rows=0)
         self.method = res.info["method"] + tag
-        t = prog.is_transfer
-        src, dst = prog.rank[t].astype(np.int64), prog.peer[t].astype(np.int64)
-        key = src * prog.nranks + dst
-        pairs, inv = np.unique(key, return_inverse=True)
-        lat = routes(view, pairs // prog.nranks, pairs % prog.nranks)[1][inv] if pairs.size else np.zeros(0)
-        others = ~t
-        self.events = np.concatenate([res.start[t], res.start[t] + lat, res.end[t], res.start[others],
-                                      res.end[others]])
+        self._kept = (prog, res, view)
+        self._events = None
+
+    @property
+    def events(self) -> np.ndarray:
+        """Every event time (start, start + route latency, end of each transfer; start and end of
+        the other ops), found when a certificate first asks for them."""
+        if self._events is None:
+            prog, res, view = self._kept
+            t = prog.is_transfer
+            src, dst = prog.rank[t].astype(np.int64), prog.peer[t].astype(np.int64)
+            key = src * prog.nranks + dst
+            pairs, inv = np.unique(key, return_inverse=True)
+            lat = routes(view, pairs // prog.nranks, pairs % prog.nranks)[1][inv] if pairs.size else np.zeros(0)
+            others = ~t
+            self._events = np.concatenate([res.start[t], res.start[t] + lat, res.end[t], res.start[others],
+                                           res.end[others]])
+            self._kept = None
+        return self._events
 
 
 def _same_order(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
