@@ -153,8 +153,31 @@ def check_tables(h: dict, nranks: int, m: int) -> dict[str, Any]:
     pm = h.get("program_meta")
     if not isinstance(pm, dict):
         raise TraceFormatError(f"header program_meta must be an object, got {type(pm).__name__}")
+    check_program_meta(pm, nranks, out_bufs)
     return {"buffers": out_bufs, "chunks": chunks, "compute": (secs, flops, labels), "collectives": colls,
             "phases": out_ph, "program_meta": pm}
+
+
+def check_program_meta(pm: dict, nranks: int, bufs: list) -> None:
+    """The program meta keys that the simulator computes with: ``nbytes`` (the message size, what
+    algbw divides) and ``shard_bounds`` (per buffer, None or its N+1 shard offsets, rising from 0
+    to the buffer's size: the initial layout of a sharded buffer reads them)."""
+    if "nbytes" in pm:
+        _int(pm["nbytes"], "header program_meta.nbytes", 0, MAX_BYTES)
+    sb = pm.get("shard_bounds")
+    if sb is None:
+        return
+    if not isinstance(sb, list) or len(sb) > len(bufs):
+        raise TraceFormatError(f"header program_meta.shard_bounds must be a list of at most {len(bufs)} "
+                               "(one per buffer)")
+    for b, bounds in enumerate(sb):
+        if bounds is None:
+            continue
+        w = f"header program_meta.shard_bounds[{b}]"
+        size = bufs[b][1]
+        a = int_array(bounds, w, 0, size, np.int64)
+        if a.size != nranks + 1 or a[0] != 0 or a[-1] != size or np.any(np.diff(a) < 0):
+            raise TraceFormatError(f"{w} must be {nranks + 1} offsets rising from 0 to the buffer's {size} bytes")
 
 
 def check_times(start: np.ndarray, end: np.ndarray) -> None:
