@@ -87,3 +87,7 @@ def test_sim_train_times_collectives_with_nccl(capsys):
     assert main(base[:-1]) == 0
     assert "collectives timed by NCCL 2.20.3's tuner" in capsys.readouterr().out
     assert main(["sim", "train", "--algo", "hd", "--ranks", "4"]) == 2
+    # NCCL's flags without NCCL's timing are refused on every path, --find-max-batch's too
+    for extra in ([], ["--find-max-batch", "--gpu-memory", "80GB"]):
+        assert main(["sim", "train", "--model", "gpt2", "--nccl-algo", "ring", *extra]) == 2
+        assert main(["sim", "train", "--model", "gpt2", "--algo", "hd", *extra]) == 2

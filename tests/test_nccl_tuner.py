@@ -106,6 +106,17 @@ def test_forcing_algorithm_and_protocol():
         tuning(topo, algo="bogus")  # NCCL ignores a name it does not know; we refuse a typo
 
 
+@pytest.mark.parametrize("topo", ["nodes:1x2,gpu=h100", "nodes:2x1,gpu=h100", "nodes:9x2,gpu=h100"])
+def test_no_nvls_on_two_gpus_or_fewer_per_node(topo):
+    # src/transport/nvls.cc ncclNvlsInit: `if (!ncclParamNvlsEnable() || gpuCount <= 2) return ncclSuccess;`
+    # (nvlsSupport stays 0): neither NVLS nor NVLSTree is a candidate, forced or not
+    t = parse_topology(topo)
+    assert graphs(cluster_of(t))["nvls"] is None
+    forced = tuning(t, algo="nvls,nvls_tree").choose("all-reduce", 64 << 20)
+    assert forced.algo == "ring" and "restores the ring" in forced.notes[-1]
+    assert graphs(cluster_of(parse_topology("nodes:2x3,gpu=h100")))["nvls"] is not None
+
+
 def test_what_nccl_does_with_overrides():
     """src/graph/tuning.cc (2.20.3) ncclTopoTuneModel's enable pass, case by case."""
     one, two = parse_topology(H100), parse_topology("nodes:2x8,gpu=h100,nics=8,nic=400Gb/s")

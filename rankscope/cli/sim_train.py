@@ -131,6 +131,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     limits.check_ops(limits.train_ops(len(model.units), a.ranks, a.grad_accum), step)
     limit = a.gpu_memory if a.gpu_memory is not None else device.memory
     topo = topology_from_args(a, a.ranks)
+    if a.algo is None:  # NCCL's timing where the topology names a GPU cluster, the closed form elsewhere
+        a.algo = "nccl" if "cluster" in topo.meta else "ring"
+        if a.algo != "nccl" and (a.nccl_algo or a.nccl_proto or a.explain):
+            raise UsageError("--nccl-algo, --nccl-proto and --explain go with --algo nccl")
+    if a.algo not in ("ring", "nccl"):
+        raise UsageError(f"sim train times its collectives with --algo ring (the closed form) or nccl, not {a.algo!r}")
     strategies = STRATEGIES if a.compare_strategies else (a.strategy,)
     if a.find_max_batch:
         if limit is None:
@@ -139,12 +145,6 @@ def cmd_train(a: argparse.Namespace) -> int:
             raise UsageError("--find-max-batch writes no trace: leave out --out")
         return _max_batches(a, strategies, device, topo, limit)
     reports = []
-    if a.algo is None:  # NCCL's timing where the topology names a GPU cluster, the closed form elsewhere
-        a.algo = "nccl" if "cluster" in topo.meta else "ring"
-        if a.algo != "nccl" and (a.nccl_algo or a.nccl_proto or a.explain):
-            raise UsageError("--nccl-algo, --nccl-proto and --explain go with --algo nccl")
-    if a.algo not in ("ring", "nccl"):
-        raise UsageError(f"sim train times its collectives with --algo ring (the closed form) or nccl, not {a.algo!r}")
     for strat in strategies:
         prog = compile_step(model, a.ranks, _train_config(a, strat), device)
         if a.algo == "nccl":

@@ -97,6 +97,9 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
     n = nodes * gpus
     if collective != "all-reduce" and nodes > 1:
         raise UsageError(f"NVLSTree runs all-reduce only, not {collective}")
+    if nodes > 1 and gpus < 2:
+        raise UsageError("NVLSTree needs an NVSwitch of 2 GPUs or more per node (NCCL 2.20.3 enables NVLS "
+                         "only above 2: src/transport/nvls.cc, ncclNvlsInit)")
     algo = "nccl-nvls" if nodes == 1 else "nccl-nvls_tree"
     info = {"collective": collective, "algo": algo, "nranks": n, "nbytes": nbytes, "nodes": nodes,
             "pieces": pieces if nodes > 1 else 1, "nvls_port_speedup": port_speedup(gpus, collective), **(meta or {})}

@@ -66,9 +66,12 @@ def _fit(spec: NodeSpec, pattern: str, s_intra: float, s_inter: float, max_ch: i
 
 
 def search(spec: NodeSpec, pattern: str) -> Graph | None:
-    """The graph ``ncclTopoCompute`` finds for ``pattern`` on ``spec`` (None: no NVLS graph)."""
+    """The graph ``ncclTopoCompute`` finds for ``pattern`` on ``spec`` (None: no NVLS graph; NCCL
+    2.20.3 leaves NVLS unsupported on a node of 2 GPUs or fewer: src/transport/nvls.cc,
+    ``ncclNvlsInit``, ``if (!ncclParamNvlsEnable() || gpuCount <= 2) return ncclSuccess;`` with
+    ``nvlsSupport = 0``, so neither NVLS nor NVLSTree is a candidate there)."""
     g, cc = spec.gpus, spec.compcap
-    if pattern == "nvls" and not spec.nvls:
+    if pattern == "nvls" and (not spec.nvls or g <= 2):
         return None
     has_net = spec.nodes > 1
     sm90 = cc >= 90
