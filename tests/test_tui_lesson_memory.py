@@ -91,3 +91,17 @@ def test_get_inner_outer_is_cached_on_the_colours_alone():
         assert inner.background == base + bg and outer.background == base
     keys = [r for r in gc.get_referrers(a) if isinstance(r, (list, tuple)) and any(x is a for x in r)]
     assert not keys  # lru_cache's key of a method call is a list (self, *args): none holds ``a``
+
+
+async def test_a_page_turn_focuses_the_new_page_as_its_open_did():
+    # the focused widget leaves with its page; the new page's first focusable takes the focus
+    app = learn_app("ps-vs-ring")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        first = type(app.focused)
+        assert app.focused is not None
+        for key in ("n", "p"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.focused is not None and app.focused.is_attached
+        assert type(app.focused) is first

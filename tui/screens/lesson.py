@@ -138,6 +138,12 @@ class LessonScreen(ReplayScreen):
             await self.remove_children(old)
             await self.mount_all(compose(self, self.body()), before=self.query_one(Footer))
         self._query_one_cache.clear()
+        if self.focused is None:  # the focused widget left with its page: focus as a screen's open does
+            auto = self.AUTO_FOCUS if self.AUTO_FOCUS is not None else self.app.AUTO_FOCUS
+            for widget in self.query(auto) if auto else ():
+                if widget.focusable:
+                    self.set_focus(widget)
+                    break
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "page":
