@@ -27,8 +27,8 @@ def add_collective_args(p: argparse.ArgumentParser, default: str | None = None) 
     p.add_argument("--algo", default=None, help="ring (default), hd, ps, hier, nccl-ring, nccl-tree for "
                    "all-reduce; ring or tree for broadcast; nccl: what NCCL 2.20.3's tuner picks on a GPU "
                    "cluster --topology. For sim train, how its collectives are timed: nccl or ring (the "
-                   "closed form); default nccl on a GPU-cluster topology (nodes:MxG,gpu=..., or a TOML "
-                   "[cluster]), else ring")
+                   "closed form); default nccl where the topology names its GPUs (nodes:MxG,gpu=..., or a "
+                   "TOML [cluster]), else ring (also on nodes:MxG without gpu=, dgx-a100, dgx-h100)")
     p.add_argument("--nccl-algo", help="with --algo nccl: allow only these NCCL algorithms, as NCCL_ALGO "
                    "(ring, tree, nvls, nvls_tree; ^x excludes)")
     p.add_argument("--nccl-proto", help="with --algo nccl: allow only these protocols, as NCCL_PROTO "
