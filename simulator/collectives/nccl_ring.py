@@ -50,6 +50,19 @@ def ring_orders(nodes: int, gpus: int, nchannels: int) -> list[tuple[int, ...]]:
     return out
 
 
+def ring_deps(nsteps: int, nrings: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dep_ptr, dep_idx) of ``nrings`` rings of ``n`` positions over ``nsteps`` steps, ops laid out
+    (step, ring, position): from step 1 on, each op waits for the op one position back on its ring
+    in the step before (what it forwards arrived there); step 0 waits for nothing."""
+    m, first = nsteps * nrings * n, nrings * n
+    dep_ptr = np.zeros(m + 1, np.int64)
+    if m > first:
+        dep_ptr[first + 1:] = np.arange(1, m - first + 1)
+    tt, rest = np.divmod(np.arange(first, m, dtype=np.int64), first)
+    j, i = np.divmod(rest, n)
+    return dep_ptr, ((tt - 1) * nrings + j) * n + (i - 1) % n
+
+
 def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int, ...]],
                meta: dict | None = None, own_buffers: bool = False) -> Program:
     """The ``collective`` (all-reduce, reduce-scatter, all-gather) over the channel rings ``orders``."""
@@ -90,18 +103,10 @@ def multi_ring(collective: str, nranks: int, nbytes: int, orders: list[tuple[int
     owner_pos = (pos[None, :] - 1 - t[:, None]) % n  # (T, N)
     owner = order[np.arange(nr)[None, :, None], owner_pos[:, None, :]]  # (T, R, N) rank whose shard moves
     chunk = owner * nr + np.arange(nr)[None, :, None]
-    m = nsteps * nr * n
     kind = np.full((nsteps, nr, n), OpKind.COPY, np.uint8)
     kind[t < n - 1] = OpKind.REDUCE
     step = np.broadcast_to((t - t0)[:, None, None], (nsteps, nr, n))
-    dep_ptr = np.zeros(m + 1, np.int64)
-    first = nr * n
-    if m > first:
-        dep_ptr[first + 1:] = np.arange(1, m - first + 1)
-    ids = np.arange(first, m, dtype=np.int64)
-    tt, rest = np.divmod(ids, first)
-    j, i = np.divmod(rest, n)
-    dep_idx = ((tt - 1) * nr + j) * n + (i - 1) % n
+    dep_ptr, dep_idx = ring_deps(nsteps, nr, n)
     phases = []
     if t0 < n - 1:
         phases.append(Phase(RS, 0, n - 1))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cluster import NodeSpec
-from ..collectives.nccl_ring import AG, AR, RS, ring_orders
+from ..collectives.nccl_ring import AG, AR, RS, ring_deps, ring_orders
 from ..program import Buffer, Init, OpKind, Program
 from ..topology import Topology, cluster_topology
 
@@ -67,15 +67,7 @@ def ring_quotient(collective: str, nodes: int, gpus: int, nbytes: int, nchannels
     kind[t < n - 1] = OpKind.REDUCE
     step = np.broadcast_to((t - t0)[:, None, None], (nsteps, nr, p))
     chunk = np.broadcast_to(np.arange(nr, dtype=np.int32)[None, :, None], (nsteps, nr, p))
-    m = nsteps * nr * p
-    first = nr * p
-    dep_ptr = np.zeros(m + 1, np.int64)
-    if m > first:
-        dep_ptr[first + 1:] = np.arange(1, m - first + 1)
-    ids = np.arange(first, m, dtype=np.int64)
-    tt, rest = np.divmod(ids, first)
-    j, i = np.divmod(rest, p)
-    dep_idx = ((tt - 1) * nr + j) * p + (i - 1) % p
+    dep_ptr, dep_idx = ring_deps(nsteps, nr, p)
     info = {"collective": collective, "algo": "nccl-ring quotient", "nranks": p, "stands_for_nranks": n,
             "nbytes": nbytes, "nchannels": nchannels, **(meta or {})}
     return Program(p, kind.ravel(), src.ravel().astype(np.int32), dst.ravel().astype(np.int32),
