@@ -14,9 +14,8 @@ the max-min rates of their own part (:mod:`simulator.maxmin`), on each route's b
 (:func:`binding_hops`), as (F, k) rows where every route has at most k of them; there the touched
 flows are those of the touched parts of the route graph (routes joined by shared binding links), a
 union of connected parts, found without closure rounds.
-Programs of transfers (no compute or collective ops) put batches on the heap, every event one
-handler call schedules for one time, and handle them in numpy passes, in the same order
-(:mod:`simulator.engine_batch`, [Note: batched handlers]).
+Programs of transfers (no compute or collective ops) run the same loop compiled
+(:mod:`simulator.engine_kernel`, [Note: the compiled event loop]): the same events, order and floats.
 A flow whose rate changes starts a new rate period: one link-usage row per period and hop.
 Collectives on several comm lanes (:mod:`simulator.engine_share`) add two events: the end of a
 collective's latency term (COLL_BW: its work joins the shared set) and the first drain of the
@@ -31,7 +30,7 @@ from collections import deque
 
 import numpy as np
 
-from .engine_batch import BatchOps, batchable
+from . import engine_kernel
 from .engine_context import Context, Timing, empty_timing
 from .engine_share import Sharing, collective_groups
 from .engine_sweep import _groups
@@ -44,19 +43,20 @@ _DRAINED = 1e-9  # a flow with at most this fraction of its bytes left is done
 _CLOSURE_ROUNDS = 8  # expansion rounds to find the touched part before recomputing every flow
 
 
-class EventLoop(BatchOps):
+class EventLoop:
     """Run a :class:`~simulator.engine_context.Context`'s program; :meth:`run` returns its Timing.
-    Programs without compute or collective ops run on the batched handlers
-    (:mod:`simulator.engine_batch`, [Note: batched handlers]), the same events in the same order."""
+    Programs without compute or collective ops run compiled (:mod:`simulator.engine_kernel`,
+    [Note: the compiled event loop]), the same events in the same order, the same floats."""
 
-    def __init__(self, ctx: Context, link_bw: np.ndarray, batched: bool | None = None, record: bool = True) -> None:
-        """``batched``: None picks the batched handlers wherever they apply; False keeps the
-        one-at-a-time ones (the reference the tests compare with). ``record``: keep the rate
-        periods (the link rows); without, the Timing has none (as the sweep's without rows)."""
+    def __init__(self, ctx: Context, link_bw: np.ndarray, compiled: bool | None = None, record: bool = True) -> None:
+        """``compiled``: None runs the compiled loop wherever it applies; False keeps this Python
+        one (the reference the tests compare with). ``record``: keep the rate periods (the link
+        rows); without, the Timing has none (as the sweep's without rows)."""
         prog, routes = ctx.prog, ctx.routes
         self.ctx, self.link_bw = ctx, np.asarray(link_bw, dtype=np.float64)
         m = self.m = prog.n_ops
-        self.batched = batchable(prog) and batched is not False
+        self.compiled = engine_kernel.applies(prog) and compiled is not False
+        self.record = record
         tr = np.flatnonzero(prog.is_transfer)
         slot = np.full(m, -1, dtype=np.int64)
         conn = np.full(m, -1, dtype=np.int64)
@@ -65,6 +65,9 @@ class EventLoop(BatchOps):
             conn[tr] = ctx.connections(tr, slot[tr])
         self.slot_arr = slot
         hop_ptr, hop_len, self.hop_idx = binding_hops(routes, self.link_bw)
+        if self.compiled:
+            self._kernel_args = self._compiled_init(prog, ctx, slot, conn, hop_ptr, hop_len)
+            return
         # every route at most k binding hops (NCCL's programs on nodes:MxG: 2): the flow sets as (F, k)
         # rows, a shorter route padded with a link of infinite capacity, which never binds (its share
         # is infinite, so no flow's smallest share changes and it freezes nothing) and links no flows
@@ -80,12 +83,8 @@ class EventLoop(BatchOps):
             # routes joined by shared binding links, directly or through other routes: flows can only
             # be connected within one of these parts, so the flows of the parts a change touches are
             # a union of the connected parts of the flow-link graph it touches
-            real = rows != self.pad_link
-            used = rows[real]
-            comp = _groups(used, np.repeat(np.arange(hop_len.size), k)[real.ravel()], hop_len.size,
-                           self.link_bw.size)
             self.op_slot = np.maximum(slot, 0)
-            parts = np.unique(comp, return_inverse=True)[1].reshape(-1)
+            parts = route_parts(hop_len, self.hop_idx, self.link_bw.size)
             self.n_parts = int(parts.max()) + 1
             self.op_part = parts[self.op_slot]
             self.act_part = np.zeros(0, dtype=np.int64)
@@ -102,21 +101,18 @@ class EventLoop(BatchOps):
         order = np.argsort(prog.dep_idx, kind="stable")
         rev_ptr = np.searchsorted(prog.dep_idx[order], np.arange(m + 1))
         rev_idx = owner[order]
-        if self.batched:
-            self._batch_init(prog, conn, ctx.n_connections, lat, red_cost, rev_ptr, rev_idx)
-        else:
-            self.kind = prog.kind.tolist()
-            self.rank = prog.rank.tolist()
-            self.arg = prog.arg.tolist()
-            self.conn = conn.tolist()
-            self.lat = lat.tolist()
-            self.nb = self.nbytes.tolist()
-            self.red_cost = red_cost.tolist()
-            self.duration = ctx.duration.tolist()
-            self.coll_dur = ctx.coll_dur.tolist()
-            self.rev_ptr = rev_ptr.tolist()
-            self.rev_idx = rev_idx.tolist()
-            self.waiting = np.diff(prog.dep_ptr).tolist()
+        self.kind = prog.kind.tolist()
+        self.rank = prog.rank.tolist()
+        self.arg = prog.arg.tolist()
+        self.conn = conn.tolist()
+        self.lat = lat.tolist()
+        self.nb = self.nbytes.tolist()
+        self.red_cost = red_cost.tolist()
+        self.duration = ctx.duration.tolist()
+        self.coll_dur = ctx.coll_dur.tolist()
+        self.rev_ptr = rev_ptr.tolist()
+        self.rev_idx = rev_idx.tolist()
+        self.waiting = np.diff(prog.dep_ptr).tolist()
         self.start = np.full(m, np.nan)
         self.end = np.full(m, np.nan)
         self.remaining = self.nbytes.copy()
@@ -154,7 +150,40 @@ class EventLoop(BatchOps):
         self.new_flows: list[int] = []
         self.gone_links: list[np.ndarray] = []
         self.rows: list[tuple[np.ndarray, ...]] = []  # closed rate periods: (op, t0, t1, bytes)
-        self.record = record
+
+    # -- the compiled loop ------------------------------------------------------------------------
+    def _compiled_init(self, prog, ctx: Context, slot: np.ndarray, conn: np.ndarray, hop_ptr: np.ndarray,
+                       hop_len: np.ndarray) -> tuple:
+        """The arguments of :func:`simulator.engine_kernel.run_transfers`, per op."""
+        m, routes = self.m, ctx.routes
+        on = slot >= 0
+        s0 = np.maximum(slot, 0)
+        if hop_len.size:
+            parts = route_parts(hop_len, self.hop_idx, self.link_bw.size)
+            op_part, n_parts = np.where(on, parts[s0], 0), int(parts.max()) + 1
+            op_ptr, op_len = np.where(on, hop_ptr[s0], 0), np.where(on, hop_len[s0], 0)
+        else:
+            op_part, n_parts = np.zeros(m, np.int64), 1
+            op_ptr = op_len = np.zeros(m, np.int64)
+        lat = routes.lat[s0] if routes.lat.size else np.zeros(m)
+        nbytes = prog.op_bytes.astype(np.float64)
+        red = np.where(prog.kind == OpKind.REDUCE, nbytes * ctx.gamma, 0.0)
+        owner = np.repeat(np.arange(m, dtype=np.int64), np.diff(prog.dep_ptr))
+        order = np.argsort(prog.dep_idx, kind="stable")
+        rev_ptr = np.searchsorted(prog.dep_idx[order], np.arange(m + 1)).astype(np.int64)
+        i64 = np.int64
+        return (prog.is_transfer.copy(), nbytes, np.asarray(lat, np.float64), red, conn.astype(i64),
+                int(ctx.n_connections), np.diff(prog.dep_ptr).astype(i64), rev_ptr, owner[order].astype(i64),
+                op_ptr.astype(i64), op_len.astype(i64), self.hop_idx.astype(i64), op_part.astype(i64), n_parts,
+                self.link_bw, bool(self.record))
+
+    def _run_compiled(self) -> Timing:
+        start, end, op, t0, t1, nb = engine_kernel.run_transfers(*self._kernel_args)
+        self.start, self.end, self.coll_here = start, end, {}
+        self._check_finished()
+        if not self.record:
+            return Timing(start, end, None, None, None, None, "events")
+        return Timing(start, end, op, t0, t1, nb, "events")
 
     # -- SimPy's Environment: schedule, step, run ----------------------------------------------
     def schedule(self, t: float, what: int, op: int) -> None:
@@ -164,11 +193,10 @@ class EventLoop(BatchOps):
     def run(self) -> Timing:
         if self.m == 0:
             return empty_timing("events")
-        if self.batched:
-            self._ready_many(np.flatnonzero(self.b_waiting == 0), 0.0)
-        else:
-            for op in np.flatnonzero(np.asarray(self.waiting) == 0).tolist():
-                self.ready(op, 0.0)
+        if self.compiled:
+            return self._run_compiled()
+        for op in np.flatnonzero(np.asarray(self.waiting) == 0).tolist():
+            self.ready(op, 0.0)
         while self.heap or self.act.size:
             self.step()
         self._check_finished()
@@ -211,19 +239,9 @@ class EventLoop(BatchOps):
                 self.act, self.rate, self.t0, self.rem0 = act[keep], self.rate[keep], self.t0[keep], self.rem0[keep]
                 if self.hop_k:
                     self.act_rows, self.act_part = self.act_rows[keep], self.act_part[keep]
-                if self.batched:
-                    self._arrive_many(fin, now)
-                else:
-                    for f in fin.tolist():
-                        self.arrive(f, now)
+                for f in fin.tolist():
+                    self.arrive(f, now)
         heap = self.heap
-        if self.batched:
-            while heap and heap[0][0] <= now:
-                _, _, what, ops = heapq.heappop(heap)
-                changed |= self._handle(what, ops, now)
-            if changed:
-                self._reshare()
-            return
         shared = False
         while heap and heap[0][0] <= now:
             _, _, what, op = heapq.heappop(heap)
@@ -484,3 +502,11 @@ def binding_hops(routes, link_bw: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     ptr = np.zeros(lens.size + 1, dtype=np.int64)
     np.cumsum(new_len, out=ptr[1:])
     return ptr, new_len, idx[kept]
+
+
+def route_parts(hop_len: np.ndarray, hop_idx: np.ndarray, nlinks: int) -> np.ndarray:
+    """Per route slot, its *part*: routes joined by shared binding links (``hop_idx``, CSR lengths
+    ``hop_len``), directly or through other routes, numbered 0.. . Flows can only be connected
+    within one part, so max-min rates never mix parts."""
+    comp = _groups(hop_idx, np.repeat(np.arange(hop_len.size), hop_len), hop_len.size, nlinks)
+    return np.unique(comp, return_inverse=True)[1].reshape(-1)

@@ -1,6 +1,7 @@
-"""[Note: batched handlers]: the batched event loop runs the same events in the same order as the
-one-at-a-time handlers, so every op's start and end is the same float, on NCCL's programs (tree,
-NVLSTree, ring, on even, odd and non-power-of-two node counts), rings and halving-doubling."""
+"""[Note: the compiled event loop]: the compiled loop runs the same events in the same order as the
+Python one, so every op's start and end and every rate period is the same float, on NCCL's
+programs (tree, NVLSTree, ring, on even, odd and non-power-of-two node counts), rings and
+halving-doubling, zero-time ops, queued connections and reductions that cost time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from rankscope.simulator.collectives import build
-from rankscope.simulator.engine_batch import batchable
+from rankscope.simulator.engine_kernel import applies
 from rankscope.simulator.engine_context import Context, RouteTable, collective_durations, compute_durations
 from rankscope.simulator.engine_loop import EventLoop
 from rankscope.simulator.nccl import tuning
@@ -18,17 +19,21 @@ from rankscope.simulator.topology import parse_topology
 
 def _both(prog, topo, gamma=0.0):
     out = []
-    for batched in (False, True):
+    for compiled in (False, True):
         ctx = Context(prog, RouteTable(prog, topo), gamma, compute_durations(prog, None),
                       collective_durations(prog, topo, gamma))
-        loop = EventLoop(ctx, topo.link_bw, batched=None if batched else False)
-        assert loop.batched == (batched and batchable(prog))
+        loop = EventLoop(ctx, topo.link_bw, compiled=None if compiled else False)
+        assert loop.compiled == (compiled and applies(prog))
         out.append(loop.run())
+    one, many = out
+    assert np.array_equal(one.start, many.start, equal_nan=True) and np.array_equal(one.end, many.end)
+    for a, b in zip(one[2:6], many[2:6]):  # the rate periods: op, t0, t1, bytes, row by row
+        assert np.array_equal(a, b)
     return out
 
 
 @pytest.mark.parametrize("cluster", ["nodes:4x8", "nodes:6x4", "nodes:5x8", "nodes:3x8"])
-def test_batched_equals_one_at_a_time_on_nccl_programs(cluster):
+def test_compiled_equals_python_on_nccl_programs(cluster):
     topo = parse_topology(f"{cluster},gpu=h100,nics={cluster[-1]},nic=400Gb/s")
     tune = tuning(topo)
     algos = set()
@@ -43,7 +48,7 @@ def test_batched_equals_one_at_a_time_on_nccl_programs(cluster):
 
 @pytest.mark.parametrize("algo,topo", [("ring", "ring:16"), ("hd-far", "ring:16"), ("hd", "switch:8"),
                                        ("nccl-tree", "nodes:4x4")])
-def test_batched_equals_one_at_a_time_on_registry_programs(algo, topo):
+def test_compiled_equals_python_on_registry_programs(algo, topo):
     t = parse_topology(topo)
     prog = build("all-reduce", algo, t.nranks, 1 << 20)
     for gamma in (0.0, 1e-11):
@@ -104,7 +109,7 @@ def test_flow_rows_equal_the_csr_flow_sets(size):
         for rows in (True, False):
             ctx = Context(prog, RouteTable(prog, v), 0.0, compute_durations(prog, None),
                           collective_durations(prog, v, 0.0))
-            loop = EventLoop(ctx, v.link_bw)
+            loop = EventLoop(ctx, v.link_bw, compiled=False)
             assert loop.hop_k > 0
             if not rows:
                 loop.hop_k = 0
@@ -112,7 +117,7 @@ def test_flow_rows_equal_the_csr_flow_sets(size):
         assert np.array_equal(out[0].start, out[1].start) and np.array_equal(out[0].end, out[1].end)
 
 
-def test_batched_equals_one_at_a_time_with_zero_time_ops_and_shared_connections():
+def test_compiled_equals_python_with_zero_time_ops_and_shared_connections():
     """Allocs and frees (ops that end when they start) among transfers, several messages queued on
     one connection, reductions that cost time."""
     from rankscope.simulator.builder import ProgramBuilder
