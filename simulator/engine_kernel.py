@@ -30,8 +30,7 @@ pays the compilation (a few seconds), later processes load it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
+from numba import njit
 
 from .program import OpKind
 
@@ -46,7 +45,7 @@ def applies(prog) -> bool:
     return not bool(np.any((k == OpKind.COMPUTE) | (k == OpKind.COLLECTIVE)))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _heap_push(hp, et, st, e):
     """Put entry ``e`` on the heap of entries by time (``st[0]``: its size; times are distinct)."""
     i = st[0]
@@ -61,7 +60,7 @@ def _heap_push(hp, et, st, e):
     st[0] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _heap_pop(hp, et, st):
     """Remove the heap's earliest entry (read it at ``hp[0]`` first)."""
     n = st[0] - 1
@@ -84,70 +83,97 @@ def _heap_pop(hp, et, st):
     hp[i] = e
 
 
-@njit(cache=True, inline="always")
-def _schedule(hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index, t, kind, op):
-    """heapq.heappush of (t, sequence, kind, op), kept as one heap entry per distinct time whose
-    events are a list in the order they were scheduled: popping entries by time and walking each
-    list is (time, sequence) order. The queue's arrays: see :func:`run_transfers`."""
-    if t == last_t[0]:
-        e = st[3]
-    else:
-        if t in index:
-            e = index[t]
+@njit(cache=True)
+def _slot(bits, t, mask):
+    bits[0] = t  # the float's bits, as an int64 view of the same 8 bytes
+    h = bits.view(np.int64)[0]
+    h ^= h >> 33
+    h *= -49064778989728563  # 0xff51afd7ed558ccd (MurmurHash3's fmix64), as int64
+    h ^= h >> 33
+    return h & mask
+
+
+@njit(cache=True)
+def _lookup(tab_key, tab_val, bits, t):
+    """The entry of time ``t`` in the open-addressing table (linear probing), -1 if none."""
+    mask = tab_key.size - 1
+    i = _slot(bits, t, mask)
+    while tab_val[i] >= 0:
+        if tab_key[i] == t:
+            return tab_val[i]
+        i = (i + 1) & mask
+    return -1
+
+
+@njit(cache=True)
+def _insert(tab_key, tab_val, bits, t, e):
+    mask = tab_key.size - 1
+    i = _slot(bits, t, mask)
+    while tab_val[i] >= 0:
+        i = (i + 1) & mask
+    tab_key[i] = t
+    tab_val[i] = e
+
+
+@njit(cache=True)
+def _remove(tab_key, tab_val, bits, t):
+    """Delete time ``t`` (present) by backward shift, so that probing needs no tombstones."""
+    mask = tab_key.size - 1
+    i = _slot(bits, t, mask)
+    while tab_key[i] != t:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if tab_val[j] < 0:
+            break
+        k = _slot(bits, tab_key[j], mask)
+        # move j back to i unless its home k lies cyclically in (i, j]
+        if (i <= j and (k <= i or k > j)) or (i > j and (k <= i and k > j)):
+            tab_key[i] = tab_key[j]
+            tab_val[i] = tab_val[j]
+            i = j
+    tab_val[i] = -1
+
+
+@njit(cache=True)
+def _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, tab_key, tab_val, bits):
+    """heapq.heappush of the (time, sequence, kind, op) events an instant scheduled for later, in
+    order, kept as one heap entry per distinct time whose events are a list in the order they were
+    scheduled: popping entries by time and walking each list is (time, sequence) order. Returns
+    the time -> entry table, doubled (rebuilt from the heap) where it would pass half full."""
+    if 2 * (st[0] + npend) > tab_key.size:
+        n = tab_key.size
+        while 2 * (st[0] + npend) > n:
+            n <<= 1
+        tab_key, tab_val = np.zeros(n), np.full(n, -1, np.int64)
+        for i in range(st[0]):
+            _insert(tab_key, tab_val, bits, et[hp[i]], hp[i])
+    last = np.nan
+    e = -1
+    for i in range(npend):
+        t = pt[i]
+        if t != last:
+            e = _lookup(tab_key, tab_val, bits, t)
+            if e < 0:
+                e = st[1]
+                st[1] += 1
+                et[e] = t
+                ehead[e] = -1
+                _insert(tab_key, tab_val, bits, t, e)
+                _heap_push(hp, et, st, e)
+            last = t
+        k = st[2]
+        st[2] += 1
+        ev_kind[k] = pk[i]
+        ev_op[k] = po[i]
+        ev_next[k] = -1
+        if ehead[e] < 0:
+            ehead[e] = k
         else:
-            e = st[1]
-            st[1] += 1
-            et[e] = t
-            ehead[e] = -1
-            index[t] = e
-            _heap_push(hp, et, st, e)
-        last_t[0] = t
-        st[3] = e
-    s = st[2]
-    st[2] += 1
-    ev_kind[s] = kind
-    ev_op[s] = op
-    ev_next[s] = -1
-    if ehead[e] < 0:
-        ehead[e] = s
-    else:
-        ev_next[etail[e]] = s
-    etail[e] = s
-
-
-@njit(cache=True, inline="always")
-def _begin(op, t, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index):
-    start[op] = t
-    _schedule(hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index, t + lat[op], LAT_END, op)
-
-
-@njit(cache=True, inline="always")
-def _arrive(op, t, red, conn, busy, qstart, qhead, qtail, qstore, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index):
-    """The last byte of ``op`` is in: its end, then its connection's next message."""
-    _schedule(hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index, t + red[op], OP_END, op)
-    c = conn[op]
-    if qhead[c] < qtail[c]:
-        nxt = qstore[qstart[c] + qhead[c]]
-        qhead[c] += 1
-        _begin(nxt, t, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index)
-    else:
-        busy[c] = False
-
-
-@njit(cache=True, inline="always")
-def _ready(op, t, is_tr, conn, busy, qstart, qtail, qstore, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index):
-    """``op`` has no unmet deps: a transfer starts or queues behind its connection; others end now."""
-    if is_tr[op]:
-        c = conn[op]
-        if busy[c]:
-            qstore[qstart[c] + qtail[c]] = op
-            qtail[c] += 1
-        else:
-            busy[c] = True
-            _begin(op, t, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index)
-    else:
-        start[op] = t
-        _schedule(hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index, t, OP_END, op)
+            ev_next[etail[e]] = k
+        etail[e] = k
+    return tab_key, tab_val
 
 
 @njit(cache=True)
@@ -230,15 +256,13 @@ def _max_min(sel, nsel, act, hop_ptr, hop_len, hop_idx, link_bw, cap, count, not
 
 
 @njit(cache=True)
-def _row(rows_op, rows_t0, rows_t1, rows_nb, nrow, op, t0, t1, moved):
-    """Append a rate period, growing the buffers by doubling; returns them and the new count."""
-    if nrow == rows_op.size:
-        n2 = 2 * rows_op.size
-        a, b, c, d = np.empty(n2, np.int64), np.empty(n2), np.empty(n2), np.empty(n2)
-        a[:nrow], b[:nrow], c[:nrow], d[:nrow] = rows_op, rows_t0, rows_t1, rows_nb
-        rows_op, rows_t0, rows_t1, rows_nb = a, b, c, d
-    rows_op[nrow], rows_t0[nrow], rows_t1[nrow], rows_nb[nrow] = op, t0, t1, moved
-    return rows_op, rows_t0, rows_t1, rows_nb, nrow + 1
+def _grow(a, b, c, d, need):
+    """The rate-period buffers, at least ``need`` long (doubling); growing them is called once per
+    instant at most, outside the loops over flows (a rebound array there costs reference counts)."""
+    n = max(2 * a.size, need)
+    a2, b2, c2, d2 = np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n)
+    a2[:a.size], b2[:a.size], c2[:a.size], d2[:a.size] = a, b, c, d
+    return a2, b2, c2, d2
 
 
 @njit(cache=True)
@@ -250,7 +274,13 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
     seconds after the last byte), ``conn`` (connection id, -1 off transfers), ``waiting`` (its
     dependency count), its dependents ``rev_idx[rev_ptr[op]:rev_ptr[op + 1]]``, its binding hops
     ``hop_idx[hop_ptr[op]:hop_ptr[op] + hop_len[op]]`` and ``part``. Returns (start, end, and the
-    rate periods op, t0, t1, bytes; empty unless ``record``)."""
+    rate periods op, t0, t1, bytes; empty unless ``record``).
+
+    The Python loop's ``begin``, ``arrive`` and ``ready`` are written out where they are called
+    (a numba call with array arguments costs reference counts per call, the bulk of the time on
+    10^6 events). An event scheduled for the instant being handled goes to a FIFO that runs after
+    the instant's heap entry (everything on the heap was scheduled before, so this is (time,
+    sequence) order); later ones are pending until the instant ends, then join the heap in order."""
     m = nbytes.size
     nl = link_bw.size
     start = np.full(m, np.nan)
@@ -268,14 +298,15 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
     qtail = np.zeros(max(nconn, 1), np.int64)
     qstore = np.zeros(max(m, 1), np.int64)
     busy = np.zeros(max(nconn, 1), np.bool_)
-    # the event queue: one heap entry per distinct time, its events a list in scheduling order
-    # (every op schedules at most a LAT_END and an OP_END)
+    # the event queue (every op schedules at most a LAT_END and an OP_END): heap entries, one per
+    # distinct time, their events as lists; time -> entry in an open-addressing table, at most half full
     n_ev = 2 * m + 1
     hp, et, ehead, etail = np.empty(n_ev, np.int64), np.empty(n_ev), np.empty(n_ev, np.int64), np.empty(n_ev, np.int64)
     ev_kind, ev_op, ev_next = np.empty(n_ev, np.int64), np.empty(n_ev, np.int64), np.empty(n_ev, np.int64)
-    st = np.zeros(4, np.int64)  # heap size, entries made, events made, the entry of last_t
-    last_t = np.full(1, np.nan)  # the time of the last event scheduled
-    index = Dict.empty(key_type=types.float64, value_type=types.int64)  # time -> its entry
+    st = np.zeros(3, np.int64)  # heap size, entries made, events made
+    tab_key, tab_val, bits = np.zeros(1024), np.full(1024, -1, np.int64), np.zeros(1)
+    pt, pk, po = np.empty(n_ev), np.empty(n_ev, np.int64), np.empty(n_ev, np.int64)  # pending
+    fk, fo = np.empty(n_ev, np.int64), np.empty(n_ev, np.int64)  # this instant's FIFO
     # active flows in start order: op, rate, start of the open rate period, remaining bytes then
     act = np.empty(max(m, 1), np.int64)
     rate = np.empty(max(m, 1))
@@ -299,16 +330,35 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
     rows_t1, rows_nb = np.empty(rcap), np.empty(rcap)
     nrow = 0
 
-    for op in range(m):
+    npend = 0
+    for op in range(m):  # ready at 0, in op order
         if waiting[op] == 0:
-            _ready(op, 0.0, is_tr, conn, busy, qstart, qtail, qstore, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index)
+            if is_tr[op]:
+                c = conn[op]
+                if busy[c]:
+                    qstore[qstart[c] + qtail[c]] = op
+                    qtail[c] += 1
+                    continue
+                busy[c] = True
+                start[op] = 0.0
+                pt[npend], pk[npend], po[npend] = lat[op], LAT_END, op
+            else:
+                start[op] = 0.0
+                pt[npend], pk[npend], po[npend] = 0.0, OP_END, op
+            npend += 1
+    tab_key, tab_val = _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, tab_key, tab_val, bits)
     now = 0.0
     while st[0] > 0 or na > 0:
         t = et[hp[0]] if st[0] > 0 else np.inf
         first = -1
         nnew = 0
         ngone = 0
+        npend = 0
+        fh = 0
+        ft = 0
         changed = False
+        if record and nrow + na > rows_op.size:  # room for the rate periods the drains close
+            rows_op, rows_t0, rows_t1, rows_nb = _grow(rows_op, rows_t0, rows_t1, rows_nb, nrow + na)
         if na > 0:
             first = 0
             best = remaining[act[0]] / rate[0]
@@ -337,43 +387,93 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                     remaining[op] = 0.0
                     if record and now > t0[i]:
                         nb = nbytes[op]
-                        moved = np.rint(nb - 0.0) - np.rint(nb - rem0[i])
-                        rows_op, rows_t0, rows_t1, rows_nb, nrow = _row(rows_op, rows_t0, rows_t1, rows_nb, nrow,
-                                                                        op, t0[i], now, moved)
+                        rows_op[nrow], rows_t0[nrow], rows_t1[nrow] = op, t0[i], now
+                        rows_nb[nrow] = np.rint(nb - 0.0) - np.rint(nb - rem0[i])
+                        nrow += 1
                     gone[ngone] = op
                     ngone += 1
                 else:
                     act[keep], rate[keep], t0[keep], rem0[keep] = op, rate[i], t0[i], rem0[i]
                     keep += 1
             na = keep
-            if ngone:
-                changed = True
-                for g in range(ngone):
-                    _arrive(gone[g], now, red, conn, busy, qstart, qhead, qtail, qstore, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index)
-        while st[0] > 0 and et[hp[0]] <= now:
+        # the drained flows' ends, in order (arrive), then the instant's heap entry, then its FIFO
+        s = -1
+        if st[0] > 0 and et[hp[0]] <= now:
             e = hp[0]
             _heap_pop(hp, et, st)
+            _remove(tab_key, tab_val, bits, et[e])
             s = ehead[e]
-            while s >= 0:  # events scheduled for now while this runs join its list
+        g = 0
+        while True:
+            if g < ngone:  # arrive: the last byte is in
+                kind, op = -1, gone[g]
+                g += 1
+                changed = True
+            elif s >= 0:
                 kind, op = ev_kind[s], ev_op[s]
-                if kind == LAT_END:
-                    if nbytes[op] > 0:
-                        new[nnew] = op
-                        nnew += 1
-                        changed = True
-                    else:
-                        _arrive(op, now, red, conn, busy, qstart, qhead, qtail, qstore, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index)
-                else:  # OP_END
-                    end[op] = now
-                    for j in range(rev_ptr[op], rev_ptr[op + 1]):
-                        w = rev_idx[j]
-                        waiting[w] -= 1
-                        if waiting[w] == 0:
-                            _ready(w, now, is_tr, conn, busy, qstart, qtail, qstore, start, lat, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, last_t, index)
                 s = ev_next[s]
-            del index[et[e]]
-            if st[3] == e:
-                last_t[0] = np.nan
+            elif fh < ft:
+                kind, op = fk[fh], fo[fh]
+                fh += 1
+            else:
+                break
+            if kind == LAT_END:
+                if nbytes[op] > 0:
+                    new[nnew] = op
+                    nnew += 1
+                    changed = True
+                    continue
+                kind = -1
+            if kind == -1:  # arrive: its end, then its connection's next message
+                tt = now + red[op]
+                if tt == now:
+                    fk[ft], fo[ft] = OP_END, op
+                    ft += 1
+                else:
+                    pt[npend], pk[npend], po[npend] = tt, OP_END, op
+                    npend += 1
+                c = conn[op]
+                if qhead[c] < qtail[c]:
+                    nxt = qstore[qstart[c] + qhead[c]]
+                    qhead[c] += 1
+                    start[nxt] = now
+                    tt = now + lat[nxt]
+                    if tt == now:
+                        fk[ft], fo[ft] = LAT_END, nxt
+                        ft += 1
+                    else:
+                        pt[npend], pk[npend], po[npend] = tt, LAT_END, nxt
+                        npend += 1
+                else:
+                    busy[c] = False
+                continue
+            end[op] = now  # OP_END: the dependents it was the last wait of are ready
+            for j in range(rev_ptr[op], rev_ptr[op + 1]):
+                w = rev_idx[j]
+                waiting[w] -= 1
+                if waiting[w] != 0:
+                    continue
+                if is_tr[w]:
+                    c = conn[w]
+                    if busy[c]:
+                        qstore[qstart[c] + qtail[c]] = w
+                        qtail[c] += 1
+                        continue
+                    busy[c] = True
+                    start[w] = now
+                    tt = now + lat[w]
+                    if tt == now:
+                        fk[ft], fo[ft] = LAT_END, w
+                        ft += 1
+                    else:
+                        pt[npend], pk[npend], po[npend] = tt, LAT_END, w
+                        npend += 1
+                else:
+                    start[w] = now
+                    fk[ft], fo[ft] = OP_END, w
+                    ft += 1
+        if npend:
+            tab_key, tab_val = _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, tab_key, tab_val, bits)
         if not changed:
             continue
         # reshare: the new flows join, the parts a change touched get their max-min rates
@@ -386,8 +486,8 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
         for i in range(na):
             if np.isnan(rate[i]):
                 partmark[part[act[i]]] = True
-        for g in range(ngone):
-            partmark[part[gone[g]]] = True
+        for j in range(ngone):
+            partmark[part[gone[j]]] = True
         nsel = 0
         for i in range(na):
             if partmark[part[act[i]]]:
@@ -395,11 +495,13 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                 nsel += 1
         for i in range(na):
             partmark[part[act[i]]] = False
-        for g in range(ngone):
-            partmark[part[gone[g]]] = False
+        for j in range(ngone):
+            partmark[part[gone[j]]] = False
         if nsel == 0:
             continue
         _max_min(sel, nsel, act, hop_ptr, hop_len, hop_idx, link_bw, cap, count, notready, out, fl, fmin, hit)
+        if record and nrow + nsel > rows_op.size:  # room for the rate periods the changes close
+            rows_op, rows_t0, rows_t1, rows_nb = _grow(rows_op, rows_t0, rows_t1, rows_nb, nrow + nsel)
         for j in range(nsel):
             i = sel[j]
             old, r = rate[i], out[j]
@@ -408,9 +510,9 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                 rem = remaining[op]
                 if record:
                     nb = nbytes[op]
-                    moved = np.rint(nb - rem) - np.rint(nb - rem0[i])
-                    rows_op, rows_t0, rows_t1, rows_nb, nrow = _row(rows_op, rows_t0, rows_t1, rows_nb, nrow,
-                                                                    op, t0[i], now, moved)
+                    rows_op[nrow], rows_t0[nrow], rows_t1[nrow] = op, t0[i], now
+                    rows_nb[nrow] = np.rint(nb - rem) - np.rint(nb - rem0[i])
+                    nrow += 1
                 t0[i] = now
                 rem0[i] = rem
             rate[i] = r
