@@ -32,17 +32,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .program import OpKind
-
 LAT_END, OP_END = 0, 1  # as in simulator/engine_loop.py
 _DRAINED = 1e-9  # as engine_loop._DRAINED
 _TIE = 1e-12  # as maxmin._TIE
-
-
-def applies(prog) -> bool:
-    """Programs the compiled loop runs: no compute or collective ops (they have lanes)."""
-    k = prog.kind
-    return not bool(np.any((k == OpKind.COMPUTE) | (k == OpKind.COLLECTIVE)))
 
 
 @njit(cache=True)

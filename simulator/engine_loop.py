@@ -30,7 +30,6 @@ from collections import deque
 
 import numpy as np
 
-from . import engine_kernel
 from .engine_context import Context, Timing, empty_timing
 from .engine_share import Sharing, collective_groups
 from .engine_sweep import _groups
@@ -55,7 +54,7 @@ class EventLoop:
         prog, routes = ctx.prog, ctx.routes
         self.ctx, self.link_bw = ctx, np.asarray(link_bw, dtype=np.float64)
         m = self.m = prog.n_ops
-        self.compiled = engine_kernel.applies(prog) and compiled is not False
+        self.compiled = compilable(prog) and compiled is not False
         self.record = record
         tr = np.flatnonzero(prog.is_transfer)
         slot = np.full(m, -1, dtype=np.int64)
@@ -178,7 +177,9 @@ class EventLoop:
                 self.link_bw, bool(self.record))
 
     def _run_compiled(self) -> Timing:
-        start, end, op, t0, t1, nb = engine_kernel.run_transfers(*self._kernel_args)
+        from .engine_kernel import run_transfers  # numba: imported where it runs, not by every CLI start
+
+        start, end, op, t0, t1, nb = run_transfers(*self._kernel_args)
         self.start, self.end, self.coll_here = start, end, {}
         self._check_finished()
         if not self.record:
@@ -510,3 +511,9 @@ def route_parts(hop_len: np.ndarray, hop_idx: np.ndarray, nlinks: int) -> np.nda
     within one part, so max-min rates never mix parts."""
     comp = _groups(hop_idx, np.repeat(np.arange(hop_len.size), hop_len), hop_len.size, nlinks)
     return np.unique(comp, return_inverse=True)[1].reshape(-1)
+
+
+def compilable(prog) -> bool:
+    """Programs the compiled loop runs: no compute or collective ops (they have lanes)."""
+    k = prog.kind
+    return not bool(np.any((k == OpKind.COMPUTE) | (k == OpKind.COLLECTIVE)))

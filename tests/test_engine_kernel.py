@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rankscope.simulator.collectives import build
-from rankscope.simulator.engine_kernel import applies
 from rankscope.simulator.engine_context import Context, RouteTable, collective_durations, compute_durations
-from rankscope.simulator.engine_loop import EventLoop
+from rankscope.simulator.engine_loop import EventLoop, compilable
 from rankscope.simulator.nccl import tuning
 from rankscope.simulator.nccl.model import nccl_collective, view
 from rankscope.simulator.topology import parse_topology
@@ -23,7 +24,7 @@ def _both(prog, topo, gamma=0.0):
         ctx = Context(prog, RouteTable(prog, topo), gamma, compute_durations(prog, None),
                       collective_durations(prog, topo, gamma))
         loop = EventLoop(ctx, topo.link_bw, compiled=None if compiled else False)
-        assert loop.compiled == (compiled and applies(prog))
+        assert loop.compiled == (compiled and compilable(prog))
         out.append(loop.run())
     one, many = out
     assert np.array_equal(one.start, many.start, equal_nan=True) and np.array_equal(one.end, many.end)
@@ -138,3 +139,34 @@ def test_compiled_equals_python_with_zero_time_ops_and_shared_connections():
         b.free(r, 1, 9)
     one, many = _both(b.build(), topo, gamma=1e-11)
     assert np.array_equal(one.start, many.start) and np.array_equal(one.end, many.end)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), topo=st.sampled_from(["ring:6", "switch:5", "nodes:2x3", "nodes:3x2",
+                                                             "nodes:2x4,gpu=h100,nics=4,nic=400Gb/s"]),
+       gamma=st.sampled_from([0.0, 1e-11]))
+def test_compiled_equals_python_on_random_programs(seed, topo, gamma):
+    """Random DAGs of transfers (three sizes of chunk, several messages per connection, two
+    buffers), allocs and frees, on rings, switches and clusters: times and rate periods bit for bit."""
+    from rankscope.simulator.builder import ProgramBuilder
+    from rankscope.simulator.program import Buffer, Init, OpKind
+
+    rng = np.random.default_rng(seed)
+    t = parse_topology(topo)
+    n = t.nranks
+    b = ProgramBuilder(n, [Buffer("a", 1 << 20, Init.OWN), Buffer("b", 1 << 18, Init.OWN)])
+    b.grid(0, [0, 1 << 10, 1 << 19, 1 << 20])
+    b.grid(1, [0, 1 << 18])
+    chunks = [b.chunk(0, 0), b.chunk(0, 1), b.chunk(0, 2), b.chunk(1, 0)]
+    ops = []
+    for _ in range(int(rng.integers(1, 60))):
+        deps = sorted(set(rng.choice(len(ops), int(rng.integers(0, min(3, len(ops)) + 1)), replace=False).tolist())) \
+            if ops else []
+        r = int(rng.integers(0, n))
+        if rng.random() < 0.1:
+            ops.append(b.alloc(r, 1, 0, deps=[ops[d] for d in deps]))
+            continue
+        p = int((r + rng.integers(1, n)) % n)
+        kind = OpKind.REDUCE if rng.random() < 0.5 else OpKind.COPY
+        ops.append(b.transfer(r, p, chunks[int(rng.integers(0, 4))], kind, len(ops), deps=[ops[d] for d in deps]))
+    _both(b.build(), t, gamma)
