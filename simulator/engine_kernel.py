@@ -169,9 +169,12 @@ def _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st,
 
 
 @njit(cache=True)
-def _max_min(sel, nsel, act, hop_ptr, hop_len, hop_idx, link_bw, cap, count, notready, out, fl, fmin, hit):
+def _max_min(sel, nsel, act, hop_ptr, hop_len, hop_idx, link_bw, cap, count, notready, out, fl, fp, fln, fmin, hit):
     """Max-min rates of the active flows ``act[sel[:nsel]]`` into ``out[:nsel]`` (maxmin.max_min_csr's
-    rounds). ``cap``, ``count``, ``notready``: per-link scratch, left as found (count 0, notready False)."""
+    rounds: each unfrozen flow's smallest share ``cap / count`` and the links where it is not the
+    smallest; flows with a locally minimal link freeze at their smallest share, taken off their links
+    in flow-then-hop order, then the capacities clamp at 0). ``fl``/``fp``/``fln``: the unfrozen
+    flows and their hop ranges; ``cap``, ``count``, ``notready``: per-link scratch, left as found."""
     nf = 0
     for j in range(nsel):
         op = act[sel[j]]
@@ -183,62 +186,49 @@ def _max_min(sel, nsel, act, hop_ptr, hop_len, hop_idx, link_bw, cap, count, not
                 cap[lk] = link_bw[lk]
             count[lk] += 1.0
         if ln > 0:
-            fl[nf] = j
+            fl[nf], fp[nf], fln[nf] = j, p, p + ln
             nf += 1
     tie = 1 + _TIE
     while nf > 0:
-        for a in range(nf):
-            op = act[sel[fl[a]]]
-            p, ln = hop_ptr[op], hop_len[op]
+        for a in range(nf):  # smallest share, then the hops where it is larger than that
+            p, q = fp[a], fln[a]
             m = cap[hop_idx[p]] / count[hop_idx[p]]
-            for h in range(p + 1, p + ln):
+            for h in range(p + 1, q):
                 lk = hop_idx[h]
                 v = cap[lk] / count[lk]
                 if not np.isnan(m) and (np.isnan(v) or v < m):
                     m = v
             fmin[a] = m
-        for a in range(nf):
-            op = act[sel[fl[a]]]
-            p, ln = hop_ptr[op], hop_len[op]
-            lim = fmin[a] * tie
-            for h in range(p, p + ln):
+            lim = m * tie
+            for h in range(p, q):
                 lk = hop_idx[h]
                 if cap[lk] / count[lk] > lim:
                     notready[lk] = True
         for a in range(nf):
-            op = act[sel[fl[a]]]
-            p, ln = hop_ptr[op], hop_len[op]
             got = False
-            for h in range(p, p + ln):
+            for h in range(fp[a], fln[a]):
                 if not notready[hop_idx[h]]:
                     got = True
                     break
             hit[a] = got
         for a in range(nf):
-            op = act[sel[fl[a]]]
-            p, ln = hop_ptr[op], hop_len[op]
-            for h in range(p, p + ln):
+            for h in range(fp[a], fln[a]):
                 notready[hop_idx[h]] = False
-        keep = 0
         for a in range(nf):
             if hit[a]:
                 out[fl[a]] = fmin[a]
-                op = act[sel[fl[a]]]
-                p, ln = hop_ptr[op], hop_len[op]
-                for h in range(p, p + ln):
-                    lk = hop_idx[h]
-                    cap[lk] -= fmin[a]
+                for h in range(fp[a], fln[a]):
+                    cap[hop_idx[h]] -= fmin[a]
+        keep = 0
         for a in range(nf):
             if hit[a]:
-                op = act[sel[fl[a]]]
-                p, ln = hop_ptr[op], hop_len[op]
-                for h in range(p, p + ln):
+                for h in range(fp[a], fln[a]):
                     lk = hop_idx[h]
                     if cap[lk] < 0.0:
                         cap[lk] = 0.0
                     count[lk] -= 1.0
             else:
-                fl[keep] = fl[a]
+                fl[keep], fp[keep], fln[keep] = fl[a], fp[a], fln[a]
                 keep += 1
         nf = keep
     for j in range(nsel):  # leave the scratch as found
@@ -315,6 +305,8 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
     sel = np.empty(max(m, 1), np.int64)
     out = np.empty(max(m, 1))
     fl = np.empty(max(m, 1), np.int64)
+    fp = np.empty(max(m, 1), np.int64)
+    fln = np.empty(max(m, 1), np.int64)
     fmin = np.empty(max(m, 1))
     hit = np.empty(max(m, 1), np.bool_)
     rcap = 1024 if record else 1
@@ -491,7 +483,7 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
             partmark[part[gone[j]]] = False
         if nsel == 0:
             continue
-        _max_min(sel, nsel, act, hop_ptr, hop_len, hop_idx, link_bw, cap, count, notready, out, fl, fmin, hit)
+        _max_min(sel, nsel, act, hop_ptr, hop_len, hop_idx, link_bw, cap, count, notready, out, fl, fp, fln, fmin, hit)
         if record and nrow + nsel > rows_op.size:  # room for the rate periods the changes close
             rows_op, rows_t0, rows_t1, rows_nb = _grow(rows_op, rows_t0, rows_t1, rows_nb, nrow + nsel)
         for j in range(nsel):
