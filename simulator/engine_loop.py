@@ -174,7 +174,7 @@ class EventLoop:
         return (prog.is_transfer.copy(), nbytes, np.asarray(lat, np.float64), red, conn.astype(i64),
                 int(ctx.n_connections), np.diff(prog.dep_ptr).astype(i64), rev_ptr, owner[order].astype(i64),
                 op_ptr.astype(i64), op_len.astype(i64), self.hop_idx.astype(i64), op_part.astype(i64), n_parts,
-                self.link_bw, bool(self.record))
+                np.array(self.link_bw, dtype=np.float64), bool(self.record))  # writable: one signature
 
     def _run_compiled(self) -> Timing:
         from .engine_kernel import run_transfers  # numba: imported where it runs, not by every CLI start
