@@ -95,13 +95,15 @@ class SimResult:
 
 
 def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | None = None,
-             method: str = "auto", max_link_rows: int = DEFAULT_MAX_LINK_ROWS) -> SimResult:
+             method: str = "auto", max_link_rows: int = DEFAULT_MAX_LINK_ROWS,
+             link_orbit: np.ndarray | None = None) -> SimResult:
     """Simulate ``prog`` on ``topo`` (a :class:`simulator.topology.Topology`).
 
     ``method``: "auto" (the sweep when it is exact, else the event loop), "sweep" (raise if it is
     not exact) or "events". Link rows beyond ``max_link_rows`` are dropped (info["link_rows"]
     says so): the op times stay exact. info["shared_steps"] counts the steps the sweep found links
-    shared uniformly in.
+    shared uniformly in. ``link_orbit``: run every route on its links' orbits under a symmetry
+    (:meth:`RouteTable.fold`; the program is one orbit's representatives, for time only: no link rows).
     """
     if topo.nranks != prog.nranks:
         raise UsageError(f"topology {topo.name!r} has {topo.nranks} ranks, the program {prog.nranks}")
@@ -109,8 +111,12 @@ def simulate(prog: Program, topo, *, gamma: float = 0.0, flops_per_s: float | No
         raise UsageError(f"gamma must be a finite number >= 0 (seconds per byte), got {gamma}")
     if method not in ("auto", "sweep", "events"):
         raise UsageError(f"unknown method {method!r}")
-    ctx = Context(prog, RouteTable(prog, topo), gamma, compute_durations(prog, flops_per_s),
-                  collective_durations(prog, topo, gamma))
+    table = RouteTable(prog, topo)
+    if link_orbit is not None:
+        if max_link_rows:
+            raise UsageError("a program folded onto link orbits is for time only: pass max_link_rows=0")
+        table.fold(np.asarray(link_orbit, dtype=np.int64))
+    ctx = Context(prog, table, gamma, compute_durations(prog, flops_per_s), collective_durations(prog, topo, gamma))
     lanes = collective_lanes(prog)
     if lanes.size and lanes.max() > 0:  # collectives on more than one lane may overlap and share links
         ctx.coll_lane, ctx.coll_lat = lanes, collective_latency(prog, topo, gamma, ctx.coll_dur)

@@ -89,6 +89,17 @@ class RouteTable:
         np.cumsum(self.hop_len, out=self.hop_ptr[1:])
         self.hop_idx = self.hops[valid].astype(np.int64)  # row-major: each route's hops in order
 
+    def fold(self, link_orbit: np.ndarray) -> None:
+        """Every route's links as their orbits' (``link_orbit[l]``: the link standing for l's orbit
+        under a symmetry of the topology; :mod:`simulator.nccl.rotation`); ValueError where a route
+        would cross one orbit twice (its flow would count once where it loads two links)."""
+        valid = self.hops >= 0
+        self.hops = np.where(valid, link_orbit[np.where(valid, self.hops, 0)], -1).astype(np.int32)
+        srt = np.sort(np.where(valid, self.hops, -1 - np.arange(self.hops.shape[1])[None, :]), axis=1)
+        if self.hops.shape[1] > 1 and np.any(srt[:, 1:] == srt[:, :-1]):
+            raise ValueError("a route crosses one link orbit twice: the folded routes would not carry its load")
+        self.hop_idx = self.hops[valid].astype(np.int64)
+
     def slots(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         key = src.astype(np.int64) * self.n + dst
         return self.slot_map[key] if self.dense else np.searchsorted(self.keys, key)

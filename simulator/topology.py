@@ -115,6 +115,13 @@ def parse_topology(spec: str, nranks: int | None = None, **overrides) -> Topolog
 
 def cluster_topology(spec: NodeSpec, nranks: int | None = None, name: str | None = None) -> Topology:
     """The links of a GPU cluster (see the module docstring); ``meta["cluster"]`` keeps the spec."""
+    label = name or f"nodes:{spec.nodes}x{spec.gpus},gpu={spec.gpu}"
+    meta = {"preset": "cluster", "nodes": spec.nodes, "ranks_per_node": spec.gpus, "cluster": spec.to_dict()}
+    return checked(label, spec.nranks, nranks, cluster_links(spec), meta)
+
+
+def cluster_links(spec: NodeSpec) -> list:
+    """The rows (src, dst, bandwidth, latency, name) of :func:`cluster_topology`, in its link order."""
     per, n = spec.gpus, spec.nranks
     intra_lat = NVLINK_HOP_LAT / 2
     if spec.nvswitch:
@@ -132,9 +139,7 @@ def cluster_topology(spec: NodeSpec, nranks: int | None = None, name: str | None
         links += [(x, "fabric", bw, lat, f"fabric up {x}") for x in nics]
         links += [("fabric", x, bw, lat, f"fabric down {x}") for x in nics]
         links += [(nic(r), r, bw, lat, f"nic down {r}") for r in range(n)]
-    label = name or f"nodes:{spec.nodes}x{per},gpu={spec.gpu}"
-    meta = {"preset": "cluster", "nodes": spec.nodes, "ranks_per_node": per, "cluster": spec.to_dict()}
-    return checked(label, n, nranks, links, meta)
+    return links
 
 
 def _overrides(spec: str, given: dict, **defaults) -> dict:

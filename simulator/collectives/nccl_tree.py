@@ -136,36 +136,42 @@ def _depths(parent: np.ndarray) -> np.ndarray:
 
 
 def nccl_tree(nodes: int, gpus: int, nbytes: int, nchannels: int, pieces: int = 4, meta: dict | None = None,
-              comm_channels: int | None = None, window: int = 1, own_buffers: bool = False) -> Program:
+              comm_channels: int | None = None, window: int = 1, own_buffers: bool = False,
+              lanes: list[int] | None = None) -> Program:
     """Double binary tree all-reduce on ``nodes`` x ``gpus`` ranks over the first ``nchannels`` of the
     communicator's ``comm_channels`` channels (default: all of them, ``nchannels`` rounded up to even as
     NCCL's ``2 x nChannels`` always is), ``pieces`` chunks each, up to ``window`` of them in flight per
     hop with ``own_buffers`` (:func:`slot_buffers`, what :mod:`simulator.nccl` builds); without, one
-    buffer (the registry's ``nccl-tree``, as the real executor runs it: one connection per pair)."""
+    buffer (the registry's ``nccl-tree``, as the real executor runs it: one connection per pair).
+    ``lanes``: build only these channels, with the bytes they have in the whole program (for time
+    only: :mod:`simulator.nccl.rotation`)."""
     comm_channels = nchannels + nchannels % 2 if comm_channels is None else comm_channels
     if nchannels < 1 or pieces < 1 or comm_channels < nchannels:
         raise UsageError(f"a tree needs >= 1 channel of the communicator's {comm_channels} and >= 1 piece, got "
                          f"{nchannels} and {pieces}")
     n = nodes * gpus
     per = split(nbytes, nchannels)
-    lengths = [np.diff(split(int(per[c + 1] - per[c]), pieces)) for c in range(nchannels)]
+    built = list(range(nchannels)) if lanes is None else list(lanes)
+    lengths = [np.diff(split(int(per[c + 1] - per[c]), pieces)) for c in built]
     info = {"collective": "all-reduce", "algo": "nccl-tree", "nranks": n, "nbytes": nbytes, "nchannels": nchannels,
             "comm_channels": comm_channels, "pieces": pieces, "nodes": nodes, **(meta or {})}
+    if lanes is not None:
+        info["lanes"] = built
     if own_buffers:
         info["window"] = window
         b, chunk_of = slot_buffers(n, lengths, info, window=window)
     else:
         b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.OWN)], meta=info)
         b.grid(0, np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64))
-        chunk_of = [[b.chunk(0, c * pieces + q) for q in range(pieces)] for c in range(nchannels)]
-    trees = [tree_parents(nodes, gpus, c, comm_channels) for c in range(nchannels)]
+        chunk_of = [[b.chunk(0, c * pieces + q) for q in range(pieces)] for c in range(len(built))]
+    trees = [tree_parents(nodes, gpus, c, comm_channels) for c in built]
     depths = [_depths(p) for p in trees]
     height = max(int(d.max()) for d in depths) if n > 1 else 0
     if n > 1:
         b.phases.append(Phase("reduce up the trees", 0, pieces + height - 1))
         b.phases.append(Phase("broadcast down the trees", pieces + height - 1, pieces + height - 1))
     return _tree_program(b, [_Tree(p, d) for p, d in zip(trees, depths)], pieces, height,
-                         np.array(chunk_of, dtype=np.int64).reshape(nchannels, pieces))
+                         np.array(chunk_of, dtype=np.int64).reshape(len(built), pieces))
 
 
 class _Tree:

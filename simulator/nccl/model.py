@@ -181,9 +181,8 @@ def view(topo: Topology, proto: str, algo: str = "ring", collective: str = "all-
     return Topology.from_dict(d)
 
 
-def simulate_nccl(prog: Program, topo: Topology, views: dict | None = None, **kw) -> tuple[SimResult, Topology, float]:
-    """(result on the view, the view, simulated seconds = makespan + NCCL's base latency).
-    ``views``: a dict the caller keeps to reuse views of ``topo`` (and their route caches) across calls."""
+def view_of(prog: Program, topo: Topology, views: dict | None = None) -> Topology:
+    """The view of ``topo`` NCCL's program ``prog`` runs on (kept in ``views`` where given)."""
     info = prog.meta["nccl"]
     key = (id(topo), info["proto"], info["algo"], info.get("collective", "all-reduce"))
     v = None if views is None else views.get(key)
@@ -191,6 +190,14 @@ def simulate_nccl(prog: Program, topo: Topology, views: dict | None = None, **kw
         v = view(topo, *key[1:])
         if views is not None:
             views[key] = v
+    return v
+
+
+def simulate_nccl(prog: Program, topo: Topology, views: dict | None = None, **kw) -> tuple[SimResult, Topology, float]:
+    """(result on the view, the view, simulated seconds = makespan + NCCL's base latency).
+    ``views``: a dict the caller keeps to reuse views of ``topo`` (and their route caches) across calls."""
+    info = prog.meta["nccl"]
+    v = view_of(prog, topo, views)
     res = simulate(prog, v, **kw)
     base = K.BASE_LAT[K.ALGOS.index(info["algo"])][K.PROTOS.index(info["proto"])] * 1e-6
     return res, v, res.makespan + base

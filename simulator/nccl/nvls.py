@@ -88,10 +88,11 @@ def port_speedup(gpus: int, collective: str = "all-reduce") -> float:
 
 
 def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None = None,
-         collective: str = "all-reduce", window: int = 1) -> Program:
+         collective: str = "all-reduce", window: int = 1, heads: list[int] | None = None) -> Program:
     """NVLS all-reduce on one node (``nodes`` = 1) or NVLSTree across ``nodes`` nodes of ``gpus``;
     on one node also NVLS reduce-scatter (the reduce at the switch alone: GPU g ends with shard g
-    reduced) and all-gather (the multicast alone, from each GPU's own shard)."""
+    reduced) and all-gather (the multicast alone, from each GPU's own shard). ``heads`` (NVLSTree):
+    build only the shards of these head GPUs (for time only: :mod:`simulator.nccl.rotation`)."""
     from ..errors import UsageError
 
     n = nodes * gpus
@@ -105,9 +106,12 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
             "pieces": pieces if nodes > 1 else 1, "nvls_port_speedup": port_speedup(gpus, collective), **(meta or {})}
     q = pieces if nodes > 1 else 1
     shard = split(nbytes, gpus)
+    hs = list(range(gpus)) if heads is None or nodes == 1 else list(heads)
+    if nodes > 1 and heads is not None:
+        info["heads"] = hs
     if nodes > 1:  # a head's pieces on NCCL_STEPS connections, as nccl_tree's channels (slot_buffers)
         info["window"] = window
-        b, piece = slot_buffers(n, [np.diff(split(int(shard[g + 1] - shard[g]), q)) for g in range(gpus)], info,
+        b, piece = slot_buffers(n, [np.diff(split(int(shard[g + 1] - shard[g]), q)) for g in hs], info,
                                 window=window)
     else:
         b = ProgramBuilder(n, [Buffer("buf", nbytes, Init.SHARD if collective == "all-gather" else Init.OWN)],
@@ -115,7 +119,7 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
         b.grid(0, np.array([0] + [int(x) for x in shard[1:]]))
         piece = [[b.chunk(0, g)] for g in range(gpus)]
     if nodes > 1:
-        return _nvls_tree(b, nodes, gpus, q, np.array(piece, dtype=np.int64).reshape(gpus, q))
+        return _nvls_tree(b, nodes, gpus, q, np.array(piece, dtype=np.int64).reshape(len(hs), q), hs)
     # one chunk per shard and pipeline piece: across nodes piece p climbs the tree while p+1 is reduced
     if collective == "all-gather":
         for g in range(gpus):
@@ -166,7 +170,7 @@ def nvls(nodes: int, gpus: int, nbytes: int, pieces: int = 4, meta: dict | None 
     return b.build()
 
 
-def _nvls_tree(b: ProgramBuilder, nodes: int, gpus: int, q: int, piece: np.ndarray) -> Program:
+def _nvls_tree(b: ProgramBuilder, nodes: int, gpus: int, q: int, piece: np.ndarray, heads: list[int]) -> Program:
     """NVLSTree's ops in the order the op-by-op builder adds them, with the dependencies it derives
     (a test compares the two field by field):
 
@@ -179,15 +183,18 @@ def _nvls_tree(b: ProgramBuilder, nodes: int, gpus: int, q: int, piece: np.ndarr
       multicast             (k, g, p, j != g): (k, g) -> (k, j) COPY, after what (k, g) holds and
                             after (k, j)'s own send of that piece to the switch (write after read)
 
-    Piece p of shard g takes tree (g + p) % 2 ([Note: NVLS in point-to-point terms])."""
+    Piece p of shard g takes tree (g + p) % 2 ([Note: NVLS in point-to-point terms]). Only the shards
+    of ``heads`` (row i of ``piece`` is head ``heads[i]``'s); blocks are laid out by that row."""
     m, g_, h = nodes, gpus, gpus - 1
+    hs = np.asarray(heads, dtype=np.int64)
+    nh = hs.size
     parents = [np.array([dtree_parent(m, k, t) for k in range(m)], dtype=np.int64) for t in (0, 1)]
     trees = [_Tree(par, _depths(par)) for par in parents]
     height = max(int(t.depth.max()) for t in trees)
     e = m - 1
-    ns = m * g_ * q * h  # switch ops; then up, down (e per (g, p) each) and multicast ops
-    nu = g_ * q * e
-    stride = g_ * q * h  # S(k, g, p, jj) = k * stride + (g q + p) h + jj
+    ns = m * nh * q * h  # switch ops; then up, down (e per (head, p) each) and multicast ops
+    nu = nh * q * e
+    stride = nh * q * h  # S(k, i, p, jj) = k * stride + (i q + p) h + jj, head g = heads[i]
     big = 1 << max(1, int(ns).bit_length())  # range code * big + local id, below sorted_pattern's 2**40
     jj = np.arange(h)
 
@@ -212,20 +219,21 @@ def _nvls_tree(b: ProgramBuilder, nodes: int, gpus: int, q: int, piece: np.ndarr
         pats.append((up, sorted_pattern(op, dep, e)))
     cols = {k: [] for k in ("kind", "rank", "peer", "arg", "step")}
     counts, idx = [], []
-    kk, gg, pp, jx = (a.ravel() for a in np.meshgrid(np.arange(m), np.arange(g_), np.arange(q), jj, indexing="ij"))
+    kk, gi, pp, jx = (a.ravel() for a in np.meshgrid(np.arange(m), np.arange(nh), np.arange(q), jj, indexing="ij"))
+    gg = hs[gi]
     j = jx + (jx >= gg)  # the j != g of each (k, g, p) in increasing order
     cols["kind"].append(np.full(kk.size, int(OpKind.REDUCE)))
     cols["rank"].append(kk * g_ + j)
     cols["peer"].append(kk * g_ + gg)
-    cols["arg"].append(piece[gg, pp])
+    cols["arg"].append(piece[gi, pp])
     cols["step"].append(np.zeros(kk.size, dtype=np.int64))
     counts.append(np.zeros(kk.size, dtype=np.int64))
     for stage in (0, 1):  # up blocks, then down blocks: block (g, p) at (g q + p) e
-        for g in range(g_):
+        for i, g in enumerate(hs.tolist()):
             for p in range(q):
                 t = trees[(g + p) % 2]
                 cnt, dep = pats[(g + p) % 2][stage]
-                blk = g * q + p
+                blk = i * q + p
                 code = dep // big
                 local = dep % big
                 idx.append(np.choose(code, [blk * h, ns + blk * e, ns + nu + blk * e]) + local)
@@ -235,13 +243,13 @@ def _nvls_tree(b: ProgramBuilder, nodes: int, gpus: int, q: int, piece: np.ndarr
                 cols["kind"].append(np.full(e, int(OpKind.REDUCE if stage == 0 else OpKind.COPY)))
                 cols["rank"].append((r if stage == 0 else par) * g_ + g)
                 cols["peer"].append((par if stage == 0 else r) * g_ + g)
-                cols["arg"].append(np.full(e, piece[g, p]))
+                cols["arg"].append(np.full(e, piece[i, p]))
                 cols["step"].append(1 + p + height - t.depth[r] if stage == 0 else q + height + p + t.depth[r] - 1)
     step = 1 + 2 * (q + height - 1)
     # multicast: after what (k, g) holds (the copy down, or at a tree's root every reduce into it) and
     # after (k, j)'s send of the piece to the switch
     x = np.arange(kk.size)
-    blk = gg * q + pp
+    blk = gi * q + pp
     tsel = (gg + pp) % 2
     roots = np.array([int(np.flatnonzero(t.parent < 0)[0]) for t in trees])
     at_root = kk == roots[tsel]
@@ -267,7 +275,7 @@ def _nvls_tree(b: ProgramBuilder, nodes: int, gpus: int, q: int, piece: np.ndarr
     cols["kind"].append(np.full(kk.size, int(OpKind.COPY)))
     cols["rank"].append(kk * g_ + gg)
     cols["peer"].append(kk * g_ + j)
-    cols["arg"].append(piece[gg, pp])
+    cols["arg"].append(piece[gi, pp])
     cols["step"].append(np.full(kk.size, step))
     b.phases += [Phase("reduce at the switch", 0, 1), Phase("trees across nodes", 1, 2 * (q + height - 1)),
                  Phase("multicast", step, 1)]

@@ -20,7 +20,8 @@ and each half is checked alike (bisection), down to simulating every size. Exact
 arithmetic; in floats, event times within 1e-12 of the makespan count as ties (a tie at one end
 only fails the certificate, which then simulates more). The test compares the grouped sweep with
 a simulation of every size on ``nodes:4x8`` to 1e-9. The NCCL ring on an even node count is
-simulated on its node-shift quotient (:mod:`.quotient`), also exact.
+simulated on its node-shift quotient (:mod:`.quotient`), the tree on 2G channels and NVLSTree on
+one orbit of a GPU rotation (:mod:`.rotation`), also exact.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import numpy as np
 
 from ..routing import routes
 from . import quotient as q
-from .model import nccl_collective, pieces_of, simulate_nccl, window
+from . import rotation
+from .model import nccl_collective, pieces_of, simulate_nccl, view_of, window
 
 TIE = 1e-12  # relative to the makespan: event times closer than this count as one instant
 
@@ -56,6 +58,7 @@ class _Run:
         ch = tune.choose(coll, size)
         spec = tune.spec
         self.choice = ch
+        kw: dict = {}
         if ch.algo == "ring" and q.applies(spec.nodes, spec.gpus, size, ch.nchannels):
             prog = q.ring_quotient(coll, spec.nodes, spec.gpus, size, ch.nchannels,
                                    {"nccl": ch.to_dict(), "proto": ch.proto})
@@ -63,9 +66,19 @@ class _Run:
                 views["quotient"] = q.quotient_topology(spec)
             where, tag = views["quotient"], " quotient"
         else:
-            prog, ch = nccl_collective(coll, topo, size, tune=tune)
             where, tag = topo, ""
-        res, view, self.seconds = simulate_nccl(prog, where, views, gamma=gamma, max_link_rows=0)
+            shift = rotation.shift_of(ch, spec, tune.comm_channels)
+            if shift:  # one orbit of the GPU rotation, where it is exact ([Note: the rail-rotation quotient])
+                prog = rotation.representatives(ch, spec, shift, tune.comm_channels)
+                v = view_of(prog, topo, views)
+                key = ("orbits", id(v), shift)
+                if key not in views:
+                    views[key] = rotation.link_orbits(v, spec, shift)
+                if views[key] is not None and rotation.routes_unique(v, spec, prog):
+                    kw, tag = {"link_orbit": views[key]}, " rotation quotient"
+            if not kw:
+                prog, ch = nccl_collective(coll, topo, size, tune=tune)
+        res, view, self.seconds = simulate_nccl(prog, where, views, gamma=gamma, max_link_rows=0, **kw)
         self.method = res.info["method"] + tag
         self._kept = (prog, res, view)
         self._events = None
