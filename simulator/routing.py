@@ -13,14 +13,14 @@ sources together, in whole-array rounds:
    is lexicographically smallest, which is what ``Topology._parents`` computes level by level with
    ranks: the chosen path of every node is its lexicographically smallest optimal one.
 3. Paths: walked back from every destination at once.
-Where the topology's own search is cheap (fewer than 8 destinations per source, as a ring's
-neighbours), where the arrays would be too large (sources x links over 8M) or the packed cost could
-overflow, :func:`routes` asks the topology itself. A test checks both agree on every preset
+For the sources with fewer than 8 destinations (a ring's neighbours, a tree's few peers), where the
+arrays would be too large (sources x links over 8M) or the packed cost could overflow,
+:func:`routes` asks the topology itself. A test checks both agree on every preset
 and on random graphs with tied latencies.
 
 A pair's route depends on the topology alone (each source's search does not depend on which
 destinations are asked), so :func:`routes` keeps, per topology object and for as long as it lives,
-the routes it found this way and searches only pairs it has not seen (a sweep simulates one view
+the routes it found either way and searches only pairs it has not seen (a sweep simulates one view
 of the topology at many sizes; NVLSTree's 1024-rank programs ask the same ~8k pairs every time).
 """
 
@@ -83,23 +83,30 @@ def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """(hops (K, H) link ids padded with -1, latency (K,) s), as ``topo.routes(src, dst)`` gives:
     :func:`routes_numpy` where it pays, the topology's own search otherwise."""
     src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
-    if src.size and not np.any(src == dst):
-        keys = src * topo.nranks + dst
-        uk = np.unique(keys)
-        if uk.size >= _PER_SOURCE * np.unique(src).size:  # not just a ring's neighbours
-            memo = _known(topo)
-            at = np.minimum(np.searchsorted(memo["keys"], uk), max(memo["keys"].size - 1, 0))
-            new = uk if memo["keys"].size == 0 else uk[memo["keys"][at] != uk]
-            if new.size:
-                found = routes_numpy(topo, new // topo.nranks, new % topo.nranks)
-                if found is None:
-                    return topo.routes(src, dst)
-                _remember(memo, new, *found)
-            row = np.searchsorted(memo["keys"], keys)
-            hops = memo["hops"][row]
-            width = max(int((hops >= 0).sum(axis=1).max()), 1)
-            return hops[:, :width], memo["lat"][row]
-    return topo.routes(src, dst)
+    if not src.size or np.any(src == dst):
+        return topo.routes(src, dst)  # it says what is wrong with a bad pair
+    n = topo.nranks
+    keys = src * n + dst
+    uk = np.unique(keys)
+    memo = _known(topo)
+    at = np.minimum(np.searchsorted(memo["keys"], uk), max(memo["keys"].size - 1, 0))
+    new = uk if memo["keys"].size == 0 else uk[memo["keys"][at] != uk]
+    if new.size:
+        s_new = new // n
+        srcs, per = np.unique(s_new, return_counts=True)
+        many = np.isin(s_new, srcs[per >= _PER_SOURCE])  # sources with many destinations: whole arrays
+        found = routes_numpy(topo, s_new[many], new[many] % n) if many.any() else None
+        if found is None:
+            many[:] = False
+        else:
+            _remember(memo, new[many], *found)
+        if not many.all():  # a ring's neighbours, a tree's few peers: the topology's own search
+            few = new[~many]
+            _remember(memo, few, *topo.routes(few // n, few % n))
+    row = np.searchsorted(memo["keys"], keys)
+    hops = memo["hops"][row]
+    width = max(int((hops >= 0).sum(axis=1).max()), 1)
+    return hops[:, :width], memo["lat"][row]
 
 
 def _remember(memo: dict, keys: np.ndarray, hops: np.ndarray, lat: np.ndarray) -> None:
