@@ -91,6 +91,17 @@ def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
     memo = _known(topo)
     at = np.minimum(np.searchsorted(memo["keys"], uk), max(memo["keys"].size - 1, 0))
     new = uk if memo["keys"].size == 0 else uk[memo["keys"][at] != uk]
+    if new.size and "unique" not in memo:
+        from .cluster_routes import unique_paths
+
+        memo["unique"] = unique_paths(topo)
+    if new.size and memo["unique"] is not None:  # [Note: the cluster's unique paths]
+        from .cluster_routes import cluster_routes
+
+        ok, hops = cluster_routes(memo["unique"], new // n, new % n)
+        if ok.any():
+            _remember(memo, new[ok], hops, _route_latency(topo.link_lat, hops))
+            new = new[~ok]
     if new.size:
         s_new = new // n
         srcs, per = np.unique(s_new, return_counts=True)

@@ -19,9 +19,9 @@ folded onto its links' orbits (:meth:`simulator.engine_context.RouteTable.fold`)
 free on links (no link is fixed) and no route crossing an orbit twice (checked), a link carries, of
 each orbit of flows, exactly one member, so each folded link carries what each of its orbit's links
 carries, at every instant. The routes must commute with the rotation: here every route the programs
-use is the one shortest path (:func:`routes_unique`): inside a node GPU -> NVSwitch -> GPU (any
-other path goes through a NIC and the fabric, no shorter by the latencies checked), across nodes
-between GPUs of one local index GPU -> NIC -> fabric -> NIC -> GPU, all latencies positive. Exact in
+use is the one shortest path (:func:`routes_unique`, [Note: the cluster's unique paths]: inside a
+node GPU -> NVSwitch -> GPU, across nodes between GPUs of one local index GPU -> NIC -> fabric ->
+NIC -> GPU), which the rotation maps to the one shortest path of the image pair. Exact in
 exact arithmetic, as the node-shift quotient of the ring ([Note: the node-shift quotient]); in
 floats the max-min sums run over other flows in another order, so a time may differ in its last
 bits: the test runs both on ``nodes:3x8``..``6x8`` at every size NCCL takes the tree or NVLSTree and
@@ -103,18 +103,14 @@ def link_orbits(topo, spec: NodeSpec, shift: int) -> np.ndarray | None:
 
 
 def routes_unique(topo, spec: NodeSpec, prog: Program) -> bool:
-    """Whether every route ``prog`` uses is the one shortest path on ``topo`` (``spec``'s cluster):
-    its transfers stay in a node or join GPUs of one local index, every latency is positive, and a
-    GPU's two NVSwitch links are no slower than the four links of a path through the fabric."""
+    """Whether every route ``prog`` uses is the one shortest path on ``topo``: its transfers stay in
+    a node or join GPUs of one local index, on a cluster where those paths are unique
+    ([Note: the cluster's unique paths])."""
+    from ..cluster_routes import unique_paths
+
     g = spec.gpus
     t = prog.is_transfer
     src, dst = prog.rank[t].astype(np.int64), prog.peer[t].astype(np.int64)
     if np.any((src // g != dst // g) & (src % g != dst % g)):
         return False
-    lat = np.asarray(topo.link_lat, dtype=np.float64)
-    if lat.size == 0 or not np.all(lat > 0):
-        return False
-    sw = np.array(["nvswitch" in f"{u}{v}" for u, v in topo._ends])
-    if not sw.any():
-        return False
-    return bool(2 * lat[sw].max() <= 4 * lat[~sw].min()) if (~sw).any() else True
+    return unique_paths(topo) is not None
