@@ -79,6 +79,16 @@ def _known(topo) -> dict:
     return memo
 
 
+def unique_paths_of(topo) -> dict | None:
+    """:func:`simulator.cluster_routes.unique_paths` of ``topo``, found once per topology object."""
+    memo = _known(topo)
+    if "unique" not in memo:
+        from .cluster_routes import unique_paths
+
+        memo["unique"] = unique_paths(topo)
+    return memo["unique"]
+
+
 def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(hops (K, H) link ids padded with -1, latency (K,) s), as ``topo.routes(src, dst)`` gives:
     :func:`routes_numpy` where it pays, the topology's own search otherwise."""
@@ -91,11 +101,7 @@ def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
     memo = _known(topo)
     at = np.minimum(np.searchsorted(memo["keys"], uk), max(memo["keys"].size - 1, 0))
     new = uk if memo["keys"].size == 0 else uk[memo["keys"][at] != uk]
-    if new.size and "unique" not in memo:
-        from .cluster_routes import unique_paths
-
-        memo["unique"] = unique_paths(topo)
-    if new.size and memo["unique"] is not None:  # [Note: the cluster's unique paths]
+    if new.size and unique_paths_of(topo) is not None:  # [Note: the cluster's unique paths]
         from .cluster_routes import cluster_routes
 
         ok, hops = cluster_routes(memo["unique"], new // n, new % n)

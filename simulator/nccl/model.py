@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..cluster import NodeSpec
 from ..collectives.nccl_ring import nccl_ring
 from ..collectives.nccl_tree import nccl_tree
@@ -167,18 +169,13 @@ def view(topo: Topology, proto: str, algo: str = "ring", collective: str = "all-
     share = port_bandwidth(spec) / spec.gpu_nvlink_bw if nvls_on else 1.0
     ratio = port_speedup(spec.gpus, collective) if nvls_on else 1.0
     speed = ratio * share
-    d = topo.to_dict()
-    links = []
-    for u, v, bw, _ in d["links"]:
-        if _is_nvlink(u, v):
-            hops = 1 if isinstance(u, int) and isinstance(v, int) else 2
-            links.append([u, v, bw * eff * speed, nvl_lat * 1e-6 / hops])
-        else:
-            links.append([u, v, bw * eff, net_lat * 1e-6 / 4])
-    d.update(links=links, name=f"{topo.name} [{algo}/{proto} view]",
-             meta={**topo.meta, "nccl_view": {"proto": proto, "algo": algo, "efficiency": eff,
-                                               "nvls_port_speedup": ratio, "nvls_port_share": share}})
-    return Topology.from_dict(d)
+    sw = np.array([_is_nvlink(u, v) for u, v in topo._ends], dtype=bool)
+    direct = np.array([isinstance(u, int) and isinstance(v, int) for u, v in topo._ends], dtype=bool)
+    bw = np.where(sw, topo.link_bw * eff * speed, topo.link_bw * eff)
+    lat = np.where(sw, nvl_lat * 1e-6 / np.where(direct, 1, 2), net_lat * 1e-6 / 4)
+    meta = {**topo.meta, "nccl_view": {"proto": proto, "algo": algo, "efficiency": eff,
+                                       "nvls_port_speedup": ratio, "nvls_port_share": share}}
+    return topo.with_figures(bw, lat, f"{topo.name} [{algo}/{proto} view]", meta)
 
 
 def view_of(prog: Program, topo: Topology, views: dict | None = None) -> Topology:

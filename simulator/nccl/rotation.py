@@ -106,11 +106,11 @@ def routes_unique(topo, spec: NodeSpec, prog: Program) -> bool:
     """Whether every route ``prog`` uses is the one shortest path on ``topo``: its transfers stay in
     a node or join GPUs of one local index, on a cluster where those paths are unique
     ([Note: the cluster's unique paths])."""
-    from ..cluster_routes import unique_paths
+    from ..routing import unique_paths_of
 
     g = spec.gpus
     t = prog.is_transfer
     src, dst = prog.rank[t].astype(np.int64), prog.peer[t].astype(np.int64)
     if np.any((src // g != dst // g) & (src % g != dst % g)):
         return False
-    return unique_paths(topo) is not None
+    return unique_paths_of(topo) is not None
