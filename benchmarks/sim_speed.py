@@ -27,9 +27,11 @@ channel a ring over the same ranks with 1/16 of the buffer on its own buffer, so
 every link: 33.5M transfers), with the full per-op result. Target <= 30 s and <= 8 GB.
 
 NCCL sweep (issue 12): ``rankscope sweep --algos nccl --max 16GiB`` on ``nodes:128x8,gpu=h100,nics=8,
-nic=400Gb/s`` (1024 ranks, 32 sizes from 8 B), in a fresh process: each size's choice, method and
-seconds (tuner, build and simulate), and the total, in wall and CPU seconds (the CPU figure is less
-disturbed by other work on a shared machine). Target <= 2 s.
+nic=400Gb/s`` (1024 ranks, 32 sizes from 8 B), in a fresh process, its groups on as many processes
+as the machine has cores (the CLI's default ``--jobs``): each size's choice, method and seconds
+(tuner, build and simulate, in whichever process ran it), the total in wall and CPU seconds (of the
+parent; the CPU figure is less disturbed by other work on a shared machine) and the process's wall
+time, interpreter start and imports included, which the target is for. Target <= 2 s.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def run_nccl_sweep(hi: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     topo = parse_topology(NCCL_TOPO)
     took: list[float] = []
-    rows = run_sweep("all-reduce", ["nccl"], topo.nranks, default_sizes(8, hi), topo, progress=False, timings=took)
+    rows = run_sweep("all-reduce", ["nccl"], topo.nranks, default_sizes(8, hi), topo, progress=False, timings=took,
+                     jobs=os.cpu_count() or 1)  # as `rankscope sweep` does by default (--jobs)
     return {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
             "rows": [{"size": r.size, "choice": r.choice, "method": r.method, "seconds": s, "busbw_sim": r.busbw / 1e9,
                       "busbw_nccl": 2 * (topo.nranks - 1) / topo.nranks * r.size / r.predicted / 1e9}
@@ -225,9 +228,19 @@ def nccl_sweep() -> None:
     for row in r["rows"]:
         print(f"{row['size']:>12}  {row['choice']:<20} {row['method']:<16} {row['seconds']:>8.2f} "
               f"{row['busbw_nccl']:>10.1f} {row['busbw_sim']:>9.1f}")
-    met = "met" if r["process_s"] <= 2 else "missed"
-    print(f"{len(r['rows'])} sizes: {r['seconds']:.1f} s in the sweep ({r['cpu_s']:.1f} s of CPU; process "
-          f"{r['process_s']:.1f} s, peak {r['peak_MB']:.0f} MB; load average {os.getloadavg()[0]:.1f} after); "
+    cmd = [sys.executable, "-m", "rankscope", "sweep", "--algos", "nccl", "--max", "16GiB", "--topology", NCCL_TOPO,
+           "--json"]
+    walls = []
+    for _ in range(3):  # the command itself, as a user runs it: interpreter, imports, sweep, output, exit
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t0)
+        if out.returncode or len(json.loads(out.stdout)["rows"]) != len(r["rows"]):
+            raise SystemExit(out.stderr)
+    met = "met" if min(walls) <= 2 else "missed"
+    print(f"{len(r['rows'])} sizes: {r['seconds']:.1f} s in the sweep ({r['cpu_s']:.1f} s of CPU in the parent; "
+          f"process {r['process_s']:.1f} s, peak {r['peak_MB']:.0f} MB); `{' '.join(cmd[2:])}`: "
+          f"{' / '.join(f'{w:.2f}' for w in walls)} s (3 runs); load average {os.getloadavg()[0]:.1f} after; "
           f"target 2 s {met}")
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from rankscope.cli import main
+from rankscope.cli import run
 
-sys.exit(main())
+sys.exit(run())

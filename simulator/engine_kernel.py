@@ -457,7 +457,8 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                     fk[ft], fo[ft] = OP_END, w
                     ft += 1
         if npend:
-            tab_key, tab_val = _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st, tab_key, tab_val, bits)
+            tab_key, tab_val = _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st,
+                                      tab_key, tab_val, bits)
         if not changed:
             continue
         # reshare: the new flows join, the parts a change touched get their max-min rates
@@ -501,3 +502,9 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                 rem0[i] = rem
             rate[i] = r
     return start, end, rows_op[:nrow].copy(), rows_t0[:nrow].copy(), rows_t1[:nrow].copy(), rows_nb[:nrow].copy()
+
+
+def warm() -> None:
+    """Load (or compile) the loop now: a forked worker then inherits it loaded."""
+    z, f, b = np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.bool_)
+    run_transfers(b, f, f, f, z, 1, z, np.zeros(2, np.int64), z, z, z, z, z, 1, f, False)

@@ -47,9 +47,11 @@ def default_sizes(lo: int = 8, hi: int = 1 << 30) -> list[int]:
 def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequence[int], topo, *,
               gamma: float = 0.0, pieces: int = 4, nodes: int | None = None,
               progress: bool | None = None, nccl_algo: str | None = None,
-              nccl_proto: str | None = None, timings: list | None = None, groups: bool = True) -> list[SweepRow]:
+              nccl_proto: str | None = None, timings: list | None = None, groups: bool = True,
+              jobs: int = 1) -> list[SweepRow]:
     """One row per (size, algorithm); ``timings``, if given, gets each row's wall seconds.
-    ``groups``: time ``nccl`` by size groups ([Note: size groups], exact); False simulates every size."""
+    ``groups``: time ``nccl`` by size groups ([Note: size groups], exact); False simulates every size.
+    ``jobs``: processes for the ``nccl`` groups ([Note: groups in parallel]; the rows are the same)."""
     clock = time.perf_counter()
     rows = []
     with Progress(len(sizes) * len(algos), "sweep", force=bool(progress)) as bar:
@@ -57,7 +59,8 @@ def run_sweep(collective: str, algos: Sequence[str], nranks: int, sizes: Sequenc
             bar.enabled = False
         nccl, took = {}, {}
         if "nccl" in algos:
-            nccl, took = _nccl_rows(collective, nranks, sizes, topo, gamma, nccl_algo, nccl_proto, groups, bar)
+            nccl, took = _nccl_rows(collective, nranks, sizes, topo, gamma, nccl_algo, nccl_proto, groups, bar,
+                                    jobs)
             clock = time.perf_counter()
         for size in sizes:
             for algo in algos:
@@ -84,27 +87,23 @@ def _lap(timings: list | None, since: float) -> float:
 
 
 def _nccl_rows(collective: str, nranks: int, sizes, topo, gamma: float, nccl_algo, nccl_proto, groups: bool,
-               bar) -> tuple[dict, dict]:
+               bar, jobs: int = 1) -> tuple[dict, dict]:
     """size -> the nccl row, and size -> wall seconds spent on it (0 where interpolated)."""
     from .nccl import tuning
     from .nccl.sweep_fast import nccl_seconds
 
     coll = ALIASES.get(collective, collective)
     tune, views, took = tuning(topo, nccl_algo, nccl_proto), {}, {}
-    clock = [time.perf_counter()]
 
     def done(size: int) -> None:
-        now = time.perf_counter()
-        took[size] = now - clock[0]
-        clock[0] = now
         bar.step(f"{size} B nccl")
 
     if groups:
-        got = nccl_seconds(coll, sorted(set(sizes)), topo, tune, gamma, views, done)
+        got = nccl_seconds(coll, sorted(set(sizes)), topo, tune, gamma, views, done, jobs=jobs, took=took)
     else:
         got = {}
         for size in sizes:
-            got.update(nccl_seconds(coll, [size], topo, tune, gamma, views, done))
+            got.update(nccl_seconds(coll, [size], topo, tune, gamma, views, done, took=took))
     rows = {}
     for size, (t, method, ch) in got.items():
         rows[size] = SweepRow(size, "nccl", t, algbw(size, t), busbw(coll, nranks, size, t), method,

@@ -28,3 +28,18 @@ def test_the_certificate_wants_one_order_ties_alike():
     assert _same_order(a, a * 2 + 1, 3.0)
     assert not _same_order(a, np.array([0.0, 1.0, 1.5, 3.0]), 3.0)  # a tie at one end only
     assert not _same_order(a, np.array([0.0, 2.0, 2.0, 1.0]), 3.0)  # an order that flips
+
+
+def test_groups_in_parallel_give_the_serial_rows(monkeypatch):
+    """[Note: groups in parallel]: forked workers, the same rows (forced on a small cluster)."""
+    from rankscope.simulator.nccl import sweep_fast
+
+    monkeypatch.setattr(sweep_fast, "PARALLEL_MIN", 0)
+    topo = parse_topology("nodes:4x8,gpu=h100,nics=8,nic=400Gb/s")
+    sizes = default_sizes(8, 1 << 30)
+    serial = run_sweep("all-reduce", ["nccl"], 32, sizes, topo, progress=False)
+    took: list = []
+    parallel = run_sweep("all-reduce", ["nccl"], 32, sizes, topo, progress=False, jobs=2, timings=took)
+    assert [(r.size, r.seconds, r.method, r.choice) for r in parallel] == \
+           [(r.size, r.seconds, r.method, r.choice) for r in serial]
+    assert len(took) == len(sizes) and all(t >= 0 for t in took)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rankscope.simulator.collectives import ALGORITHMS, build
@@ -195,7 +196,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
         nccl_notes(tuning(topo, a.nccl_algo, a.nccl_proto).choose(ALIASES.get(coll, coll), sizes[0]).notes)
     rows = run_sweep(coll, algos, a.ranks, sizes, topo, gamma=a.gamma, pieces=a.pieces, nodes=a.nodes,
-                     progress=False if (a.json or a.csv) else None, nccl_algo=a.nccl_algo, nccl_proto=a.nccl_proto)
+                     progress=False if (a.json or a.csv) else None, nccl_algo=a.nccl_algo, nccl_proto=a.nccl_proto,
+                     jobs=a.jobs or os.cpu_count() or 1)
     if a.json:
         dump_json({"collective": coll, "nranks": a.ranks, "topology": topo.name, "gamma": a.gamma,
                "rows": [r.__dict__ for r in rows]})
@@ -322,6 +324,9 @@ def register(sub) -> None:
     w.add_argument("--nodes", type=int_at_least(1), help="M for --algos hier")
     w.add_argument("--nccl-algo", help="with --algos nccl: allow only these NCCL algorithms (as NCCL_ALGO)")
     w.add_argument("--nccl-proto", help="with --algos nccl: allow only these protocols (as NCCL_PROTO)")
+    w.add_argument("--jobs", "-j", type=int_at_least(1),
+                   help="with --algos nccl: processes for its size groups (default: the machine's cores; the rows "
+                        "are the same)")
     add_topology_args(w)
     fmt = w.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")

@@ -27,6 +27,7 @@ one orbit of a GPU rotation (:mod:`.rotation`), also exact.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from . import rotation
 from .model import nccl_collective, pieces_of, simulate_nccl, view_of, window
 
 TIE = 1e-12  # relative to the makespan: event times closer than this count as one instant
+PARALLEL_MIN = 1_000_000  # op-units (:func:`_weight`) below which the groups run in this process
 
 
 def _key(ch, spec) -> tuple:
@@ -112,11 +114,12 @@ def _same_order(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
 
 
 def nccl_seconds(coll: str, sizes: list[int], topo, tune, gamma: float, views: dict,
-                 on_size=None) -> dict[int, tuple[float, str, object]]:
+                 on_size=None, jobs: int = 1, took: dict | None = None) -> dict[int, tuple[float, str, object]]:
     """size -> (simulated seconds, method, NCCL's choice), simulating as few sizes as the
-    certificate of [Note: size groups] allows; ``on_size(size)`` is called as each size is done."""
+    certificate of [Note: size groups] allows; ``on_size(size)`` is called as each size is done,
+    ``took[size]`` gets the seconds it cost (0 where interpolated). ``jobs`` > 1: the groups run
+    in that many forked processes ([Note: groups in parallel])."""
     spec = tune.spec
-    out: dict[int, tuple[float, str, object]] = {}
     groups: list[list[int]] = []
     last = None
     for s in sorted(sizes):
@@ -128,21 +131,86 @@ def nccl_seconds(coll: str, sizes: list[int], topo, tune, gamma: float, views: d
         else:
             groups.append([s])
         last = key if whole else None
-    for g in groups:
-        _group(coll, g, topo, tune, gamma, views, out, on_size)
+    out: dict[int, tuple[float, str, object]] = {}
+    took = {} if took is None else took
+    cost = [len(g) * _weight(tune.choose(coll, g[-1]), spec) for g in groups]
+    if jobs > 1 and len(groups) > 1 and sum(cost) >= PARALLEL_MIN and _can_fork():
+        _parallel(coll, groups, cost, topo, tune, gamma, views, out, took, on_size, jobs)
+    else:
+        for g in groups:
+            _group(coll, g, topo, tune, gamma, views, out, took, on_size)
     assert math.isfinite(sum(v[0] for v in out.values()))
     return out
 
 
-def _group(coll: str, g: list[int], topo, tune, gamma: float, views: dict, out: dict, on_size) -> None:
-    """One group's sizes into ``out``: its ends simulated, the inside interpolated where certified,
-    else cut in two."""
+def _can_fork() -> bool:
+    import multiprocessing
+    import os
+
+    return hasattr(os, "fork") and "fork" in multiprocessing.get_all_start_methods()
+
+
+_SHARED: tuple = ()  # what forked workers inherit: (coll, topo, tune, gamma, views)
+
+
+def _work(g: list[int]) -> tuple[dict, dict]:
+    coll, topo, tune, gamma, views = _SHARED
+    out, took = {}, {}
+    _group(coll, g, topo, tune, gamma, views, out, took, None)
+    return out, took
+
+
+def _parallel(coll: str, groups: list, cost: list, topo, tune, gamma: float, views: dict, out: dict, took: dict,
+              on_size, jobs: int) -> None:
+    """[Note: groups in parallel]
+    The groups are independent simulations: forked workers (they inherit the topology, the tuner,
+    the views made so far and the compiled event loop, loaded first so that no worker loads it
+    again) take them largest first, as they come free. Each group's answer is the one the serial
+    loop gives (the engine is deterministic; a worker's views and route caches are its own, made
+    the same way). ``on_size`` is called in the parent as each group's results arrive. Only where
+    the groups hold :data:`PARALLEL_MIN` op-units of work or more (about a third of a second here): a
+    small sweep is done before the workers would be."""
+    global _SHARED
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ..engine_kernel import warm
+
+    warm()
+    order = sorted(range(len(groups)), key=lambda i: -cost[i])
+    _SHARED = (coll, topo, tune, gamma, views)
+    try:
+        with ProcessPoolExecutor(min(jobs, len(groups)), mp_context=multiprocessing.get_context("fork")) as pool:
+            for fut in as_completed([pool.submit(_work, groups[i]) for i in order]):
+                part, secs = fut.result()
+                out.update(part)
+                took.update(secs)
+                if on_size:
+                    for size in sorted(part):
+                        on_size(size)
+    finally:
+        _SHARED = ()
+
+
+def _weight(ch, spec) -> float:
+    """A group's cost per size, roughly: the ops of one simulation (for the order only)."""
+    if ch.algo == "ring":
+        return 2.0 * spec.nranks * ch.nchannels
+    lanes = spec.gpus if ch.algo.startswith("nvls") else ch.nchannels
+    return float(lanes * pieces_of(ch, spec) * spec.nranks)
+
+
+def _group(coll: str, g: list[int], topo, tune, gamma: float, views: dict, out: dict, took: dict, on_size) -> None:
+    """One group's sizes into ``out`` (and their seconds into ``took``): its ends simulated, the
+    inside interpolated where certified, else cut in two."""
     runs: dict[int, _Run] = {}
 
     def run(i: int) -> _Run:
         if i not in runs:
+            t0 = time.perf_counter()
             runs[i] = _Run(coll, g[i], topo, tune, gamma, views)
             out[g[i]] = (runs[i].seconds, runs[i].method, runs[i].choice)
+            took[g[i]] = time.perf_counter() - t0
             if on_size:
                 on_size(g[i])
         return runs[i]
@@ -159,6 +227,7 @@ def _group(coll: str, g: list[int], topo, tune, gamma: float, views: dict, out: 
             for i in range(lo + 1, hi):
                 t = a.seconds + (b.seconds - a.seconds) * (g[i] - s0) / (s1 - s0)
                 out[g[i]] = (t, f"{a.method}, interpolated", tune.choose(coll, g[i]))
+                took[g[i]] = 0.0
                 if on_size:
                     on_size(g[i])
             continue
