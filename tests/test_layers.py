@@ -53,4 +53,4 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
                for f in (ROOT / src).rglob("*.py") if "__pycache__" not in f.parts}
     assert sources - set(names) == set()
     entry = [n for n in names if n.endswith("entry_points.txt")]
-    assert "rankscope = rankscope.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
+    assert "rankscope = rankscope.cli:run" in zipfile.ZipFile(wheel).read(entry[0]).decode()
