@@ -47,9 +47,10 @@ def run() -> int:
     without the interpreter's teardown. numba's compiled code costs 0.2-0.4 s to tear down at exit
     (LLVM's state; measured on this project's 2-core machine), longer than many a command's work;
     nothing of rankscope's needs it: outputs are written and closed (trace files atomically, before
-    their command returns), so once stdout and stderr are flushed the process can end."""
+    their command returns), so once stdout and stderr are flushed the process can end. Not after a
+    real run (torch loaded), whose library cleans up at exit."""
     code = main()
-    if "numba" in sys.modules:
+    if "numba" in sys.modules and "torch" not in sys.modules:  # torch's exit handlers stay
         import os
 
         try:
