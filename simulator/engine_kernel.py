@@ -258,9 +258,9 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
     ``hop_idx[hop_ptr[op]:hop_ptr[op] + hop_len[op]]`` and ``part``. Returns (start, end, and the
     rate periods op, t0, t1, bytes; empty unless ``record``).
 
-    The Python loop's ``begin``, ``arrive`` and ``ready`` are written out where they are called
-    (a numba call with array arguments costs reference counts per call, the bulk of the time on
-    10^6 events). An event scheduled for the instant being handled goes to a FIFO that runs after
+    The Python loop's ``begin``, ``arrive`` and ``ready`` are written out in the loop (a numba call
+    with array arguments costs reference counts per call, the bulk of the time on 10^6 events); what
+    an event starts is begun in order after it (``go``), as the Python loop's calls push it. An event scheduled for the instant being handled goes to a FIFO that runs after
     the instant's heap entry (everything on the heap was scheduled before, so this is (time,
     sequence) order); later ones are pending until the instant ends, then join the heap in order."""
     m = nbytes.size
@@ -297,6 +297,7 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
     na = 0
     new = np.empty(max(m, 1), np.int64)
     gone = np.empty(max(m, 1), np.int64)
+    go = np.empty(max(m, 1), np.int64)
     # max-min scratch
     cap = np.zeros(max(nl, 1))
     count = np.zeros(max(nl, 1))
@@ -408,6 +409,7 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                     changed = True
                     continue
                 kind = -1
+            ngo = 0  # what this event starts, in order: a transfer's message (op) or a zero-time op (-1 - op)
             if kind == -1:  # arrive: its end, then its connection's next message
                 tt = now + red[op]
                 if tt == now:
@@ -418,44 +420,44 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                     npend += 1
                 c = conn[op]
                 if qhead[c] < qtail[c]:
-                    nxt = qstore[qstart[c] + qhead[c]]
+                    go[ngo] = qstore[qstart[c] + qhead[c]]
+                    ngo += 1
                     qhead[c] += 1
-                    start[nxt] = now
-                    tt = now + lat[nxt]
-                    if tt == now:
-                        fk[ft], fo[ft] = LAT_END, nxt
-                        ft += 1
-                    else:
-                        pt[npend], pk[npend], po[npend] = tt, LAT_END, nxt
-                        npend += 1
                 else:
                     busy[c] = False
-                continue
-            end[op] = now  # OP_END: the dependents it was the last wait of are ready
-            for j in range(rev_ptr[op], rev_ptr[op + 1]):
-                w = rev_idx[j]
-                waiting[w] -= 1
-                if waiting[w] != 0:
-                    continue
-                if is_tr[w]:
-                    c = conn[w]
-                    if busy[c]:
+            else:
+                end[op] = now  # OP_END: the dependents it was the last wait of are ready
+                for j in range(rev_ptr[op], rev_ptr[op + 1]):
+                    w = rev_idx[j]
+                    waiting[w] -= 1
+                    if waiting[w] != 0:
+                        continue
+                    if not is_tr[w]:
+                        go[ngo] = -1 - w
+                        ngo += 1
+                    elif busy[conn[w]]:
+                        c = conn[w]
                         qstore[qstart[c] + qtail[c]] = w
                         qtail[c] += 1
-                        continue
-                    busy[c] = True
-                    start[w] = now
-                    tt = now + lat[w]
-                    if tt == now:
-                        fk[ft], fo[ft] = LAT_END, w
-                        ft += 1
                     else:
-                        pt[npend], pk[npend], po[npend] = tt, LAT_END, w
-                        npend += 1
-                else:
-                    start[w] = now
-                    fk[ft], fo[ft] = OP_END, w
+                        busy[conn[w]] = True
+                        go[ngo] = w
+                        ngo += 1
+            for j in range(ngo):  # begin: the message's latency, or a zero-time op's end, now
+                w = go[j]
+                if w < 0:
+                    start[-1 - w] = now
+                    fk[ft], fo[ft] = OP_END, -1 - w
                     ft += 1
+                    continue
+                start[w] = now
+                tt = now + lat[w]
+                if tt == now:
+                    fk[ft], fo[ft] = LAT_END, w
+                    ft += 1
+                else:
+                    pt[npend], pk[npend], po[npend] = tt, LAT_END, w
+                    npend += 1
         if npend:
             tab_key, tab_val = _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st,
                                       tab_key, tab_val, bits)
