@@ -260,9 +260,10 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
 
     The Python loop's ``begin``, ``arrive`` and ``ready`` are written out in the loop (a numba call
     with array arguments costs reference counts per call, the bulk of the time on 10^6 events); what
-    an event starts is begun in order after it (``go``), as the Python loop's calls push it. An event scheduled for the instant being handled goes to a FIFO that runs after
-    the instant's heap entry (everything on the heap was scheduled before, so this is (time,
-    sequence) order); later ones are pending until the instant ends, then join the heap in order."""
+    an event starts is begun in order after it (``go``), as the Python loop's calls push it. An
+    event scheduled for the instant being handled goes to a FIFO that runs after the instant's heap
+    entry (everything on the heap was scheduled before, so this is (time, sequence) order); later
+    ones are pending until the instant ends, then join the heap in order."""
     m = nbytes.size
     nl = link_bw.size
     start = np.full(m, np.nan)
