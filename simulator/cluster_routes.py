@@ -3,13 +3,15 @@
 [Note: the cluster's unique paths]
 On :func:`simulator.topology.cluster_topology` (every node's GPUs on one NVSwitch, GPU ``g`` on NIC
 ``rail(g)``, every NIC on one fabric) two kinds of pairs have exactly one shortest path, in the
-rule routes follow (least latency, then fewest hops, then the smallest link ids), when every link's
-latency is positive and an NVSwitch link is faster than any NIC or fabric link:
+rule routes follow (least latency, then fewest hops, then the smallest link ids), when every
+NVSwitch link has one latency, every NIC and fabric link another, larger one, both positive:
 - two GPUs of one node: GPU -> NVSwitch -> GPU. Any other path ends NVSwitch -> b after more links
   (each of positive latency), or leaves a through its NIC: at least two NIC links (a's and b's,
   when they share it) against two NVSwitch links, each slower;
 - GPUs of one local index on two nodes: GPU -> NIC -> fabric -> NIC -> GPU. Every path crosses the
-  fabric, and this one has no link besides the four it must have.
+  fabric through at least four NIC and fabric links, all of one latency, and this one has no link
+  besides those four (with a slower NIC, a path through a neighbour GPU's NIC could be shorter:
+  hence one latency per kind).
 So any correct search returns these paths: :func:`cluster_routes` writes them down (tested
 against the search on every view of several clusters); other pairs are searched as before. The
 views NCCL's model runs on keep the links and change latencies by kind, and keep the condition
@@ -39,7 +41,9 @@ def unique_paths(topo) -> dict | None:
         return None
     lat = np.asarray(topo.link_lat, dtype=np.float64)
     sw = np.array(["nvswitch" in f"{u}{v}" for u, v in ends])
-    if lat.size == 0 or not np.all(lat > 0) or ((~sw).any() and not lat[sw].max() < lat[~sw].min()):
+    net = lat[~sw]
+    if (lat.size == 0 or not np.all(lat > 0) or np.ptp(lat[sw]) != 0
+            or (net.size and (np.ptp(net) != 0 or not lat[sw][0] < net[0]))):
         return None
     index = {e: i for i, e in enumerate(ends)}
     n, g = spec.nranks, spec.gpus

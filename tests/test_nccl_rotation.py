@@ -86,3 +86,19 @@ def test_no_written_down_routes_where_a_path_may_tie():
 
     assert unique_paths(Topology.from_dict(d)) is None
     assert unique_paths(parse_topology("dgx-h100")) is None  # not a cluster preset link for link
+
+
+def test_no_written_down_routes_where_one_nic_is_slower():
+    """One GPU's NIC slower than the others': its shortest path to its rail peer goes through a
+    neighbour's NIC (found by the review of this code), so nothing is written down."""
+    from rankscope.simulator.topology import Topology
+
+    d = parse_topology("nodes:2x4,gpu=h100,nics=4,nic=400Gb/s").to_dict()
+    for link in d["links"]:
+        if (link[0], link[1]) in ((0, "nic0.0"), ("nic0.0", "fabric")):
+            link[3] = 1e-3
+    t = Topology.from_dict(d)
+    assert unique_paths(t) is None
+    hops, _ = routing.routes(t, np.array([0]), np.array([4]))
+    assert [t.link_names[i] for i in hops[0] if i >= 0] == [t.link_names[i] for i in t.route(0, 4)]
+    assert "nvswitch0->1" in [t.link_names[i] for i in hops[0] if i >= 0]
