@@ -260,10 +260,10 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
 
     The Python loop's ``begin``, ``arrive`` and ``ready`` are written out in the loop (a numba call
     with array arguments costs reference counts per call, the bulk of the time on 10^6 events); what
-    an event starts is begun in order after it (``go``), as the Python loop's calls push it. An
-    event scheduled for the instant being handled goes to a FIFO that runs after the instant's heap
-    entry (everything on the heap was scheduled before, so this is (time, sequence) order); later
-    ones are pending until the instant ends, then join the heap in order."""
+    an event schedules is collected in order (``gt``, ``gk``, ``go``) and then pushed, as the Python
+    loop's calls push it. An event scheduled for the instant being handled goes to a FIFO that runs
+    after the instant's heap entry (everything on the heap was scheduled before, so this is (time,
+    sequence) order); later ones are pending until the instant ends, then join the heap in order."""
     m = nbytes.size
     nl = link_bw.size
     start = np.full(m, np.nan)
@@ -298,7 +298,7 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
     na = 0
     new = np.empty(max(m, 1), np.int64)
     gone = np.empty(max(m, 1), np.int64)
-    go = np.empty(max(m, 1), np.int64)
+    gt, gk, go = np.empty(max(m, 1)), np.empty(max(m, 1), np.int64), np.empty(max(m, 1), np.int64)
     # max-min scratch
     cap = np.zeros(max(nl, 1))
     count = np.zeros(max(nl, 1))
@@ -410,20 +410,17 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                     changed = True
                     continue
                 kind = -1
-            ngo = 0  # what this event starts, in order: a transfer's message (op) or a zero-time op (-1 - op)
+            ngo = 0  # what this event schedules, in order: (time, kind, op)
             if kind == -1:  # arrive: its end, then its connection's next message
-                tt = now + red[op]
-                if tt == now:
-                    fk[ft], fo[ft] = OP_END, op
-                    ft += 1
-                else:
-                    pt[npend], pk[npend], po[npend] = tt, OP_END, op
-                    npend += 1
+                gt[ngo], gk[ngo], go[ngo] = now + red[op], OP_END, op
+                ngo += 1
                 c = conn[op]
                 if qhead[c] < qtail[c]:
-                    go[ngo] = qstore[qstart[c] + qhead[c]]
-                    ngo += 1
+                    nxt = qstore[qstart[c] + qhead[c]]
                     qhead[c] += 1
+                    start[nxt] = now
+                    gt[ngo], gk[ngo], go[ngo] = now + lat[nxt], LAT_END, nxt
+                    ngo += 1
                 else:
                     busy[c] = False
             else:
@@ -433,31 +430,24 @@ def run_transfers(is_tr, nbytes, lat, red, conn, nconn, waiting, rev_ptr, rev_id
                     waiting[w] -= 1
                     if waiting[w] != 0:
                         continue
-                    if not is_tr[w]:
-                        go[ngo] = -1 - w
-                        ngo += 1
-                    elif busy[conn[w]]:
+                    if is_tr[w] and busy[conn[w]]:  # queued behind its connection's message
                         c = conn[w]
                         qstore[qstart[c] + qtail[c]] = w
                         qtail[c] += 1
-                    else:
+                        continue
+                    start[w] = now
+                    if is_tr[w]:  # begin: its latency first
                         busy[conn[w]] = True
-                        go[ngo] = w
-                        ngo += 1
-            for j in range(ngo):  # begin: the message's latency, or a zero-time op's end, now
-                w = go[j]
-                if w < 0:
-                    start[-1 - w] = now
-                    fk[ft], fo[ft] = OP_END, -1 - w
-                    ft += 1
-                    continue
-                start[w] = now
-                tt = now + lat[w]
-                if tt == now:
-                    fk[ft], fo[ft] = LAT_END, w
+                        gt[ngo], gk[ngo], go[ngo] = now + lat[w], LAT_END, w
+                    else:  # a zero-time op ends now
+                        gt[ngo], gk[ngo], go[ngo] = now, OP_END, w
+                    ngo += 1
+            for j in range(ngo):  # for now: this instant's FIFO; for later: pending until it ends
+                if gt[j] == now:
+                    fk[ft], fo[ft] = gk[j], go[j]
                     ft += 1
                 else:
-                    pt[npend], pk[npend], po[npend] = tt, LAT_END, w
+                    pt[npend], pk[npend], po[npend] = gt[j], gk[j], go[j]
                     npend += 1
         if npend:
             tab_key, tab_val = _flush(pt, pk, po, npend, hp, et, ehead, etail, ev_kind, ev_op, ev_next, st,

@@ -101,10 +101,11 @@ def routes(topo, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
     memo = _known(topo)
     at = np.minimum(np.searchsorted(memo["keys"], uk), max(memo["keys"].size - 1, 0))
     new = uk if memo["keys"].size == 0 else uk[memo["keys"][at] != uk]
-    if new.size and unique_paths_of(topo) is not None:  # [Note: the cluster's unique paths]
+    ids = unique_paths_of(topo) if new.size else None
+    if ids is not None:  # [Note: the cluster's unique paths]
         from .cluster_routes import cluster_routes
 
-        ok, hops = cluster_routes(memo["unique"], new // n, new % n)
+        ok, hops = cluster_routes(ids, new // n, new % n)
         if ok.any():
             _remember(memo, new[ok], hops, _route_latency(topo.link_lat, hops))
             new = new[~ok]
